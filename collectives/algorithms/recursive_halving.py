@@ -1,0 +1,149 @@
+"""Recursive halving (Rabenseifner): reduce-scatter by recursive halving, allgather by doubling.
+
+On ``p = 2**k`` ranks, reduce-scatter step ``i`` pairs rank ``r`` with ``peer = r ^ mask`` for
+``mask = p/2, p/4, ..., 1``: both hold the same range of chunks; the rank whose ``mask`` bit is clear
+keeps the lower half and sends the upper half, its peer the opposite, and each reduces the half it
+receives. Invariant: after the step with ``mask``, rank ``r`` holds a range of ``mask`` chunks
+reduced over the ``p / mask`` ranks that share its high bits; at the end rank ``r`` owns chunk ``r``.
+The allgather retraces the steps in reverse (``mask = 1, 2, ..., p/2``), each rank sending all it
+has, so the held range doubles.
+
+Other ``p`` use the standard pre/post step (:mod:`collectives.algorithms._folding`): the extra
+ranks fold their whole buffer into a partner first and get the result back last.
+
+Textbook cost per rank for ``p = 2**k``: ``2 log2 p`` steps, ``2 (p - 1) / p * n`` bytes sent.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from collectives.algorithms._folding import Folding
+from collectives.schedule import Schedule, Step, concat_steps
+
+__all__ = ["allreduce", "reduce_scatter", "allgather", "halving_steps", "doubling_steps", "fold_step", "unfold_step"]
+
+
+def fold_step(fold: Folding, first: int, nchunks: int, reduce: bool, phase: str) -> tuple[int, callable]:
+    """Pre step: even rank ``2i`` sends chunks ``[first, first + nchunks)`` to ``2i + 1``."""
+    if fold.rem == 0:
+        return 0, None
+    evens = fold.folded
+
+    def make_step(_: int) -> Step:
+        return Step.build(evens, evens + 1, first, nchunks, reduce, key=("fold", phase), phase=phase)
+
+    return 1, make_step
+
+
+def unfold_step(fold: Folding, first_of, size_of, phase: str) -> tuple[int, callable]:
+    """Post step: odd rank ``2i + 1`` copies chunks ``[first_of(i), first_of(i) + size_of(i))`` to ``2i``."""
+    if fold.rem == 0:
+        return 0, None
+    evens = fold.folded
+
+    def make_step(_: int) -> Step:
+        return Step.build(evens + 1, evens, first_of(evens // 2), size_of(evens // 2), False, key=("unfold", phase), phase=phase)
+
+    return 1, make_step
+
+
+def halving_steps(fold: Folding, start) -> tuple[int, callable]:
+    """Reduce-scatter by recursive halving over the virtual ranks.
+
+    ``start(v)`` is the first chunk of virtual rank ``v``'s final range (``start(pof2)`` = end).
+    """
+    vranks = np.arange(fold.pof2, dtype=np.int64)
+    real = fold.real(vranks)
+
+    def make_step(i: int) -> Step:
+        mask = fold.pof2 >> (i + 1)
+        lo = vranks & ~(2 * mask - 1)
+        keeps_lower = (vranks & mask) == 0
+        # the half this rank gives away: the peer's half of the current range
+        give_lo = np.where(keeps_lower, lo + mask, lo)
+        first = start(give_lo)
+        count = start(give_lo + mask) - first
+        return Step.build(real, fold.real(vranks ^ mask), first, count, True, key=("halving", mask), phase="reduce_scatter")
+
+    return fold.levels, make_step
+
+
+def doubling_steps(fold: Folding, start, phase: str = "allgather") -> tuple[int, callable]:
+    """Allgather by recursive doubling over the virtual ranks: the held range doubles each step."""
+    vranks = np.arange(fold.pof2, dtype=np.int64)
+    real = fold.real(vranks)
+
+    def make_step(i: int) -> Step:
+        mask = 1 << i
+        lo = vranks & ~(mask - 1)
+        first = start(lo)
+        count = start(lo + mask) - first
+        return Step.build(real, fold.real(vranks ^ mask), first, count, False, key=("doubling", mask), phase=phase)
+
+    return fold.levels, make_step
+
+
+def _allreduce_parts(fold: Folding):
+    def start(v):
+        return np.asarray(v, dtype=np.int64)
+
+    n = fold.pof2
+    return [
+        fold_step(fold, 0, n, True, "reduce_scatter"),
+        halving_steps(fold, start),
+    ], [
+        doubling_steps(fold, start),
+        unfold_step(fold, lambda i: 0, lambda i: n, "allgather"),
+    ]
+
+
+def allreduce(nranks: int) -> Schedule:
+    """Rabenseifner allreduce: ``pof2`` chunks, one per virtual rank."""
+    fold = Folding(nranks)
+    rs, ag = _allreduce_parts(fold)
+    nsteps, make_step = concat_steps(*[part for part in rs + ag if part[0]])
+    owner = fold.real(np.arange(fold.pof2))
+    return Schedule("allreduce", "recursive_halving", nranks, fold.pof2, owner, nsteps, make_step)
+
+
+def reduce_scatter(nranks: int) -> Schedule:
+    """Reduce-scatter by recursive halving: rank ``r`` ends with block ``r`` reduced.
+
+    Virtual rank ``v`` reduces the blocks of every real rank it stands for; a folded pair's odd
+    rank then hands block ``2i`` to rank ``2i``.
+    """
+    fold = Folding(nranks)
+    parts = [
+        fold_step(fold, 0, nranks, True, "reduce_scatter"),
+        halving_steps(fold, fold.first_block),
+        unfold_step(fold, lambda i: 2 * i, lambda i: 1, "reduce_scatter"),
+    ]
+    nsteps, make_step = concat_steps(*[part for part in parts if part[0]])
+    owner = np.arange(nranks, dtype=np.int64)
+    return Schedule("reduce_scatter", "recursive_halving", nranks, nranks, owner, nsteps, make_step, nblocks=nranks)
+
+
+def allgather(nranks: int, algorithm: str = "recursive_halving") -> Schedule:
+    """Allgather by recursive doubling: folded ranks hand their block in first, get all back last."""
+    fold = Folding(nranks)
+    parts = [
+        _hand_in(fold),
+        doubling_steps(fold, fold.first_block),
+        unfold_step(fold, lambda i: 0, lambda i: nranks, "allgather"),
+    ]
+    nsteps, make_step = concat_steps(*[part for part in parts if part[0]])
+    owner = np.arange(nranks, dtype=np.int64)
+    return Schedule("allgather", algorithm, nranks, nranks, owner, nsteps, make_step, nblocks=nranks)
+
+
+def _hand_in(fold: Folding):
+    """Allgather pre step: even rank ``2i`` copies its block ``2i`` to ``2i + 1``."""
+    if fold.rem == 0:
+        return 0, None
+    evens = fold.folded
+
+    def make_step(_: int) -> Step:
+        return Step.build(evens, evens + 1, evens, 1, False, key=("fold", "allgather"), phase="allgather")
+
+    return 1, make_step
