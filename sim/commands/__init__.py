@@ -1,0 +1,1 @@
+"""Subcommands of ``collsim``: one module each, discovered by :mod:`sim.cli`."""
