@@ -1,0 +1,109 @@
+"""Tuning tables: which algorithm ``algorithm="auto"`` picks for a world size and message size.
+
+A tuning table is a small JSON file, written by ``collsim select`` (the simulator) or by hand::
+
+    {
+      "format": "collsim-tuning/1",
+      "collective": "allreduce",
+      "source": "fat_tree:k=4 (flow model)",
+      "tables": {
+        "4": [[65536, "recursive_doubling"], [null, "ring"]],
+        "8": [[32768, "recursive_doubling"], [1048576, "recursive_halving"], [null, "ring"]]
+      }
+    }
+
+Each world size maps to rows ``[max_bytes, algorithm]`` in increasing order: the first row whose
+``max_bytes`` is at least the message size (``null``: no limit) wins. A world size that is not listed
+uses the nearest listed one below it (or the smallest listed). The runtime reads the file named by
+the ``COLLSIM_TUNING`` environment variable, else :data:`DEFAULT_TABLE`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from collectives.algorithms import ALGORITHMS
+
+__all__ = ["FORMAT", "TuningTable", "DEFAULT_TABLE", "load_table", "active_table"]
+
+FORMAT = "collsim-tuning/1"
+
+
+@dataclass(frozen=True)
+class TuningTable:
+    """Size thresholds per world size -> algorithm name."""
+
+    tables: dict[int, list[tuple[int | None, str]]]
+    collective: str = "allreduce"
+    source: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.tables:
+            raise ValueError("tuning table has no world sizes")
+        for nranks, rows in self.tables.items():
+            if not rows or rows[-1][0] is not None:
+                raise ValueError(f"tuning table for {nranks} ranks must end with a [null, algorithm] row")
+            limits = [m for m, _ in rows[:-1]]
+            if any(m is None for m in limits) or limits != sorted(limits):
+                raise ValueError(f"tuning table for {nranks} ranks: max_bytes must increase, null only last")
+            for _, name in rows:
+                if name not in ALGORITHMS:
+                    raise ValueError(f"tuning table names unknown algorithm {name!r}; choose from: {', '.join(ALGORITHMS)}")
+
+    def choose(self, nranks: int, nbytes: int) -> str:
+        """The algorithm for ``nbytes`` on ``nranks`` ranks."""
+        sizes = sorted(self.tables)
+        below = [s for s in sizes if s <= nranks]
+        rows = self.tables[below[-1] if below else sizes[0]]
+        for max_bytes, name in rows:
+            if max_bytes is None or nbytes <= max_bytes:
+                return name
+        raise AssertionError("unreachable: last row has no limit")
+
+    def to_json(self) -> dict:
+        return {
+            "format": FORMAT,
+            "collective": self.collective,
+            "source": self.source,
+            **self.extra,
+            "tables": {str(n): [[m, a] for m, a in rows] for n, rows in sorted(self.tables.items())},
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), indent=2) + "\n")
+
+    @classmethod
+    def from_json(cls, data: dict) -> TuningTable:
+        if data.get("format") != FORMAT:
+            raise ValueError(f"not a collsim tuning table (format must be {FORMAT!r})")
+        tables = {int(n): [(None if m is None else int(m), str(a)) for m, a in rows] for n, rows in data["tables"].items()}
+        extra = {k: v for k, v in data.items() if k not in ("format", "collective", "source", "tables")}
+        return cls(tables, data.get("collective", "allreduce"), data.get("source", ""), extra)
+
+
+def load_table(path: str | os.PathLike) -> TuningTable:
+    """Read a tuning table JSON file (clear ValueError if it is not one)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"cannot read tuning table {path}: {err}") from None
+    return TuningTable.from_json(data)
+
+
+#: Built-in defaults, used when no table is configured: latency-bound sizes go to recursive
+#: doubling, the middle to Rabenseifner, large messages to the ring (as MPICH and Gloo do).
+DEFAULT_TABLE = TuningTable(
+    {1: [(None, "ring")], 2: [(1 << 16, "recursive_doubling"), (None, "ring")],
+     4: [(1 << 15, "recursive_doubling"), (1 << 21, "recursive_halving"), (None, "ring")]},
+    source="built-in defaults",
+)
+
+
+def active_table() -> TuningTable:
+    """The table named by ``COLLSIM_TUNING``, else :data:`DEFAULT_TABLE`."""
+    path = os.environ.get("COLLSIM_TUNING")
+    return load_table(path) if path else DEFAULT_TABLE
