@@ -9,15 +9,30 @@ from collectives.algorithms import ALGORITHMS, algorithm_params, get_schedule
 from collectives.checker import ScheduleError, VerifyReport, verify
 from collectives.schedule import COLLECTIVES, Schedule, Step, chunk_offsets
 
+#: The torch.distributed runtime's collectives, imported on first use so that ``import collectives``
+#: does not import torch.
+_DISTRIBUTED = ("all_reduce", "reduce_scatter", "all_gather")
+
 __all__ = [
     "ALGORITHMS",
     "COLLECTIVES",
     "Schedule",
     "ScheduleError",
     "Step",
+    "all_gather",
+    "all_reduce",
     "VerifyReport",
     "algorithm_params",
     "chunk_offsets",
     "get_schedule",
+    "reduce_scatter",
     "verify",
 ]
+
+
+def __getattr__(name: str):
+    if name in _DISTRIBUTED:
+        from collectives import distributed
+
+        return getattr(distributed, name)
+    raise AttributeError(f"module 'collectives' has no attribute {name!r}")

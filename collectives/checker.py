@@ -115,7 +115,7 @@ def _expand(step: Step) -> tuple[np.ndarray, np.ndarray]:
     return which, chunks
 
 
-def verify(schedule: Schedule, count: int | None = None, itemsize: int = 4) -> VerifyReport:
+def verify(schedule: Schedule, count: int | None = None, itemsize: int = 4, on_step=None) -> VerifyReport:
     """Execute ``schedule`` symbolically and check its collective's postcondition.
 
     Parameters
@@ -125,6 +125,9 @@ def verify(schedule: Schedule, count: int | None = None, itemsize: int = 4) -> V
         Elements in the buffer, for the byte counts (default: 1024 per chunk).
     itemsize : int
         Bytes per element.
+    on_step : callable, optional
+        ``on_step(i, step, held)`` after every step, with ``held[rank, chunk]`` the number of
+        contributions each rank holds in each chunk (for pictures of the schedule; slow at scale).
 
     Returns
     -------
@@ -159,8 +162,10 @@ def verify(schedule: Schedule, count: int | None = None, itemsize: int = 4) -> V
         state = np.zeros((p * nchunks, words), dtype=np.uint64)
         state[schedule.owner * nchunks + np.arange(nchunks)] = full
     else:
-        state = np.repeat(rank_bits, nchunks, axis=0)
+        state = np.zeros((p * nchunks, words), dtype=np.uint64)
+        state.reshape(p, nchunks, words)[ranks, :, ranks // 64] = rank_bits[ranks, ranks // 64][:, None]
     last_write = np.full(p * nchunks, -1, dtype=np.int64)
+    sent_in = np.full(p * nchunks, -1, dtype=np.int64)  # step in which (rank, chunk) was last sent
 
     steps = np.zeros(p, dtype=np.int64)
     sent = np.zeros(p, dtype=np.int64)
@@ -176,21 +181,35 @@ def verify(schedule: Schedule, count: int | None = None, itemsize: int = 4) -> V
         write_keys = dst * nchunks + chunks
         values = state[send_keys]  # gathered: the pre-step state
 
-        empty = np.flatnonzero(~values.any(axis=1))
+        empty = np.flatnonzero(~values.any(axis=1)) if words > 1 else np.flatnonzero(values[:, 0] == 0)
         if empty.size:
             k = empty[0]
             raise ScheduleError(
                 f"step {i}: rank {int(src[k])} sends chunk {int(chunks[k])} to rank {int(dst[k])} before holding it",
                 step=i, rank=int(src[k]), chunk=int(chunks[k]),
             )
-        _check_races(i, nchunks, send_keys, write_keys, red)
+        sent_in[send_keys] = i
+        unique_writes = _check_races(i, nchunks, sent_in, write_keys, red)
 
         # copies overwrite (races excluded above, so each copy target is written once)
-        copies = ~red
-        state[write_keys[copies]] = values[copies]
+        if red.all():
+            rk, rv = write_keys, values
+        elif not red.any():
+            state[write_keys] = values
+            rk = rv = write_keys[:0]
+        else:
+            state[write_keys[~red]] = values[~red]
+            rk, rv = write_keys[red], values[red]
         # reduces: the union must not count any contribution twice
-        rk, rv = write_keys[red], values[red]
-        if rk.size:
+        if rk.size and unique_writes:
+            before = state[rk]
+            twice = np.flatnonzero(before & rv)  # flat: the row is index // words
+            if twice.size:
+                row = twice[0] // words
+                _raise_duplicate(i, p, nchunks, int(rk[row]), before[row], rk, rv, src[red])
+            before |= rv
+            state[rk] = before
+        elif rk.size:
             targets, inverse = np.unique(rk, return_inverse=True)
             before = state[targets]
             expected = np.bitwise_count(before).sum(axis=1).astype(np.int64)
@@ -201,6 +220,8 @@ def verify(schedule: Schedule, count: int | None = None, itemsize: int = 4) -> V
             if bad.size:
                 _raise_duplicate(i, p, nchunks, int(targets[bad[0]]), before[bad[0]], rk, rv, src[red])
         last_write[write_keys] = i
+        if on_step is not None:
+            on_step(i, step, np.bitwise_count(state).sum(axis=1).reshape(p, nchunks))
 
         nbytes = (offsets[step.chunk + step.nchunks] - offsets[step.chunk]) * itemsize
         sent += np.bincount(step.src, weights=nbytes, minlength=p).astype(np.int64)
@@ -214,15 +235,16 @@ def verify(schedule: Schedule, count: int | None = None, itemsize: int = 4) -> V
     return VerifyReport(schedule, count, itemsize, schedule.nsteps, steps, sent, received)
 
 
-def _check_races(i: int, nchunks: int, send_keys, write_keys, reduce) -> None:
+def _check_races(i: int, nchunks: int, sent_in, write_keys, reduce) -> bool:
+    """Reject copies into chunks the same step also sends or writes; return whether writes are unique."""
+    ordered = np.sort(write_keys)
+    repeats = ordered[1:] == ordered[:-1]
     copy_keys = write_keys[~reduce]
     if not copy_keys.size:
-        return
-    ordered = np.sort(write_keys)
-    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
-    clash = np.isin(copy_keys, send_keys)
-    if repeated.size:
-        clash |= np.isin(copy_keys, repeated)
+        return not repeats.any()
+    clash = sent_in[copy_keys] == i
+    if repeats.any():
+        clash |= np.isin(copy_keys, ordered[1:][repeats])
     if clash.any():
         key = int(copy_keys[np.flatnonzero(clash)[0]])
         rank, chunk = divmod(key, nchunks)
@@ -231,6 +253,7 @@ def _check_races(i: int, nchunks: int, send_keys, write_keys, reduce) -> None:
             "sends or writes it (race)",
             step=i, rank=rank, chunk=chunk,
         )
+    return not repeats.any()
 
 
 def _raise_duplicate(i, p, nchunks, key, before, rk, rv, senders) -> None:

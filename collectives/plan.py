@@ -77,22 +77,22 @@ def compile_program(schedule: Schedule, rank: int, count: int) -> RankProgram:
         mine_in = np.flatnonzero(step.dst == rank)
         if not (mine_out.size or mine_in.size):
             continue
-
-        def transfers(index, peers):
-            lo = offsets[step.chunk[index]]
-            hi = offsets[step.chunk[index] + step.nchunks[index]]
-            return tuple(
-                Transfer(int(q), int(a), int(b), bool(r))
-                for q, a, b, r in zip(peers[index], lo, hi, step.reduce[index], strict=True)
-                if b > a
-            )
-
-        sends = transfers(mine_out, step.dst)
-        recvs = transfers(mine_in, step.src)
+        sends = _transfers(step, offsets, mine_out, step.dst)
+        recvs = _transfers(step, offsets, mine_in, step.src)
         if sends or recvs:
             steps.append(RankStep(i, sends, recvs))
             scratch = max(scratch, sum(t.size for t in recvs if t.reduce))
     return RankProgram(rank, count, tuple(steps), scratch)
+
+
+def _transfers(step, offsets, index, peers) -> tuple[Transfer, ...]:
+    lo = offsets[step.chunk[index]]
+    hi = offsets[step.chunk[index] + step.nchunks[index]]
+    return tuple(
+        Transfer(int(q), int(a), int(b), bool(r))
+        for q, a, b, r in zip(peers[index], lo, hi, step.reduce[index], strict=True)
+        if b > a
+    )
 
 
 @lru_cache(maxsize=512)

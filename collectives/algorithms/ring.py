@@ -19,24 +19,27 @@ from collectives.schedule import Schedule, Step, concat_steps
 __all__ = ["allreduce", "reduce_scatter", "allgather"]
 
 
-def _reduce_scatter_steps(p: int):
+def _ring_steps(p: int, shift: int, reduce: bool, phase: str):
+    """Steps in which rank ``r`` sends chunk ``(r - s - shift) % p`` to ``r + 1``."""
     ranks = np.arange(p, dtype=np.int64)
-    to_next = (ranks + 1) % p
+    to_next = np.roll(ranks, -1)
+    ones = np.ones(p, dtype=np.int64)
+    flags = np.full(p, reduce)
+    key = ("ring", "reduce" if reduce else "copy")
 
     def make_step(s: int) -> Step:
-        return Step.build(ranks, to_next, (ranks - s - 1) % p, 1, True, key=("ring", "reduce"), phase="reduce_scatter")
+        # np.roll(ranks, k)[r] == (r - k) % p, without the cost of a modulo
+        return Step(ranks, to_next, np.roll(ranks, s + shift), ones, flags, key, phase)
 
     return max(p - 1, 0), make_step
+
+
+def _reduce_scatter_steps(p: int):
+    return _ring_steps(p, 1, True, "reduce_scatter")
 
 
 def _allgather_steps(p: int):
-    ranks = np.arange(p, dtype=np.int64)
-    to_next = (ranks + 1) % p
-
-    def make_step(s: int) -> Step:
-        return Step.build(ranks, to_next, (ranks - s) % p, 1, False, key=("ring", "copy"), phase="allgather")
-
-    return max(p - 1, 0), make_step
+    return _ring_steps(p, 0, False, "allgather")
 
 
 def allreduce(nranks: int) -> Schedule:
