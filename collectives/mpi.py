@@ -1,0 +1,553 @@
+"""MPI runtime: execute collsim schedules with mpi4py point-to-point messages.
+
+The same schedule objects that the checker proves and the simulator costs are executed here: every
+rank compiles, once per (algorithm, communicator size, rank, count), its own program
+(:func:`collectives.plan.program_for`) and runs it step by step with non-blocking point-to-point
+calls (``Irecv`` for every receive, ``Isend`` for every send, one ``Waitall`` per step). Receives
+that the schedule reduces land in a preallocated scratch buffer and are reduced into the user's
+buffer in place with a numpy ufunc after the step's ``Waitall``; copy receives land in the buffer
+directly (or in scratch when the same step still sends from that range).
+
+Ranks are *communicator* ranks: ``comm.Get_rank()`` of whatever intracommunicator is passed
+(``MPI.COMM_WORLD``, or one made with ``Split``/``Create``). Messages travel on a private
+duplicate of ``comm`` (made once per communicator and cached as an MPI attribute), so they never
+match the caller's own point-to-point traffic.
+
+Buffers are numpy arrays, CPU torch tensors, or any object exposing the Python buffer protocol;
+they are used in place, never copied. They must be contiguous (C or Fortran order; the collective
+works on memory order, as MPI does) and, where written, writable. torch is not imported unless a
+tensor is passed.
+
+Ops are MPI's predefined reductions with MPI's datatype rules:
+
+==========================  ==============================================
+op                          dtypes
+==========================  ==============================================
+``SUM``, ``PROD``           integer, floating point, complex
+``MIN``, ``MAX``            integer, floating point
+``BAND``, ``BOR``, ``BXOR``  integer
+``LAND``, ``LOR``, ``LXOR``  integer, bool
+==========================  ==============================================
+
+Every rank ends with bitwise identical results: each chunk is reduced on one rank and copied to
+the others, except in recursive doubling, where both partners of an exchange reduce; there the
+operands are applied in rank order (lower rank's value first) on both sides.
+
+Not thread safe: one collective at a time per process (like ``MPI_THREAD_SERIALIZED``).
+
+Examples
+--------
+Run with ``mpiexec -n 2 python script.py``::
+
+    import numpy as np
+    from mpi4py import MPI
+    from collectives import mpi
+
+    x = np.full(5, MPI.COMM_WORLD.rank + 1.0)
+    mpi.all_reduce(x, algorithm="ring")             # rank 0: x == [3. 3. 3. 3. 3.]
+                                                    # rank 1: x == [3. 3. 3. 3. 3.]
+    out = np.empty(5)
+    mpi.reduce_scatter(np.arange(10.0), out)        # rank 0: out == [0. 2. 4. 6. 8.]
+                                                    # rank 1: out == [10. 12. 14. 16. 18.]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import zlib
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from typing import Any
+
+import numpy as np
+from mpi4py import MPI
+
+from collectives.algorithms import ALGORITHMS, algorithm_params, get_schedule
+from collectives.plan import program_for
+from collectives.tuning import TuningTable, active_table
+
+__all__ = [
+    "OPS",
+    "AUTO",
+    "all_reduce",
+    "reduce_scatter",
+    "all_gather",
+    "allowed_algorithms",
+    "resolve_algorithm",
+    "release_buffers",
+]
+
+#: Name of the algorithm that picks one from the tuning table (:mod:`collectives.tuning`).
+AUTO = "auto"
+
+#: MPI tags are guaranteed up to 32767; steps wrap around (messages between a pair never overtake).
+_TAG_SPACE = 32768
+
+
+@dataclass(frozen=True)
+class _Op:
+    name: str
+    mpi: MPI.Op
+    ufunc: np.ufunc
+    kinds: str  # numpy dtype kinds the op is defined for (MPI's datatype categories)
+
+
+#: MPI predefined op name -> (op, reduction ufunc, allowed dtype kinds).
+OPS: dict[str, _Op] = {
+    op.name: op
+    for op in (
+        _Op("SUM", MPI.SUM, np.add, "iufc"),
+        _Op("PROD", MPI.PROD, np.multiply, "iufc"),
+        _Op("MIN", MPI.MIN, np.minimum, "iuf"),
+        _Op("MAX", MPI.MAX, np.maximum, "iuf"),
+        _Op("BAND", MPI.BAND, np.bitwise_and, "iu"),
+        _Op("BOR", MPI.BOR, np.bitwise_or, "iu"),
+        _Op("BXOR", MPI.BXOR, np.bitwise_xor, "iu"),
+        _Op("LAND", MPI.LAND, np.logical_and, "iub"),
+        _Op("LOR", MPI.LOR, np.logical_or, "iub"),
+        _Op("LXOR", MPI.LXOR, np.logical_xor, "iub"),
+    )
+}
+
+_KIND_NAMES = {"i": "integer", "u": "integer", "f": "floating point", "c": "complex", "b": "bool"}
+
+
+# ----------------------------------------------------------------------------------------------
+# argument checking
+
+
+def _resolve_op(op: Any) -> _Op:
+    if isinstance(op, str):
+        found = OPS.get(op.upper())
+        if found is not None:
+            return found
+    elif isinstance(op, MPI.Op):
+        for candidate in OPS.values():
+            if candidate.mpi == op:
+                return candidate
+    raise ValueError(f"op must be one of MPI.{', MPI.'.join(OPS)} (or their names); got {op!r}")
+
+
+def _check_op_dtype(op: _Op, dtype: np.dtype) -> None:
+    if dtype.kind not in op.kinds:
+        allowed = sorted({_KIND_NAMES[k] for k in op.kinds})
+        hint = " (use LAND, LOR or LXOR for bool, as MPI does)" if dtype.kind == "b" else ""
+        raise TypeError(f"op MPI.{op.name} is not defined for dtype {dtype} by MPI; it takes {', '.join(allowed)} types{hint}")
+
+
+def _flat_view(buf: Any, name: str, writable: bool) -> np.ndarray:
+    """A 1-D numpy view of ``buf``'s memory (no copy), or a clear TypeError/ValueError."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(buf, torch.Tensor):
+        if buf.device.type != "cpu":
+            raise ValueError(f"{name} is a torch tensor on {buf.device}; the MPI runtime takes CPU tensors "
+                             "(use collectives.torch for device tensors)")
+        if not buf.is_contiguous():
+            raise ValueError(f"{name} is a non-contiguous tensor; pass tensor.contiguous() (the collective works in place)")
+        if buf.is_conj() or buf.is_neg():
+            raise ValueError(f"{name} has a lazy conjugate/negative bit; call .resolve_conj()/.resolve_neg() first")
+        try:
+            arr = buf.detach().numpy()
+        except (TypeError, RuntimeError) as err:
+            raise TypeError(f"{name} has dtype {buf.dtype}, which has no numpy/MPI equivalent: {err}") from None
+    elif isinstance(buf, np.ndarray):
+        arr = buf
+    else:
+        try:
+            view = memoryview(buf)
+        except TypeError:
+            raise TypeError(f"{name} must be a numpy array, a CPU torch tensor or an object with the buffer "
+                            f"protocol; got {type(buf).__name__}") from None
+        if not view.contiguous:
+            raise ValueError(f"{name} is a non-contiguous buffer; the collective needs contiguous memory")
+        if writable and view.readonly:
+            raise ValueError(f"{name} is a read-only buffer ({type(buf).__name__}); the collective writes into it")
+        arr = np.asarray(view)
+    if not (arr.flags.c_contiguous or arr.flags.f_contiguous):
+        raise ValueError(f"{name} is a non-contiguous array (strides {arr.strides}); pass np.ascontiguousarray(...) "
+                         "and use the result, the collective works in place")
+    if writable and not arr.flags.writeable:
+        raise ValueError(f"{name} is read-only; the collective writes its result into it")
+    if arr.dtype.kind not in "biufc" or not arr.dtype.isnative:
+        raise TypeError(f"{name} has dtype {arr.dtype}; the MPI runtime takes native-endian bool, integer, "
+                        "floating point or complex data")
+    return arr.reshape(-1, order="A")
+
+
+def _check_comm(comm: Any) -> MPI.Intracomm:
+    if not isinstance(comm, MPI.Intracomm):
+        if isinstance(comm, MPI.Comm):
+            raise ValueError("comm must be an intracommunicator (an intercommunicator has no collective schedule here)")
+        raise TypeError(f"comm must be an mpi4py communicator (MPI.COMM_WORLD or one made by Split); got {type(comm).__name__}")
+    if comm == MPI.COMM_NULL:
+        raise ValueError("comm is MPI.COMM_NULL; this rank is not part of the communicator")
+    return comm
+
+
+@cache
+def allowed_algorithms(collective: str) -> tuple[str, ...]:
+    """Algorithms the MPI runtime runs for ``collective`` (``"allreduce"``, ``"reduce_scatter"``, ``"allgather"``).
+
+    reduce_scatter and allgather need *rank-blocked* schedules (block ``r`` ends on / starts from
+    rank ``r``); the registry says which algorithms have them (the tree's halves reduce onto and
+    broadcast from its two roots, so it is allreduce-only).
+    """
+    if collective == "allreduce":
+        return tuple(ALGORITHMS)
+    names = []
+    for name in ALGORITHMS:
+        schedule = get_schedule(collective, name, 3)
+        if schedule.nblocks == 3 and np.array_equal(schedule.owner, np.arange(3)):
+            names.append(name)
+    return tuple(names)
+
+
+def _tuning_table() -> TuningTable:
+    path = os.environ.get("COLLSIM_TUNING")
+    if not path:
+        return active_table()
+    try:
+        stamp = os.stat(path).st_mtime_ns
+    except OSError as err:
+        raise ValueError(f"COLLSIM_TUNING names {path!r}, which cannot be read: {err}") from None
+    return _load_table_cached(path, stamp)
+
+
+@lru_cache(maxsize=8)
+def _load_table_cached(path: str, stamp: int) -> TuningTable:
+    return active_table()
+
+
+def resolve_algorithm(collective: str, algorithm: str, nranks: int, nbytes: int) -> str:
+    """The algorithm name that runs: ``algorithm`` itself, or the tuning table's choice for ``"auto"``.
+
+    For reduce_scatter and allgather ``"auto"`` falls back to ``"ring"`` when the table names an
+    algorithm that is allreduce-only.
+
+    Raises
+    ------
+    ValueError
+        ``algorithm`` is not ``"auto"`` or one of :func:`allowed_algorithms` for ``collective``.
+    """
+    if algorithm == AUTO:
+        choice = _tuning_table().choose(nranks, nbytes)
+        return choice if choice in allowed_algorithms(collective) else "ring"
+    return _check_algorithm(collective, algorithm)
+
+
+def _check_algorithm(collective: str, algorithm: str) -> str:
+    allowed = allowed_algorithms(collective)
+    if algorithm != AUTO and algorithm not in allowed:
+        extra = (f" ({algorithm} is allreduce-only: its halves are not rank-blocked)" if algorithm in ALGORITHMS else "")
+        raise ValueError(f"algorithm {algorithm!r} is not available for {collective}{extra}; "
+                         f"choose from: {', '.join((AUTO, *allowed))}")
+    return algorithm
+
+
+# ----------------------------------------------------------------------------------------------
+# buffers and the private communicator
+
+
+class _Pool:
+    """Preallocated, growing buffers reused across calls, one per (purpose, dtype)."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[str, np.dtype], np.ndarray] = {}
+
+    def get(self, purpose: str, dtype: np.dtype, count: int) -> np.ndarray:
+        key = (purpose, dtype)
+        buf = self._buffers.get(key)
+        if buf is None or buf.size < count:
+            buf = np.empty(count, dtype=dtype)
+            self._buffers[key] = buf
+        return buf[:count]
+
+    def clear(self) -> None:
+        self._buffers.clear()
+
+
+_POOL = _Pool()
+
+
+def release_buffers() -> None:
+    """Free the scratch buffers kept between calls (they are reallocated when needed)."""
+    _POOL.clear()
+
+
+_KEYVAL: int | None = None
+
+
+def _free_private(comm, keyval, private) -> None:
+    if private != MPI.COMM_NULL and not MPI.Is_finalized():
+        private.Free()
+
+
+def _private_comm(comm: MPI.Intracomm) -> MPI.Intracomm:
+    """A duplicate of ``comm`` for our messages, made collectively on first use and cached on ``comm``."""
+    global _KEYVAL
+    if _KEYVAL is None:
+        _KEYVAL = MPI.Comm.Create_keyval(delete_fn=_free_private)
+    private = comm.Get_attr(_KEYVAL)
+    if private is None:
+        private = comm.Dup()
+        comm.Set_attr(_KEYVAL, private)
+    return private
+
+
+# ----------------------------------------------------------------------------------------------
+# execution
+
+
+@dataclass(frozen=True)
+class _Exec:
+    """A rank program laid out for execution.
+
+    ``steps`` holds per step ``(tag, recvs, sends, reductions, copies)``: ``recvs`` as
+    ``(peer, target, lo, hi)`` with target 0 = buffer, 1 = scratch; ``sends`` as ``(peer, lo, hi)``;
+    ``reductions`` as ``(peer_first, lo, hi, s_lo)``: reduce scratch ``[s_lo, s_lo + hi - lo)`` into
+    buffer ``[lo, hi)``, the received operand first when ``peer_first``; ``copies`` as ``(lo, hi, s_lo)``.
+    """
+
+    steps: tuple
+    scratch: int
+
+
+@lru_cache(maxsize=512)
+def _executable(collective: str, algorithm: str, nranks: int, rank: int, count: int, params: tuple) -> _Exec:
+    program = program_for(collective, algorithm, nranks, rank, count, params)
+    steps = []
+    scratch = 0
+    for step in program.steps:
+        sent = [(t.lo, t.hi) for t in step.sends]
+        recvs, reductions, copies = [], [], []
+        offset = 0
+        for t in step.recvs:
+            # a copy receive into a range this step still sends from must wait in scratch
+            overlaps = any(lo < t.hi and t.lo < hi for lo, hi in sent)
+            if t.reduce or overlaps:
+                recvs.append((t.peer, 1, offset, offset + t.size))
+                if t.reduce:
+                    reductions.append((t.peer < rank, t.lo, t.hi, offset))
+                else:
+                    copies.append((t.lo, t.hi, offset))
+                offset += t.size
+            else:
+                recvs.append((t.peer, 0, t.lo, t.hi))
+        scratch = max(scratch, offset)
+        sends = tuple((t.peer, t.lo, t.hi) for t in step.sends)
+        steps.append((step.index % _TAG_SPACE, tuple(recvs), sends, tuple(reductions), tuple(copies)))
+    return _Exec(tuple(steps), scratch)
+
+
+def _run(comm: MPI.Intracomm, collective: str, algorithm: str, flat: np.ndarray, ufunc: np.ufunc | None) -> None:
+    nranks, rank, count = comm.Get_size(), comm.Get_rank(), flat.size
+    params = tuple(sorted(algorithm_params(algorithm, nranks, flat.nbytes).items()))
+    plan = _executable(collective, algorithm, nranks, rank, count, params)
+    scratch = _POOL.get("scratch", flat.dtype, plan.scratch)
+    irecv, isend, waitall = comm.Irecv, comm.Isend, MPI.Request.Waitall
+    for tag, recvs, sends, reductions, copies in plan.steps:
+        requests = [irecv(scratch[lo:hi] if where else flat[lo:hi], peer, tag) for peer, where, lo, hi in recvs]
+        requests += [isend(flat[lo:hi], peer, tag) for peer, lo, hi in sends]
+        waitall(requests)
+        for peer_first, lo, hi, s_lo in reductions:
+            mine = flat[lo:hi]
+            theirs = scratch[s_lo:s_lo + hi - lo]
+            if peer_first:
+                ufunc(theirs, mine, out=mine)
+            else:
+                ufunc(mine, theirs, out=mine)
+        for lo, hi, s_lo in copies:
+            flat[lo:hi] = scratch[s_lo:s_lo + hi - lo]
+
+
+def _agree(comm: MPI.Intracomm, what: str, fields: dict[str, Any]) -> None:
+    """Raise the same ValueError on every rank unless all ranks pass equal ``fields``.
+
+    One small ``MPI_Allreduce`` (max of the values and of their negations); only when they differ
+    are the readable values gathered to say which rank passed what.
+    """
+    codes = np.array([v if isinstance(v, int) else zlib.crc32(str(v).encode()) for v in fields.values()], dtype=np.int64)
+    both = np.concatenate([codes, -codes])
+    comm.Allreduce(MPI.IN_PLACE, both, op=MPI.MAX)
+    k = codes.size
+    if np.array_equal(both[:k], -both[k:]):
+        return
+    everyone = comm.allgather(tuple(str(v) for v in fields.values()))
+    problems = []
+    for i, name in enumerate(fields):
+        values = [row[i] for row in everyone]
+        if len(set(values)) > 1:
+            listing = ", ".join(f"rank {r}: {v}" for r, v in enumerate(values))
+            problems.append(f"{name} ({listing})")
+    raise ValueError(f"{what}: ranks of the communicator disagree on {'; '.join(problems)}")
+
+
+# ----------------------------------------------------------------------------------------------
+# public collectives
+
+
+def all_reduce(buf: Any, comm: MPI.Intracomm = MPI.COMM_WORLD, op: MPI.Op | str = MPI.SUM,
+               algorithm: str = AUTO, check: bool = True) -> Any:
+    """Reduce ``buf`` across the ranks of ``comm`` in place, so every rank holds the result.
+
+    Parameters
+    ----------
+    buf : numpy array, CPU torch tensor or writable buffer-protocol object
+        Contiguous; overwritten with the reduction over all ranks. Same dtype and size on all ranks.
+    comm : mpi4py intracommunicator
+        Ranks are this communicator's ranks.
+    op : MPI.Op or str
+        One of :data:`OPS` (``MPI.SUM``, ``MPI.PROD``, ``MPI.MIN``, ``MPI.MAX``, ``MPI.BAND``,
+        ``MPI.BOR``, ``MPI.BXOR``, ``MPI.LAND``, ``MPI.LOR``, ``MPI.LXOR``) or its name.
+    algorithm : str
+        ``"auto"`` (the tuning table's choice for this size) or a registered algorithm name.
+    check : bool
+        First verify, with one tiny allreduce, that every rank passed the same dtype, size, op
+        and algorithm (a clear error instead of a hang or garbage). ``False`` saves that latency.
+
+    Returns
+    -------
+    buf
+        The same object, reduced.
+
+    Raises
+    ------
+    TypeError
+        ``buf`` is not a buffer, or its dtype is not allowed for ``op`` by MPI.
+    ValueError
+        Non-contiguous or read-only ``buf``, unknown ``op`` or ``algorithm``, or ranks disagree
+        (with ``check=True``; raised on every rank).
+
+    Examples
+    --------
+    >>> x = np.full(4, comm.rank, dtype=np.int64)          # doctest: +SKIP
+    >>> all_reduce(x, op=MPI.MAX, algorithm="tree")        # doctest: +SKIP
+    array([3, 3, 3, 3])                                    # every rank, on 4 ranks
+    """
+    flat = _flat_view(buf, "buf", writable=True)
+    comm = _check_comm(comm)
+    red = _resolve_op(op)
+    _check_op_dtype(red, flat.dtype)
+    _check_algorithm("allreduce", algorithm)
+    nranks = comm.Get_size()
+    if nranks == 1:
+        return buf
+    private = _private_comm(comm)
+    name = resolve_algorithm("allreduce", algorithm, nranks, flat.nbytes)
+    if check:
+        _agree(private, "all_reduce", {"dtype": flat.dtype.str, "count": flat.size, "op": red.name, "algorithm": name})
+    if flat.size:
+        _run(private, "allreduce", name, flat, red.ufunc)
+    return buf
+
+
+def reduce_scatter(sendbuf: Any, recvbuf: Any, comm: MPI.Intracomm = MPI.COMM_WORLD,
+                   op: MPI.Op | str = MPI.SUM, algorithm: str = AUTO, check: bool = True) -> Any:
+    """Reduce ``sendbuf`` across ranks and leave block ``rank`` of the result in ``recvbuf``.
+
+    ``sendbuf`` holds ``p`` blocks of ``recvbuf.size`` elements (``p = comm.Get_size()``); rank ``r``
+    receives block ``r`` of the elementwise reduction (``MPI_Reduce_scatter_block``, torch's
+    ``reduce_scatter_tensor``). ``sendbuf`` is not modified: the schedule runs on a reused workspace.
+
+    Parameters
+    ----------
+    sendbuf : numpy array, CPU torch tensor or buffer-protocol object
+        Contiguous, ``p * recvbuf.size`` elements, same dtype as ``recvbuf``.
+    recvbuf : numpy array, CPU torch tensor or writable buffer-protocol object
+        Contiguous, writable.
+    comm, op, check
+        As in :func:`all_reduce`.
+    algorithm : str
+        ``"auto"`` or one of :func:`allowed_algorithms` ``("reduce_scatter")`` (not ``"tree"``).
+
+    Returns
+    -------
+    recvbuf
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`all_reduce`, and when the sizes or dtypes of ``sendbuf`` and ``recvbuf`` do not fit.
+
+    Examples
+    --------
+    >>> out = np.empty(2)                                          # doctest: +SKIP
+    >>> reduce_scatter(np.arange(4.0) + comm.rank, out)            # doctest: +SKIP
+    array([1., 3.])                                                # rank 0, on 2 ranks
+    array([5., 7.])                                                # rank 1
+    """
+    send = _flat_view(sendbuf, "sendbuf", writable=False)
+    recv = _flat_view(recvbuf, "recvbuf", writable=True)
+    comm = _check_comm(comm)
+    red = _resolve_op(op)
+    nranks, rank = comm.Get_size(), comm.Get_rank()
+    _check_pair(send, recv, nranks, "sendbuf", "recvbuf")
+    _check_op_dtype(red, recv.dtype)
+    _check_algorithm("reduce_scatter", algorithm)
+    if nranks == 1:
+        recv[:] = send
+        return recvbuf
+    private = _private_comm(comm)
+    name = resolve_algorithm("reduce_scatter", algorithm, nranks, send.nbytes)
+    if check:
+        _agree(private, "reduce_scatter",
+               {"dtype": recv.dtype.str, "recv count": recv.size, "op": red.name, "algorithm": name})
+    if recv.size:
+        work = _POOL.get("work", send.dtype, send.size)
+        work[:] = send
+        _run(private, "reduce_scatter", name, work, red.ufunc)
+        recv[:] = work[rank * recv.size:(rank + 1) * recv.size]
+    return recvbuf
+
+
+def all_gather(sendbuf: Any, recvbuf: Any, comm: MPI.Intracomm = MPI.COMM_WORLD,
+               algorithm: str = AUTO, check: bool = True) -> Any:
+    """Gather every rank's ``sendbuf`` into ``recvbuf``, block ``r`` from rank ``r``, on all ranks.
+
+    Parameters
+    ----------
+    sendbuf : numpy array, CPU torch tensor or buffer-protocol object
+        Contiguous, ``k`` elements, same dtype as ``recvbuf``.
+    recvbuf : numpy array, CPU torch tensor or writable buffer-protocol object
+        Contiguous, writable, ``p * k`` elements.
+    comm, check
+        As in :func:`all_reduce`.
+    algorithm : str
+        ``"auto"`` or one of :func:`allowed_algorithms` ``("allgather")`` (not ``"tree"``).
+
+    Returns
+    -------
+    recvbuf
+
+    Examples
+    --------
+    >>> out = np.empty(4, dtype=np.int32)                              # doctest: +SKIP
+    >>> all_gather(np.full(2, comm.rank, dtype=np.int32), out)         # doctest: +SKIP
+    array([0, 0, 1, 1], dtype=int32)                                   # every rank, on 2 ranks
+    """
+    send = _flat_view(sendbuf, "sendbuf", writable=False)
+    recv = _flat_view(recvbuf, "recvbuf", writable=True)
+    comm = _check_comm(comm)
+    nranks, rank = comm.Get_size(), comm.Get_rank()
+    _check_pair(recv, send, nranks, "recvbuf", "sendbuf")
+    _check_algorithm("allgather", algorithm)
+    if nranks == 1:
+        recv[:] = send
+        return recvbuf
+    private = _private_comm(comm)
+    name = resolve_algorithm("allgather", algorithm, nranks, recv.nbytes)
+    if check:
+        _agree(private, "all_gather", {"dtype": recv.dtype.str, "send count": send.size, "algorithm": name})
+    if send.size:
+        recv[rank * send.size:(rank + 1) * send.size] = send
+        _run(private, "allgather", name, recv, None)
+    return recvbuf
+
+
+def _check_pair(whole: np.ndarray, part: np.ndarray, nranks: int, whole_name: str, part_name: str) -> None:
+    if whole.dtype != part.dtype:
+        raise TypeError(f"{whole_name} has dtype {whole.dtype} but {part_name} has dtype {part.dtype}; they must match")
+    if whole.size != nranks * part.size:
+        raise ValueError(f"{whole_name} must hold {nranks} blocks of {part_name}'s {part.size} elements "
+                         f"({nranks * part.size}) on a communicator of {nranks} ranks; it has {whole.size}")
