@@ -14,8 +14,12 @@ A tuning table is a small JSON file, written by ``collsim select`` (the simulato
 
 Each world size maps to rows ``[max_bytes, algorithm]`` in increasing order: the first row whose
 ``max_bytes`` is at least the message size (``null``: no limit) wins. A world size that is not listed
-uses the nearest listed one below it (or the smallest listed). The runtime reads the file named by
-the ``COLLSIM_TUNING`` environment variable, else :data:`DEFAULT_TABLE`.
+uses the nearest listed one below it (or the smallest listed).
+
+The runtime reads the files named by the ``COLLSIM_TUNING`` environment variable (one path, or
+several separated by ``os.pathsep``, one per collective); a collective no file covers uses its
+built-in table in :data:`DEFAULT_TABLES` (:data:`DEFAULT_TABLE` for allreduce). Tables for
+reduce_scatter and allgather may only name rank-blocked algorithms (not ``tree``).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from pathlib import Path
 
 from collectives.algorithms import ALGORITHMS
 
-__all__ = ["FORMAT", "TuningTable", "DEFAULT_TABLE", "load_table", "active_table"]
+__all__ = ["FORMAT", "TuningTable", "DEFAULT_TABLE", "DEFAULT_TABLES", "load_table", "active_table"]
 
 FORMAT = "collsim-tuning/1"
 
@@ -102,8 +106,28 @@ DEFAULT_TABLE = TuningTable(
     source="built-in defaults",
 )
 
+#: Built-in table per collective. Reduce-scatter and allgather: recursive halving/doubling moves the
+#: same bytes as the ring in log2 p steps instead of p - 1, so it wins until bandwidth dominates.
+DEFAULT_TABLES: dict[str, TuningTable] = {
+    "allreduce": DEFAULT_TABLE,
+    "reduce_scatter": TuningTable(
+        {1: [(None, "ring")], 2: [(None, "ring")], 4: [(1 << 21, "recursive_halving"), (None, "ring")]},
+        collective="reduce_scatter", source="built-in defaults",
+    ),
+    "allgather": TuningTable(
+        {1: [(None, "ring")], 2: [(None, "ring")], 4: [(1 << 21, "recursive_halving"), (None, "ring")]},
+        collective="allgather", source="built-in defaults",
+    ),
+}
 
-def active_table() -> TuningTable:
-    """The table named by ``COLLSIM_TUNING``, else :data:`DEFAULT_TABLE`."""
-    path = os.environ.get("COLLSIM_TUNING")
-    return load_table(path) if path else DEFAULT_TABLE
+
+def active_table(collective: str = "allreduce") -> TuningTable:
+    """The table for ``collective``: from ``COLLSIM_TUNING`` if a file there covers it, else built in."""
+    paths = os.environ.get("COLLSIM_TUNING", "")
+    for path in filter(None, paths.split(os.pathsep)):
+        table = load_table(path)
+        if table.collective == collective:
+            return table
+    if collective not in DEFAULT_TABLES:
+        raise ValueError(f"no tuning table for collective {collective!r}; choose from: {', '.join(DEFAULT_TABLES)}")
+    return DEFAULT_TABLES[collective]

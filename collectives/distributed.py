@@ -1,0 +1,734 @@
+"""Run collsim schedules over ``torch.distributed``: ``all_reduce``, ``reduce_scatter``, ``all_gather``.
+
+The three collectives have ``torch.distributed``'s signatures and semantics (in place, same ops, same
+process groups, ``async_op`` handles), plus an ``algorithm`` argument naming the schedule to run
+(:data:`collectives.algorithms.ALGORITHMS` or ``"auto"``, which reads the tuning table of
+:mod:`collectives.tuning`). The same code runs CPU tensors over Gloo and CUDA tensors over NCCL.
+
+Ranks
+-----
+Every rank in this module is **group-local**: a position ``0 .. p-1`` in ``group``, as
+``dist.get_rank(group)`` returns it; schedules are written in those ranks. When a plan is compiled
+the peers are translated once to global ranks with ``dist.get_global_rank(group, r)`` for the
+``P2POp`` objects. A process that is not a member of ``group`` returns ``None`` at once, as torch does.
+
+Execution
+---------
+A schedule is compiled once per (group, collective, algorithm, count, dtype, device) into this rank's
+program (:func:`collectives.plan.program_for`: per step, sends and receives as element ranges of the
+flat buffer) and cached with a preallocated scratch tensor. Each step is one
+``dist.batch_isend_irecv``: sends read slices of the buffer, copy-receives land directly in their
+slice of the buffer, reduce-receives land in a slice of the scratch tensor; after the step's waits
+the received slices are reduced into the buffer in place. There is no allocation and no host sync
+per step beyond the step's own waits. When two ranks reduce the same pair of values (recursive
+doubling exchanges whole buffers), both compute ``op(lower rank's value, higher rank's value)``:
+``torch.minimum(0.0, -0.0)`` and NaN payloads depend on operand order, so ordering the operands by
+rank keeps every rank's result bitwise identical. The other algorithms reduce every chunk on one
+owner and copy it to the rest, which makes the results identical by construction.
+
+Extra memory (elements, for a buffer of ``n`` elements on ``p`` ranks):
+
+================== ======================================= =====================================
+algorithm          all_reduce scratch                      notes
+================== ======================================= =====================================
+ring               ``ceil(n / p)`` (one chunk)
+tree               ``<= 2 * ceil(n / (2 * segments))``      two children's segments per step
+recursive_halving  ``n / 2`` (``n`` when ``p`` is not 2^k)  the fold step receives the whole buffer
+recursive_doubling ``n``                                    whole-vector exchange
+================== ======================================= =====================================
+
+``reduce_scatter`` additionally keeps a work copy of ``input`` (``p * m`` elements: the schedule
+reduces in place and ``input`` must stay untouched); ``all_gather`` into a tensor needs nothing
+extra (copy-only schedule, run in ``output``), into a list it keeps one ``p * m`` work buffer.
+:func:`extra_memory` computes these numbers. Buffers are cached (at most :data:`CACHE_SIZE` plans);
+:func:`clear_cache` frees them.
+
+Ops
+---
+SUM, PRODUCT, MIN, MAX, AVG, BAND, BOR, BXOR as ``dist.ReduceOp`` values (or their names as
+strings). As in torch: bitwise ops need integer or bool tensors; AVG (computed as SUM, then one
+division by ``p``) needs floating point or complex tensors; complex tensors allow SUM and AVG only
+(they run as real tensors of twice the length); PREMUL_SUM is not supported.
+
+Async
+-----
+With ``async_op=True`` a CPU collective runs on one background worker thread per process (a FIFO:
+collectives run in the order they were issued; a later synchronous call first waits for the pending
+ones) and returns a :class:`CollectiveWork` whose ``wait()`` blocks until it is done and re-raises
+its error. A CUDA collective is enqueued on the calling thread (NCCL and the reductions are already
+asynchronous with respect to the host; ``wait()`` returns at once, like torch's NCCL ``Work.wait``).
+
+Faults
+------
+A failure in a step (a dead peer, a timeout) raises :class:`CollectiveError` naming the collective,
+algorithm, rank and step. ``timeout`` bounds every step's wait; without it the process group's
+timeout (``init_process_group(timeout=...)``) applies. After such an error the process group should
+be treated as broken.
+
+Examples
+--------
+Under ``torchrun --nproc_per_node=2`` with ``dist.init_process_group("gloo")``::
+
+    >>> from collectives.distributed import all_reduce
+    >>> t = torch.full((4,), float(dist.get_rank()))   # rank 0: [0, 0, 0, 0]; rank 1: [1, 1, 1, 1]
+    >>> all_reduce(t, algorithm="ring")
+    >>> t                                              # rank 0 and rank 1
+    tensor([1., 1., 1., 1.])
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from collectives.algorithms import ALGORITHMS, algorithm_params
+from collectives.plan import program_for
+from collectives.tuning import active_table
+
+__all__ = [
+    "OPS",
+    "DTYPES",
+    "CACHE_SIZE",
+    "CollectiveError",
+    "CollectiveWork",
+    "algorithms_for",
+    "all_reduce",
+    "reduce_scatter",
+    "all_gather",
+    "extra_memory",
+    "clear_cache",
+]
+
+#: Op names in torch's order; ``dist.ReduceOp.<NAME>`` or the name (any case) selects one.
+OPS = ("sum", "avg", "product", "min", "max", "band", "bor", "bxor")
+
+#: Tensor dtypes the runtime accepts.
+DTYPES = (
+    torch.float32, torch.float64, torch.float16, torch.bfloat16,
+    torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool,
+    torch.complex64, torch.complex128,
+)
+
+#: Cached plans (compiled program + scratch and work buffers) kept per process.
+CACHE_SIZE = 64
+
+_BITWISE = ("band", "bor", "bxor")
+_REDUCE_FNS = {
+    "sum": torch.add, "avg": torch.add, "product": torch.mul, "min": torch.minimum, "max": torch.maximum,
+    "band": torch.bitwise_and, "bor": torch.bitwise_or, "bxor": torch.bitwise_xor,
+}
+_TORCH_OPS = {
+    "sum": dist.ReduceOp.SUM, "avg": dist.ReduceOp.AVG, "product": dist.ReduceOp.PRODUCT,
+    "min": dist.ReduceOp.MIN, "max": dist.ReduceOp.MAX, "band": dist.ReduceOp.BAND,
+    "bor": dist.ReduceOp.BOR, "bxor": dist.ReduceOp.BXOR,
+}
+
+
+class CollectiveError(RuntimeError):
+    """A collective that failed while running (dead peer, timeout, transport error)."""
+
+
+def algorithms_for(collective: str) -> tuple[str, ...]:
+    """Algorithms that implement ``collective`` with torch semantics (plus ``"auto"``).
+
+    The tree's reduce_scatter/allgather halves reduce onto / broadcast from two roots; their blocks
+    are not rank-blocked, so they are allreduce-only here.
+    """
+    names = tuple(ALGORITHMS)
+    if collective != "allreduce":
+        names = tuple(a for a in names if a != "tree")
+    return (*names, "auto")
+
+
+# ---------------------------------------------------------------------------------------------
+# validation
+
+
+def _op_name(op: Any) -> str:
+    if isinstance(op, str):
+        name = op.lower()
+        if name in OPS:
+            return name
+    else:
+        for name, value in _TORCH_OPS.items():
+            try:
+                if op == value:
+                    return name
+            except TypeError:
+                break
+    raise ValueError(
+        f"op {op!r} is not supported; choose from: {', '.join(n.upper() for n in OPS)} (dist.ReduceOp or name)"
+    )
+
+
+def _check_tensor(tensor: Any, name: str, fn: str) -> torch.Tensor:
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"{fn}: {name} must be a torch.Tensor, got {type(tensor).__name__}")
+    if tensor.dtype not in DTYPES:
+        allowed = ", ".join(str(d).removeprefix("torch.") for d in DTYPES)
+        raise TypeError(f"{fn}: {name} has unsupported dtype {tensor.dtype}; supported: {allowed}")
+    if not tensor.is_contiguous():
+        raise ValueError(
+            f"{fn}: {name} must be contiguous (shape {tuple(tensor.shape)}, stride {tensor.stride()}); "
+            "pass tensor.contiguous() and copy the result back"
+        )
+    if tensor.is_sparse:
+        raise ValueError(f"{fn}: {name} must be a dense tensor")
+    return tensor
+
+
+def _check_op_dtype(op: str, dtype: torch.dtype, fn: str) -> None:
+    if op in _BITWISE and (dtype.is_floating_point or dtype.is_complex):
+        raise ValueError(f"{fn}: op {op.upper()} needs an integer or bool tensor, got {dtype}")
+    if op == "avg" and not (dtype.is_floating_point or dtype.is_complex):
+        raise ValueError(f"{fn}: op AVG needs a floating point or complex tensor, got {dtype} (use SUM)")
+    if dtype.is_complex and op not in ("sum", "avg"):
+        raise ValueError(f"{fn}: op {op.upper()} is not supported for complex tensors ({dtype}); use SUM or AVG")
+
+
+def _resolve_algorithm(algorithm: str, collective: str, nranks: int, nbytes: int, fn: str) -> str:
+    allowed = algorithms_for(collective)
+    if algorithm not in allowed:
+        extra = ""
+        if algorithm == "tree":
+            extra = " (the tree's halves reduce onto two roots, they are not rank-blocked)"
+        raise ValueError(f"{fn}: algorithm {algorithm!r} is not available{extra}; choose from: {', '.join(allowed)}")
+    if algorithm == "auto":
+        algorithm = active_table(collective).choose(nranks, nbytes)
+        if algorithm not in allowed:
+            raise ValueError(f"{fn}: the tuning table chose {algorithm!r}, which cannot run {collective}")
+    return algorithm
+
+
+def _as_timedelta(timeout: float | timedelta | None) -> timedelta | None:
+    if timeout is None or isinstance(timeout, timedelta):
+        return timeout
+    if not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise ValueError(f"timeout must be positive seconds or a timedelta, got {timeout!r}")
+    return timedelta(seconds=float(timeout))
+
+
+def _flat(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor as a 1-D view; complex tensors as their real and imaginary parts."""
+    if tensor.is_complex():
+        tensor = torch.view_as_real(tensor)
+    return tensor.view(-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# plans
+
+
+@dataclass(frozen=True)
+class _Step:
+    index: int
+    sends: tuple[tuple[int, int, int], ...]  # (global peer, lo, hi)
+    recvs: tuple[tuple[int, int, int, int], ...]  # (global peer, lo, hi, scratch offset or -1 for copy)
+    reduces: tuple[tuple[int, int, int, bool], ...]  # (lo, hi, scratch offset, peer's operand first)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    algorithm: str
+    steps: tuple[_Step, ...]
+    scratch: torch.Tensor | None
+    work: torch.Tensor | None  # reduce_scatter input copy / all_gather list workspace
+
+
+_cache: collections.OrderedDict[tuple, _Plan] = collections.OrderedDict()
+_cache_lock = threading.Lock()
+_initialized_nccl: set[str] = set()
+
+
+def clear_cache() -> None:
+    """Drop every cached plan and its scratch buffers."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def _group_name(group: dist.ProcessGroup | None) -> str:
+    pg = group if group is not None else dist.group.WORLD
+    return pg.group_name
+
+
+def _plan(collective: str, algorithm: str, group, rank: int, nranks: int, count: int,
+          dtype: torch.dtype, device: torch.device, nbytes: int, need_work: bool) -> _Plan:
+    params = tuple(sorted(algorithm_params(algorithm, nranks, nbytes).items()))
+    key = (_group_name(group), collective, algorithm, params, count, dtype, device, need_work)
+    with _cache_lock:
+        plan = _cache.get(key)
+        if plan is not None:
+            _cache.move_to_end(key)
+            return plan
+    program = program_for(collective, algorithm, nranks, rank, count, params)
+    pg = group if group is not None else dist.group.WORLD
+    to_global = [dist.get_global_rank(pg, r) for r in range(nranks)]
+    steps = []
+    for rs in program.steps:
+        recvs, reduces, offset = [], [], 0
+        for t in rs.recvs:
+            if t.reduce:
+                recvs.append((to_global[t.peer], t.lo, t.hi, offset))
+                reduces.append((t.lo, t.hi, offset, t.peer < rank))
+                offset += t.size
+            else:
+                recvs.append((to_global[t.peer], t.lo, t.hi, -1))
+        sends = tuple((to_global[t.peer], t.lo, t.hi) for t in rs.sends)
+        steps.append(_Step(rs.index, sends, tuple(recvs), tuple(reduces)))
+    scratch = torch.empty(program.scratch, dtype=dtype, device=device) if program.scratch else None
+    work = torch.empty(count, dtype=dtype, device=device) if need_work else None
+    plan = _Plan(algorithm, tuple(steps), scratch, work)
+    with _cache_lock:
+        _cache[key] = plan
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+    return plan
+
+
+def extra_memory(collective: str, algorithm: str, nranks: int, count: int, itemsize: int, rank: int = 0) -> int:
+    """Bytes of scratch ``rank`` allocates to run ``collective`` on a buffer of ``count`` elements.
+
+    ``count`` is the full buffer (for reduce_scatter the input, for all_gather the output). The
+    work copy reduce_scatter keeps of its input is included.
+    """
+    nbytes = count * itemsize
+    params = tuple(sorted(algorithm_params(algorithm, nranks, nbytes).items()))
+    scratch = program_for(collective, algorithm, nranks, rank, count, params).scratch
+    work = count if collective == "reduce_scatter" else 0
+    return (scratch + work) * itemsize
+
+
+def _execute(plan: _Plan, buf: torch.Tensor, op: str, group, timeout: timedelta | None,
+             what: str, rank: int, nranks: int) -> None:
+    """Run ``plan`` on the flat buffer ``buf`` in place."""
+    reduce_fn = _REDUCE_FNS[op]
+    scratch = plan.scratch
+    isend, irecv, P2POp = dist.isend, dist.irecv, dist.P2POp
+    for step in plan.steps:
+        ops = [P2POp(isend, buf[lo:hi], peer, group) for peer, lo, hi in step.sends]
+        for peer, lo, hi, off in step.recvs:
+            target = buf[lo:hi] if off < 0 else scratch[off:off + hi - lo]
+            ops.append(P2POp(irecv, target, peer, group))
+        try:
+            works = dist.batch_isend_irecv(ops)
+            for work in works:
+                if timeout is None:
+                    work.wait()
+                else:
+                    work.wait(timeout)
+        except RuntimeError as err:
+            peers = sorted({p for p, *_ in step.sends} | {p for p, *_ in step.recvs})
+            raise CollectiveError(
+                f"collsim {what} ({plan.algorithm}) failed on group rank {rank} of {nranks} "
+                f"(global rank {dist.get_rank()}) in step {step.index} with global peers {peers}: "
+                f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}"
+            ) from err
+        for lo, hi, off, peer_first in step.reduces:
+            mine, theirs = buf[lo:hi], scratch[off:off + hi - lo]
+            if peer_first:
+                reduce_fn(theirs, mine, out=mine)
+            else:
+                reduce_fn(mine, theirs, out=mine)
+
+
+# ---------------------------------------------------------------------------------------------
+# async handles
+
+
+class CollectiveWork:
+    """Handle of an ``async_op=True`` collective: ``wait()``, ``is_completed()``, ``get_future()``.
+
+    ``wait()`` blocks until the collective has finished and re-raises its error
+    (:class:`CollectiveError`, or the error of a bad call); it returns True, like torch's ``Work``.
+    """
+
+    def __init__(self, future: concurrent.futures.Future, result: Any = None):
+        self._future = future
+        self._result = result
+        self._torch_future: torch.futures.Future | None = None
+        self._lock = threading.Lock()
+
+    def wait(self, timeout: float | timedelta | None = None) -> bool:
+        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+        try:
+            self._future.result(timeout=seconds)
+        except concurrent.futures.TimeoutError:
+            raise CollectiveError(f"collsim collective still running after {seconds} s") from None
+        return True
+
+    def is_completed(self) -> bool:
+        return self._future.done()
+
+    def exception(self) -> BaseException | None:
+        return self._future.exception() if self._future.done() else None
+
+    def get_future(self) -> torch.futures.Future:
+        """A ``torch.futures.Future`` completed with the result tensor (as DDP comm hooks need)."""
+        with self._lock:
+            if self._torch_future is None:
+                fut: torch.futures.Future = torch.futures.Future()
+                self._torch_future = fut
+
+                def done(f: concurrent.futures.Future) -> None:
+                    err = f.exception()
+                    if err is not None:
+                        fut.set_exception(err)
+                    else:
+                        fut.set_result(self._result)
+
+                self._future.add_done_callback(done)
+            return self._torch_future
+
+
+_executor: concurrent.futures.ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+_last_async: concurrent.futures.Future | None = None
+
+
+def _submit(fn, result) -> CollectiveWork:
+    global _executor, _last_async
+    with _executor_lock:
+        if _executor is None:
+            _executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="collsim")
+        future = _executor.submit(fn)
+        _last_async = future
+    return CollectiveWork(future, result)
+
+
+def _done(result) -> CollectiveWork:
+    future: concurrent.futures.Future = concurrent.futures.Future()
+    future.set_result(None)
+    return CollectiveWork(future, result)
+
+
+def _drain() -> None:
+    """Let pending async collectives finish first, so collectives run in the order issued."""
+    pending = _last_async
+    if pending is not None and not pending.done() and threading.current_thread().name[:7] != "collsim":
+        concurrent.futures.wait([pending])
+
+
+def _dispatch(run, device: torch.device, async_op: bool, result) -> CollectiveWork | None:
+    if async_op and device.type == "cpu":
+        return _submit(run, result)
+    _drain()
+    run()
+    return _done(result) if async_op else None
+
+
+# ---------------------------------------------------------------------------------------------
+# shared front half
+
+
+def _group_info(group, fn: str) -> tuple[int, int] | None:
+    """(group rank, group size), or None when this process is not in ``group``."""
+    if not dist.is_initialized():
+        raise RuntimeError(f"{fn}: call torch.distributed.init_process_group first")
+    pg = group if group is not None else dist.group.WORLD
+    if pg is None or pg == dist.GroupMember.NON_GROUP_MEMBER:
+        return None
+    rank = dist.get_rank(pg)
+    if rank < 0:
+        return None
+    return rank, dist.get_world_size(pg)
+
+
+def _ensure_nccl(group, device: torch.device) -> None:
+    """NCCL wants the first p2p batch on a communicator to involve every rank: warm it up once."""
+    name = _group_name(group)
+    if device.type == "cuda" and name not in _initialized_nccl:
+        dist.all_reduce(torch.zeros(1, device=device), group=group)
+        _initialized_nccl.add(name)
+
+
+def _check_metadata(fn: str, group, nranks: int, device: torch.device, fields: dict[str, int],
+                    names: dict[str, Any]) -> None:
+    """All-gather a few integers and raise the same clear ValueError on every rank on a mismatch."""
+    mine = torch.tensor(list(fields.values()), dtype=torch.int64)
+    on = device if dist.get_backend(group) == "nccl" else torch.device("cpu")
+    mine = mine.to(on)
+    everyone = torch.empty(nranks * mine.numel(), dtype=torch.int64, device=on)
+    dist.all_gather_into_tensor(everyone, mine, group=group)
+    table = everyone.view(nranks, -1).cpu().tolist()
+    for j, field in enumerate(fields):
+        values = [row[j] for row in table]
+        if len(set(values)) > 1:
+            shown = ", ".join(
+                f"rank {r}: {names.get(field, {}).get(v, v) if isinstance(names.get(field), dict) else v}"
+                for r, v in enumerate(values)
+            )
+            raise ValueError(f"{fn}: ranks disagree on {field} ({shown})")
+
+
+def _metadata(count: int, dtype: torch.dtype, op: str, algorithm: str, shape_hash: int) -> tuple[dict, dict]:
+    algos = tuple(ALGORITHMS)
+    fields = {
+        "element count": count,
+        "dtype": DTYPES.index(dtype),
+        "op": OPS.index(op),
+        "algorithm": algos.index(algorithm),
+        "shape": shape_hash,
+    }
+    names = {
+        "dtype": {i: str(d).removeprefix("torch.") for i, d in enumerate(DTYPES)},
+        "op": {i: o.upper() for i, o in enumerate(OPS)},
+        "algorithm": dict(enumerate(algos)),
+    }
+    return fields, names
+
+
+# ---------------------------------------------------------------------------------------------
+# the collectives
+
+
+def all_reduce(
+    tensor: torch.Tensor,
+    op: Any = dist.ReduceOp.SUM,
+    group: dist.ProcessGroup | None = None,
+    algorithm: str = "auto",
+    async_op: bool = False,
+    *,
+    check: bool = False,
+    timeout: float | timedelta | None = None,
+) -> CollectiveWork | None:
+    """Reduce ``tensor`` across ``group`` in place with a collsim schedule, like ``dist.all_reduce``.
+
+    Parameters
+    ----------
+    tensor : torch.Tensor
+        Contiguous input and output, same shape and dtype on every rank.
+    op : dist.ReduceOp or str
+        SUM, PRODUCT, MIN, MAX, AVG, BAND, BOR or BXOR (see the module docstring for dtype rules).
+    group : ProcessGroup, optional
+        Default: the world. Ranks outside it return None at once.
+    algorithm : str
+        ``"ring"``, ``"tree"``, ``"recursive_halving"``, ``"recursive_doubling"`` or ``"auto"``
+        (the tuning table's choice for this world size and message size).
+    async_op : bool
+        Return a :class:`CollectiveWork` instead of waiting.
+    check : bool
+        First exchange (count, dtype, op, algorithm, shape) with every rank and raise ValueError on
+        every rank if they differ (one small all-gather).
+    timeout : float seconds or timedelta, optional
+        Bound on each step's wait; default: the process group's timeout.
+
+    Returns
+    -------
+    CollectiveWork or None
+        A handle if ``async_op``, else None.
+
+    Raises
+    ------
+    TypeError
+        Not a tensor, or an unsupported dtype.
+    ValueError
+        Non-contiguous tensor, op not allowed for the dtype, unknown algorithm, or (``check=True``)
+        ranks that disagree.
+    CollectiveError
+        A peer died or a step timed out.
+
+    Examples
+    --------
+    >>> t = torch.arange(4, dtype=torch.float32) * (dist.get_rank() + 1)  # rank 0: [0,1,2,3]; rank 1: [0,2,4,6]
+    >>> all_reduce(t, op=dist.ReduceOp.MAX, algorithm="recursive_doubling")
+    >>> t                                                                  # rank 0 and rank 1
+    tensor([0., 2., 4., 6.])
+    """
+    fn = "all_reduce"
+    _check_tensor(tensor, "tensor", fn)
+    op = _op_name(op)
+    _check_op_dtype(op, tensor.dtype, fn)
+    timeout = _as_timedelta(timeout)
+    info = _group_info(group, fn)
+    if info is None:
+        return None
+    rank, nranks = info
+    buf = _flat(tensor)
+    nbytes = tensor.numel() * tensor.element_size()
+    algorithm = _resolve_algorithm(algorithm, "allreduce", nranks, nbytes, fn)
+    if check and nranks > 1:
+        fields, names = _metadata(tensor.numel(), tensor.dtype, op, algorithm, hash(tuple(tensor.shape)) & 0xFFFFFFFF)
+        _check_metadata(fn, group, nranks, tensor.device, fields, names)
+
+    def run() -> None:
+        with torch.no_grad():
+            if nranks > 1 and buf.numel() > 0:
+                _ensure_nccl(group, tensor.device)
+                plan = _plan("allreduce", algorithm, group, rank, nranks, buf.numel(), buf.dtype,
+                             buf.device, nbytes, need_work=False)
+                _execute(plan, buf, op, group, timeout, fn, rank, nranks)
+            if op == "avg" and nranks > 1:
+                buf.div_(nranks)
+
+    return _dispatch(run, tensor.device, async_op, tensor)
+
+
+def reduce_scatter(
+    output: torch.Tensor,
+    input: torch.Tensor | list[torch.Tensor],
+    op: Any = dist.ReduceOp.SUM,
+    group: dist.ProcessGroup | None = None,
+    algorithm: str = "auto",
+    async_op: bool = False,
+    *,
+    check: bool = False,
+    timeout: float | timedelta | None = None,
+) -> CollectiveWork | None:
+    """Reduce ``input`` across ``group`` and leave block ``rank`` in ``output``, like ``dist.reduce_scatter_tensor``.
+
+    ``input`` holds ``p`` blocks of ``output.numel()`` elements (block ``r`` goes to group rank
+    ``r``); a list of ``p`` tensors shaped like ``output`` (``dist.reduce_scatter``'s form) is
+    accepted too. ``input`` is not modified. Algorithms: ring, recursive_halving, recursive_doubling,
+    auto. Other parameters, return value and errors as :func:`all_reduce`.
+
+    Examples
+    --------
+    >>> inp = torch.ones(4) * (dist.get_rank() + 1)   # rank 0: [1,1,1,1]; rank 1: [2,2,2,2]
+    >>> out = torch.empty(2)
+    >>> reduce_scatter(out, inp)
+    >>> out                                           # rank 0 and rank 1
+    tensor([3., 3.])
+    """
+    fn = "reduce_scatter"
+    _check_tensor(output, "output", fn)
+    blocks = None
+    if isinstance(input, (list, tuple)):
+        blocks = [_check_tensor(t, f"input[{i}]", fn) for i, t in enumerate(input)]
+    else:
+        _check_tensor(input, "input", fn)
+    op = _op_name(op)
+    _check_op_dtype(op, output.dtype, fn)
+    timeout = _as_timedelta(timeout)
+    info = _group_info(group, fn)
+    if info is None:
+        return None
+    rank, nranks = info
+    m = output.numel()
+    if blocks is not None:
+        if len(blocks) != nranks:
+            raise ValueError(f"{fn}: input list has {len(blocks)} tensors, the group has {nranks} ranks")
+        for i, t in enumerate(blocks):
+            if t.numel() != m or t.dtype != output.dtype or t.device != output.device:
+                raise ValueError(f"{fn}: input[{i}] must match output ({m} {output.dtype} elements on {output.device})")
+    else:
+        if input.numel() != m * nranks:
+            raise ValueError(f"{fn}: input has {input.numel()} elements; it must be {nranks} x output ({m}) = {m * nranks}")
+        if input.dtype != output.dtype or input.device != output.device:
+            raise ValueError(f"{fn}: input ({input.dtype}, {input.device}) and output ({output.dtype}, "
+                             f"{output.device}) must have the same dtype and device")
+    nbytes = m * nranks * output.element_size()
+    algorithm = _resolve_algorithm(algorithm, "reduce_scatter", nranks, nbytes, fn)
+    if check and nranks > 1:
+        fields, names = _metadata(m, output.dtype, op, algorithm, 0)
+        _check_metadata(fn, group, nranks, output.device, fields, names)
+
+    def run() -> None:
+        with torch.no_grad():
+            out = _flat(output)
+            if nranks == 1 or m == 0:
+                src = blocks[0] if blocks is not None else input
+                if m:
+                    out.copy_(_flat(src))
+            else:
+                _ensure_nccl(group, output.device)
+                count = out.numel() * nranks
+                plan = _plan("reduce_scatter", algorithm, group, rank, nranks, count, out.dtype,
+                             out.device, nbytes, need_work=True)
+                work = plan.work
+                if blocks is not None:
+                    for i, t in enumerate(blocks):
+                        work[i * out.numel():(i + 1) * out.numel()].copy_(_flat(t))
+                else:
+                    work.copy_(_flat(input))
+                _execute(plan, work, op, group, timeout, fn, rank, nranks)
+                out.copy_(work[rank * out.numel():(rank + 1) * out.numel()])
+            if op == "avg" and nranks > 1:
+                out.div_(nranks)
+
+    return _dispatch(run, output.device, async_op, output)
+
+
+def all_gather(
+    output: torch.Tensor | list[torch.Tensor],
+    input: torch.Tensor,
+    group: dist.ProcessGroup | None = None,
+    algorithm: str = "auto",
+    async_op: bool = False,
+    *,
+    check: bool = False,
+    timeout: float | timedelta | None = None,
+) -> CollectiveWork | None:
+    """Gather every rank's ``input`` into ``output``, like ``dist.all_gather_into_tensor``.
+
+    ``output`` holds ``p`` blocks of ``input.numel()`` elements (block ``r`` from group rank ``r``);
+    a list of ``p`` tensors shaped like ``input`` (``dist.all_gather``'s form) is accepted too.
+    Algorithms: ring, recursive_halving, recursive_doubling, auto. Other parameters, return value
+    and errors as :func:`all_reduce`.
+
+    Examples
+    --------
+    >>> out = torch.empty(4)
+    >>> all_gather(out, torch.full((2,), float(dist.get_rank())))   # rank 0: [0, 0]; rank 1: [1, 1]
+    >>> out                                                         # rank 0 and rank 1
+    tensor([0., 0., 1., 1.])
+    """
+    fn = "all_gather"
+    _check_tensor(input, "input", fn)
+    outs = None
+    if isinstance(output, (list, tuple)):
+        outs = [_check_tensor(t, f"output[{i}]", fn) for i, t in enumerate(output)]
+    else:
+        _check_tensor(output, "output", fn)
+    timeout = _as_timedelta(timeout)
+    info = _group_info(group, fn)
+    if info is None:
+        return None
+    rank, nranks = info
+    m = input.numel()
+    if outs is not None:
+        if len(outs) != nranks:
+            raise ValueError(f"{fn}: output list has {len(outs)} tensors, the group has {nranks} ranks")
+        for i, t in enumerate(outs):
+            if t.numel() != m or t.dtype != input.dtype or t.device != input.device:
+                raise ValueError(f"{fn}: output[{i}] must match input ({m} {input.dtype} elements on {input.device})")
+    else:
+        if output.numel() != m * nranks:
+            raise ValueError(f"{fn}: output has {output.numel()} elements; it must be {nranks} x input ({m}) = {m * nranks}")
+        if input.dtype != output.dtype or input.device != output.device:
+            raise ValueError(f"{fn}: input ({input.dtype}, {input.device}) and output ({output.dtype}, "
+                             f"{output.device}) must have the same dtype and device")
+    nbytes = m * nranks * input.element_size()
+    algorithm = _resolve_algorithm(algorithm, "allgather", nranks, nbytes, fn)
+    if check and nranks > 1:
+        fields, names = _metadata(m, input.dtype, "sum", algorithm, 0)
+        _check_metadata(fn, group, nranks, input.device, fields, names)
+
+    def run() -> None:
+        with torch.no_grad():
+            src = _flat(input)
+            k = src.numel()
+            plan = None
+            if nranks > 1 and k > 0:
+                _ensure_nccl(group, input.device)
+                plan = _plan("allgather", algorithm, group, rank, nranks, k * nranks, src.dtype,
+                             src.device, nbytes, need_work=outs is not None)
+            buf = (plan.work if plan is not None else None) if outs is not None else _flat(output)
+            if buf is None:  # list output, nothing to communicate
+                for t in outs:
+                    _flat(t).copy_(src)
+                return
+            buf[rank * k:(rank + 1) * k].copy_(src)
+            if plan is not None:
+                _execute(plan, buf, "sum", group, timeout, fn, rank, nranks)
+            if outs is not None:
+                for i, t in enumerate(outs):
+                    _flat(t).copy_(buf[i * k:(i + 1) * k])
+
+    return _dispatch(run, input.device, async_op, output)

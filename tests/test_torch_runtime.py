@@ -1,0 +1,497 @@
+"""The torch.distributed runtime against native torch.distributed, on real Gloo process groups.
+
+Each test runs one (world size, collective, algorithm) over every count, dtype and op inside a
+reused worker pool (:mod:`_dist_harness`) and reports every failing case by name. Every rank must
+end bitwise identical; floats must match ``dist.all_reduce`` within a tolerance, integers exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+import os
+import queue
+import signal
+import time
+import zlib
+from datetime import timedelta
+
+import pytest
+from _dist_harness import mp_context, pool
+
+WORLD_SIZES = (1, 2, 3, 4, 5, 7, 8)
+ALLREDUCE_ALGORITHMS = ("ring", "tree", "recursive_halving", "recursive_doubling", "auto")
+BLOCKED_ALGORITHMS = ("ring", "recursive_halving", "recursive_doubling", "auto")
+DTYPES = ("float32", "float64", "float16", "bfloat16", "int32", "int64", "uint8")
+FLOAT_OPS = ("sum", "product", "min", "max", "avg")
+INT_OPS = ("sum", "product", "min", "max", "band", "bor", "bxor")
+
+
+def counts_for(p: int) -> list[int]:
+    return sorted({0, 1, max(p - 1, 0), p, p + 1, 1031, 65539})
+
+
+def ops_for(dtype: str, collective: str) -> tuple[str, ...]:
+    if collective == "allgather":
+        return ("copy",)
+    return FLOAT_OPS if "float" in dtype else INT_OPS
+
+
+def matrix_cases(nranks: int, collective: str, dtypes=DTYPES, counts=None) -> list[tuple[int, str, str]]:
+    """(count, dtype, op) cases: the full product with COLLSIM_FULL_MATRIX=1, else an all-pairs cover.
+
+    The cover holds every (count, dtype), (dtype, op) and (count, op) pair at least once, which is
+    what the runtime's code paths depend on (ranges come from the count, reduction kernels from
+    dtype and op) at a quarter of the collectives; the full product is the same code, run longer.
+    """
+    counts = counts_for(nranks) if counts is None else counts
+    if os.environ.get("COLLSIM_FULL_MATRIX") == "1":
+        return [(c, d, o) for c in counts for d in dtypes for o in ops_for(d, collective)]
+    cases = set()
+    for i, count in enumerate(counts):
+        for j, dtype in enumerate(dtypes):
+            ops = ops_for(dtype, collective)
+            cases.add((count, dtype, ops[(i + j) % len(ops)]))
+    for i, count in enumerate(counts):
+        for k, op in enumerate(dict.fromkeys(o for d in dtypes for o in ops_for(d, collective))):
+            if not any(c == count and o == op for c, _, o in cases):
+                able = [d for d in dtypes if op in ops_for(d, collective)]
+                cases.add((count, able[(i + k) % len(able)], op))
+    return sorted(cases)
+
+
+# ----------------------------------------------------------------------------------------------
+# code that runs on the workers
+
+_groups: dict = {}
+
+
+def _group(ranks):
+    import torch.distributed as dist
+
+    if ranks is None:
+        return None
+    key = tuple(ranks)
+    if key not in _groups:
+        _groups[key] = dist.new_group(list(ranks))  # collective: every worker calls it
+    return _groups[key]
+
+
+def _input(count: int, dtype_name: str, op: str, seed: int):
+    """Values that keep products and sums finite: near 1 for products, small ints where it matters."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    g = torch.Generator().manual_seed(seed)
+    if dtype.is_floating_point:
+        if op == "product":
+            x = 0.8 + 0.45 * torch.rand(count, generator=g, dtype=torch.float64)
+        else:
+            x = 0.5 + torch.rand(count, generator=g, dtype=torch.float64)
+        return x.to(dtype)
+    info = torch.iinfo(dtype)
+    if op == "product":
+        lo, hi = (0, 4) if info.min == 0 else (-3, 4)
+    elif op == "sum":
+        lo, hi = max(info.min, -1000), min(info.max, 1000)
+    else:
+        lo, hi = max(info.min, -(1 << 30)), min(info.max, 1 << 30)
+    return torch.randint(lo, hi, (count,), generator=g, dtype=torch.int64).to(dtype)
+
+
+def _native(collective: str, x, op: str, group, nranks: int):
+    """The reference result through native torch.distributed (Gloo has no AVG: SUM, then divide)."""
+    import torch.distributed as dist
+
+    from collectives.distributed import _TORCH_OPS
+
+    if collective == "allgather":
+        out = x.new_empty(x.numel() * nranks)
+        dist.all_gather_into_tensor(out, x, group=group)
+        return out
+    ref = x.clone()
+    dist.all_reduce(ref, op=_TORCH_OPS["sum" if op == "avg" else op], group=group)
+    if op == "avg":
+        ref = ref / nranks
+    if collective == "reduce_scatter":
+        m = x.numel() // nranks
+        r = dist.get_rank(group)
+        ref = ref[r * m:(r + 1) * m]
+    return ref
+
+
+def _compare(got, ref, nranks: int) -> str | None:
+    import torch
+
+    if got.dtype.is_floating_point:
+        eps = torch.finfo(got.dtype).eps
+        try:
+            torch.testing.assert_close(got, ref, rtol=2 * nranks * eps, atol=2 * nranks * eps)
+        except AssertionError as err:
+            return str(err).strip().splitlines()[0] + " " + " ".join(str(err).split("\n")[1:4])
+        return None
+    if not torch.equal(got, ref):
+        bad = (got != ref).nonzero().flatten()
+        i = int(bad[0])
+        return f"{bad.numel()} elements differ, first at {i}: got {got[i].item()} expected {ref[i].item()}"
+    return None
+
+
+_references: dict = {}
+
+
+def run_matrix(collective: str, algorithm: str, cases, group_ranks=None) -> dict:
+    """Run the (count, dtype, op) ``cases`` of ``collective`` on this rank; return failures and digests.
+
+    Native results are cached per case, so the reference runs once per world size, not per algorithm.
+    """
+    import torch
+    import torch.distributed as dist
+
+    from collectives.distributed import all_gather, all_reduce, reduce_scatter
+
+    group = _group(group_ranks)
+    grank = dist.get_rank(group)
+    if grank < 0:  # not a member: our collectives must return None at once
+        t0 = time.perf_counter()
+        x = torch.ones(4)
+        results = (all_reduce(x, group=group, algorithm=algorithm),
+                   reduce_scatter(x[:1], x, group=group), all_gather(x, x[:1], group=group))
+        return {"member": False, "returned": results, "seconds": time.perf_counter() - t0}
+    nranks = dist.get_world_size(group)
+    failures, digests = [], []
+    for count, dtype, op in cases:
+        name = f"count={count} dtype={dtype} op={op}"
+        total = count * nranks if collective == "reduce_scatter" else count
+        seed = zlib.crc32(f"{name} {dist.get_rank()}".encode())
+        x = _input(total, dtype, op, seed)
+        key = (collective, group_ranks, count, dtype, op)
+        try:
+            if key not in _references:
+                _references[key] = _native(collective, x, op, group, nranks)
+            ref = _references[key]
+            if collective == "allreduce":
+                got = x.clone()
+                all_reduce(got, op=op, group=group, algorithm=algorithm)
+            elif collective == "reduce_scatter":
+                got = x.new_full((count,), 7)
+                reduce_scatter(got, x, op=op, group=group, algorithm=algorithm)
+                if not torch.equal(x, _input(total, dtype, op, seed)):
+                    failures.append(f"{name}: reduce_scatter modified its input")
+            else:
+                got = x.new_full((count * nranks,), 7)
+                all_gather(got, x, group=group, algorithm=algorithm)
+        except Exception as err:  # noqa: BLE001 - reported by name; the other ranks see the same
+            failures.append(f"{name}: {type(err).__name__}: {err}")
+            continue
+        problem = _compare(got, ref, nranks)
+        if problem:
+            failures.append(f"{name}: {problem}")
+        if collective != "reduce_scatter":  # reduce_scatter outputs differ by rank by design
+            digests.append(hashlib.sha1(got.contiguous().view(torch.uint8).numpy().tobytes()).hexdigest())
+    return {"member": True, "rank": grank, "failures": failures, "digests": digests}
+
+
+# ----------------------------------------------------------------------------------------------
+# the matrix
+
+
+def _check_results(results: list[dict], label: str) -> None:
+    members = [r for r in results if r["member"]]
+    failures = [f"{label} rank {r['rank']}: {f}" for r in members for f in r["failures"]]
+    for r in results:
+        if not r["member"]:
+            if r["returned"] != (None, None, None):
+                failures.append(f"{label}: a non-member got {r['returned']} instead of None")
+            if r["seconds"] > 1.0:
+                failures.append(f"{label}: a non-member took {r['seconds']:.2f} s to return")
+    digests = [r["digests"] for r in members]
+    if any(d != digests[0] for d in digests):
+        n = sum(1 for i in range(len(digests[0])) if len({d[i] for d in digests}) > 1)
+        failures.append(f"{label}: results are not bitwise identical across ranks in {n} cases")
+    assert not failures, f"{len(failures)} failing cases:\n" + "\n".join(failures[:40])
+
+
+CASES = [(p, "allreduce", a) for p in WORLD_SIZES for a in ALLREDUCE_ALGORITHMS] + [
+    (p, c, a) for p in WORLD_SIZES for c in ("reduce_scatter", "allgather") for a in BLOCKED_ALGORITHMS
+]
+CASES.sort(key=lambda case: case[0])  # one pool per world size, reused by consecutive tests
+
+
+@pytest.mark.parametrize(("nranks", "collective", "algorithm"), CASES, ids=[f"p{p}-{c}-{a}" for p, c, a in CASES])
+def test_matches_native(nranks, collective, algorithm):
+    results = pool(nranks).run(run_matrix, collective, algorithm, matrix_cases(nranks, collective))
+    _check_results(results, f"p={nranks} {collective} {algorithm}")
+
+
+SUBGROUP_CASES = [("allreduce", a) for a in ALLREDUCE_ALGORITHMS] + [
+    (c, a) for c in ("reduce_scatter", "allgather") for a in BLOCKED_ALGORITHMS
+]
+
+
+@pytest.mark.parametrize(("collective", "algorithm"), SUBGROUP_CASES, ids=[f"{c}-{a}" for c, a in SUBGROUP_CASES])
+def test_subgroup_of_three_out_of_five(collective, algorithm):
+    """Group ranks [1, 3, 4] of a world of 5: peers translated, non-members return None at once."""
+    results = pool(5).run(run_matrix, collective, algorithm, matrix_cases(3, collective), group_ranks=(1, 3, 4))
+    assert [r["member"] for r in results] == [False, True, False, True, True]
+    _check_results(results, f"group [1, 3, 4] of 5 {collective} {algorithm}")
+
+
+# ----------------------------------------------------------------------------------------------
+# bad input, async, bitwise identity, faults
+
+
+def bad_inputs() -> list[str]:
+    """Each bad call must raise the right exception with a message naming the problem."""
+    import torch
+
+    from collectives.distributed import all_gather, all_reduce, reduce_scatter
+
+    problems = []
+
+    def expect(exc, words, call, *args, **kwargs):
+        try:
+            call(*args, **kwargs)
+        except exc as err:
+            missing = [w for w in words if w not in str(err)]
+            if missing:
+                problems.append(f"{call.__name__}{kwargs}: message {str(err)!r} lacks {missing}")
+        except Exception as err:  # noqa: BLE001
+            problems.append(f"{call.__name__}{kwargs}: raised {type(err).__name__}: {err}, expected {exc.__name__}")
+        else:
+            problems.append(f"{call.__name__}{kwargs}: did not raise {exc.__name__}")
+
+    x = torch.ones(8)
+    expect(ValueError, ["contiguous"], all_reduce, torch.ones(4, 4).t())
+    expect(ValueError, ["contiguous"], reduce_scatter, torch.ones(4), torch.ones(4, 2).t())
+    expect(TypeError, ["dtype", "uint16", "float32"], all_reduce, torch.ones(4, dtype=torch.uint16))
+    expect(TypeError, ["torch.Tensor"], all_reduce, [1.0, 2.0])
+    expect(ValueError, ["BAND", "integer"], all_reduce, x, op="band")
+    expect(ValueError, ["AVG", "floating"], all_reduce, torch.ones(4, dtype=torch.int32), op="avg")
+    expect(ValueError, ["MAX", "complex"], all_reduce, torch.ones(4, dtype=torch.complex64), op="max")
+    expect(ValueError, ["PREMUL_SUM", "SUM"], all_reduce, x, op=torch.distributed.ReduceOp.PREMUL_SUM)
+    expect(ValueError, ["'bogus'", "ring", "recursive_doubling", "auto"], all_reduce, x, algorithm="bogus")
+    expect(ValueError, ["'tree'", "ring", "recursive_halving", "auto"], reduce_scatter, x[:4], x, algorithm="tree")
+    expect(ValueError, ["'tree'", "ring", "recursive_halving", "auto"], all_gather, x, x[:4], algorithm="tree")
+    expect(ValueError, ["input has 7", "output"], reduce_scatter, torch.ones(4), torch.ones(7))
+    expect(ValueError, ["output has 7"], all_gather, torch.ones(7), torch.ones(4))
+    expect(ValueError, ["timeout"], all_reduce, x, timeout=-1)
+    return problems
+
+
+def test_bad_input_raises_clear_errors():
+    assert pool(2).run(bad_inputs) == [[], []]
+
+
+def mismatched(kind: str) -> str:
+    import torch
+    import torch.distributed as dist
+
+    from collectives.distributed import all_reduce
+
+    rank = dist.get_rank()
+    if kind == "size":
+        x = torch.ones(10 + rank)
+    elif kind == "dtype":
+        x = torch.ones(10, dtype=torch.float32 if rank == 0 else torch.float64)
+    else:
+        x = torch.ones(10)
+    algorithm = ("ring" if rank == 0 else "recursive_doubling") if kind == "algorithm" else "ring"
+    try:
+        all_reduce(x, algorithm=algorithm, check=True)
+    except ValueError as err:
+        return str(err)
+    return "no error"
+
+
+@pytest.mark.parametrize(("kind", "words"), [
+    ("size", ["element count", "rank 0: 10", "rank 1: 11"]),
+    ("dtype", ["dtype", "float32", "float64"]),
+    ("algorithm", ["algorithm", "ring", "recursive_doubling"]),
+])
+def test_check_detects_mismatch_on_every_rank(kind, words):
+    messages = pool(3).run(mismatched, kind)
+    for message in messages:
+        assert all(w in message for w in words), message
+
+
+def async_ops() -> list[str]:
+    """Several async collectives in flight; wait() in any order; futures carry the tensor."""
+    import torch
+    import torch.distributed as dist
+
+    from collectives.distributed import CollectiveWork, all_gather, all_reduce, reduce_scatter
+
+    rank, p = dist.get_rank(), dist.get_world_size()
+    problems = []
+    tensors = [torch.full((1000 + i,), float(rank + i)) for i in range(4)]
+    works = [all_reduce(t, algorithm=a, async_op=True)
+             for t, a in zip(tensors, ["ring", "tree", "recursive_halving", "recursive_doubling"], strict=True)]
+    out = torch.empty(3 * p)
+    works.append(all_gather(out, torch.full((3,), float(rank)), async_op=True))
+    rs = torch.empty(5)
+    works.append(reduce_scatter(rs, torch.ones(5 * p), async_op=True))
+    if not all(isinstance(w, CollectiveWork) for w in works):
+        problems.append(f"async_op=True returned {works}")
+    fut = works[0].get_future()
+    for w in reversed(works):
+        w.wait()
+    base = sum(range(p))
+    for i, t in enumerate(tensors):
+        if not torch.equal(t, torch.full_like(t, float(base + p * i))):
+            problems.append(f"async all_reduce {i} wrong: {t[:3]}")
+    if not torch.equal(out, torch.arange(p).repeat_interleave(3).float()):
+        problems.append(f"async all_gather wrong: {out}")
+    if not torch.equal(rs, torch.full((5,), float(p))):
+        problems.append(f"async reduce_scatter wrong: {rs}")
+    if fut.wait() is not tensors[0] or not works[0].is_completed():
+        problems.append("get_future() does not complete with the tensor")
+    # a synchronous call after async ones runs after them
+    a = torch.ones(100)
+    w = all_reduce(a, async_op=True)
+    b = torch.ones(100)
+    all_reduce(b)
+    w.wait()
+    if not (torch.equal(a, torch.full_like(a, p)) and torch.equal(b, torch.full_like(b, p))):
+        problems.append("sync after async gave wrong results")
+    return problems
+
+
+def test_async_handles():
+    assert pool(3).run(async_ops) == [[], [], []]
+
+
+def signed_zeros(algorithm: str, op: str) -> str:
+    """MIN/MAX of +0.0 and -0.0 (and NaN payloads in SUM) depend on operand order: all ranks must agree."""
+    import torch
+    import torch.distributed as dist
+
+    from collectives.distributed import all_reduce
+
+    rank = dist.get_rank()
+    x = torch.tensor([0.0, -0.0, float("nan"), 1.0] * 4)
+    if rank % 2:
+        x = -x  # flips signs of zeros and NaN sign bits
+        x[2::4] = torch.tensor(float("nan")).view(torch.int32).add(rank).view(torch.float32)  # other payloads
+    all_reduce(x, op=op, algorithm=algorithm)
+    return hashlib.sha1(x.view(torch.uint8).numpy().tobytes()).hexdigest()
+
+
+@pytest.mark.parametrize(("nranks", "op"), [(p, op) for p in (2, 3, 4, 5) for op in ("min", "max", "sum")])
+def test_bitwise_identical_with_signed_zeros_and_nans(nranks, op):
+    digests = pool(nranks).run(signed_zeros, "recursive_doubling", op)
+    assert len(set(digests)) == 1, digests
+
+
+def complex_sum() -> bool:
+    import torch
+    import torch.distributed as dist
+
+    from collectives.distributed import all_reduce
+
+    rank, p = dist.get_rank(), dist.get_world_size()
+    x = torch.full((5,), complex(rank, -rank), dtype=torch.complex64)
+    all_reduce(x, op="avg")
+    s = sum(range(p)) / p
+    return torch.equal(x, torch.full((5,), complex(s, -s), dtype=torch.complex64))
+
+
+def test_complex_avg():
+    assert pool(3).run(complex_sum) == [True, True, True]
+
+
+def test_extra_memory_ring_is_one_chunk():
+    from collectives.distributed import extra_memory
+
+    assert extra_memory("allreduce", "ring", 4, 1 << 20, 4) == (1 << 20)  # one chunk of n/p elements
+    assert extra_memory("allreduce", "ring", 3, 10, 8) == 4 * 8
+    assert extra_memory("allreduce", "recursive_doubling", 4, 1000, 4) == 4000
+    assert extra_memory("allgather", "ring", 4, 1000, 4) == 0
+
+
+def test_tree_is_allreduce_only():
+    from collectives.distributed import algorithms_for
+
+    assert "tree" in algorithms_for("allreduce")
+    assert "tree" not in algorithms_for("reduce_scatter")
+    assert "tree" not in algorithms_for("allgather")
+
+
+def test_package_import_stays_light():
+    """``import collectives`` must not import torch (the runtime is loaded on first use)."""
+    import subprocess
+    import sys
+
+    code = "import sys, collectives; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# a rank dies mid-collective
+
+
+def _fault_worker(rank: int, nprocs: int, store_path: str, events, timeout: float) -> None:
+    import torch
+    import torch.distributed as dist
+
+    from collectives.distributed import CollectiveError, all_reduce
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", store=dist.FileStore(store_path, nprocs), rank=rank, world_size=nprocs,
+                            timeout=timedelta(seconds=120))
+    x = torch.ones(1 << 18)
+    events.put(("running", rank, time.monotonic()))
+    try:
+        for _ in range(100000):
+            all_reduce(x, algorithm="ring", timeout=timeout)
+            x.fill_(1.0)
+        events.put(("finished", rank, time.monotonic()))
+    except CollectiveError as err:
+        events.put(("error", rank, time.monotonic(), str(err)))
+    except Exception as err:  # noqa: BLE001
+        events.put(("wrong error", rank, time.monotonic(), f"{type(err).__name__}: {err}"))
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGSTOP"])
+def test_dead_rank_raises_within_timeout(tmp_path, how):
+    """Kill (or freeze) one rank while the others are inside ring allreduces: they raise in time.
+
+    SIGKILL closes the victim's sockets (peers see a closed connection); SIGSTOP keeps them open,
+    so the survivors are stopped only by the ``timeout`` passed to ``all_reduce``.
+    """
+    nprocs, victim, timeout = 4, 2, 3.0
+    ctx = mp_context()
+    events = ctx.Queue()
+    procs = [ctx.Process(target=_fault_worker, args=(r, nprocs, str(tmp_path / "store"), events, timeout), daemon=True)
+             for r in range(nprocs)]
+    for proc in procs:
+        proc.start()
+    try:
+        running = set()
+        while len(running) < nprocs:
+            running.add(events.get(timeout=60)[1])
+        time.sleep(0.5)  # well inside the loop of collectives
+        os.kill(procs[victim].pid, getattr(signal, how))
+        killed_at = time.monotonic()
+        outcomes = {}
+        while len(outcomes) < nprocs - 1:
+            try:
+                event = events.get(timeout=timeout + 20)
+            except queue.Empty:
+                break
+            outcomes[event[1]] = event
+        assert set(outcomes) == set(range(nprocs)) - {victim}, f"ranks that never raised: {outcomes}"
+        for rank, (kind, _, at, *message) in outcomes.items():
+            assert kind == "error", (rank, kind, message)
+            assert at - killed_at < timeout + 5.0, f"rank {rank} took {at - killed_at:.1f} s to notice"
+            assert "collsim all_reduce (ring) failed on group rank" in message[0], message[0]
+        print(f"{how}: " + "; ".join(f"rank {r} after {at - killed_at:.2f} s: {m[0]}" for r, (_, _, at, *m) in outcomes.items()))
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
+            proc.join(10)
+
+
+def test_mp_context_is_forkserver():
+    assert isinstance(mp_context(), type(mp.get_context("forkserver")))
