@@ -1,0 +1,196 @@
+"""Router: shortest paths, deterministic ECMP spread, caching, rank routing, errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+
+import networkx as nx
+import pytest
+
+import topologies
+from topologies import Router, TopologyError, from_spec
+
+
+def assert_is_route(G, route, src, dst):
+    """Consecutive arcs of G from src to dst, visiting no node twice."""
+    assert route[0][0] == src and route[-1][1] == dst
+    for (_, b), (c, _) in zip(route[:-1], route[1:], strict=True):
+        assert b == c
+    for arc in route:
+        assert G.has_edge(*arc)
+    nodes = [src] + [v for _, v in route]
+    assert len(set(nodes)) == len(nodes)
+
+
+SPECS = [
+    "ring:n=7",
+    "line:n=5",
+    "switch:n=6",
+    "fully_connected:n=5",
+    "torus:dims=3x5",
+    "mesh:dims=3x4",
+    "hypercube:d=4",
+    "fat_tree:k=4",
+    "leaf_spine:leaves=3,spines=2,hosts_per_leaf=3",
+    "dragonfly:groups=5,routers_per_group=2,hosts_per_router=1",
+    "gpu_cluster:nodes=3,gpus_per_node=4",
+    "gpu_cluster:nodes=2,gpus_per_node=3,fabric=single,intra=nvlink",
+]
+
+
+@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("weight", ["hops", "latency"])
+def test_routes_are_shortest_paths(spec, weight):
+    G = from_spec(spec)
+    router = Router(G, weight=weight)
+    eps = G.graph["endpoints"]
+    if weight == "hops":
+        dist = dict(nx.all_pairs_shortest_path_length(G))
+    else:
+        dist = dict(nx.all_pairs_dijkstra_path_length(G, weight="latency"))
+    for s in eps:
+        for t in eps:
+            route = router.route(s, t)
+            if s == t:
+                assert route == []
+                continue
+            assert_is_route(G, route, s, t)
+            cost = len(route) if weight == "hops" else sum(G.edges[a]["latency"] for a in route)
+            assert cost == pytest.approx(dist[s][t], rel=1e-9)
+
+
+def test_latency_weight_prefers_fast_links_and_then_fewer_hops():
+    G = topologies.new_topology("tri", endpoints=["a", "b"])
+    G.add_nodes_from("abc", kind="host")
+    topologies.add_link(G, "a", "b", 1e9, 5e-6)  # direct but slow
+    topologies.add_link(G, "a", "c", 1e9, 1e-6)
+    topologies.add_link(G, "c", "b", 1e9, 1e-6)
+    assert Router(G).route("a", "b") == [("a", "c"), ("c", "b")]
+    assert Router(G, weight="hops").route("a", "b") == [("a", "b")]
+    assert Router(G).latency("a", "b") == pytest.approx(2e-6)
+    G.edges["a", "b"]["latency"] = G.edges["b", "a"]["latency"] = 2e-6  # tie in latency: fewer hops win
+    assert Router(G).route("a", "b") == [("a", "b")]
+
+
+def test_zero_latency_links_route():
+    G = topologies.ring(6, latency=0.0)
+    route = Router(G).route("h0", "h3")
+    assert len(route) == 3
+
+
+def test_ecmp_spreads_fat_tree_flows_over_all_cores():
+    G = topologies.fat_tree(4)
+    router = Router(G)
+    eps = G.graph["endpoints"]
+    cores = Counter()
+    uplinks = Counter()
+    for s in eps:
+        for t in eps:
+            if int(s[1:]) // 4 != int(t[1:]) // 4:  # hosts of different pods
+                route = router.route(s, t)
+                assert len(route) == 6
+                cores[route[2][1]] += 1
+                uplinks[route[1]] += 1
+    assert set(cores) == {f"core{i}" for i in range(4)}
+    # 192 inter-pod flows over 4 cores: each core carries a fair share (hashing is not perfect)
+    assert min(cores.values()) >= 192 // 4 // 2
+    assert len(uplinks) == 16  # every edge->agg uplink is used
+
+
+def test_ecmp_spreads_leaf_spine_flows_over_spines():
+    G = from_spec("leaf_spine:leaves=2,spines=4,hosts_per_leaf=8")
+    router = Router(G)
+    spines = Counter(router.route(f"h{i}", f"h{8 + j}")[1][1] for i in range(8) for j in range(8))
+    assert set(spines) == {f"spine{s}" for s in range(4)} and min(spines.values()) >= 4
+
+
+def test_one_flow_one_path_and_deterministic_across_routers():
+    G = topologies.fat_tree(6)
+    a, b = Router(G), Router(topologies.fat_tree(6))
+    eps = G.graph["endpoints"]
+    pairs = [(eps[i], eps[(i * 7 + 11) % len(eps)]) for i in range(len(eps))]
+    assert [a.route(s, t) for s, t in pairs] == [b.route(s, t) for s, t in pairs]
+    assert a.route(*pairs[0]) == a.route(*pairs[0])
+
+
+def test_routes_are_the_same_in_another_process():
+    G = topologies.fat_tree(4)
+    here = Router(G).route_ranks(0, 13)
+    code = "import topologies; print(topologies.Router(topologies.fat_tree(4)).route_ranks(0, 13))"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONHASHSEED": "12345", "PATH": ""},
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(here)
+
+
+def test_route_returns_a_copy_of_the_cached_route():
+    router = Router(topologies.ring(5))
+    r = router.route("h0", "h2")
+    r.clear()
+    assert router.route("h0", "h2") == [("h0", "h1"), ("h1", "h2")]
+
+
+def test_route_ranks_maps_through_endpoints():
+    G = topologies.gpu_cluster(2, 4)
+    router = Router(G)
+    assert router.route_ranks(0, 5) == router.route("n0_gpu0", "n1_gpu1")
+    assert router.route_ranks(1, 2) == [("n0_gpu1", "n0_nvswitch"), ("n0_nvswitch", "n0_gpu2")]
+    assert router.route_ranks(3, 3) == []
+
+
+def test_gpu_rail_route_crosses_one_rail():
+    G = topologies.gpu_cluster(2, 8)
+    route = Router(G).route_ranks(1, 8 + 5)  # GPU 1 of server 0 to GPU 5 of server 1
+    rails = [v for _, v in route if v.startswith("rail")]
+    assert len(rails) == 1 and rails[0] in ("rail1", "rail5")
+    assert any(v.endswith("nvswitch") for _, v in route)
+
+
+@pytest.mark.parametrize("i, j", [(-1, 0), (0, 16), (1.0, 2), (True, 1)])
+def test_route_ranks_bad_rank(i, j):
+    with pytest.raises(ValueError, match="out of range: topology 'fat_tree:k=4' has ranks 0..15"):
+        Router(topologies.fat_tree(4)).route_ranks(i, j)
+
+
+def test_unknown_node_and_weight():
+    router = Router(topologies.ring(3))
+    with pytest.raises(ValueError, match="dst 'x' is not a node of topology 'ring:n=3'"):
+        router.route("h0", "x")
+    with pytest.raises(ValueError, match="weight must be one of: latency, hops"):
+        Router(topologies.ring(3), weight="bandwidth")
+
+
+def test_unreachable_non_endpoint_raises_topology_error():
+    G = topologies.ring(3)
+    G.add_nodes_from(["s", "t"], kind="switch")
+    topologies.add_link(G, "s", "t", 1e9, 0.0)
+    with pytest.raises(TopologyError, match="no path from 'h0' to 's'"):
+        Router(G).route("h0", "s")
+
+
+def test_invalid_topology_rejected():
+    G = topologies.ring(3)
+    G.edges["h0", "h1"]["bandwidth"] = 0
+    with pytest.raises(TopologyError):
+        Router(G)
+
+
+def test_fat_tree_k16_ring_neighbours_fast_enough():
+    # A smaller cousin of the benchmark (benchmarks/topology_speed.py runs k=32): 1024 hosts.
+    import time
+
+    start = time.perf_counter()
+    G = topologies.fat_tree(16)
+    router = Router(G)
+    n = len(G.graph["endpoints"])
+    routes = [router.route_ranks(i, (i + 1) % n) for i in range(n)]
+    elapsed = time.perf_counter() - start
+    assert Counter(len(r) for r in routes) == {2: 1024 - 128, 4: 128 - 16, 6: 16}
+    assert elapsed < 10  # generous: shared 2-core CI; the k=32 figure lives in the benchmark

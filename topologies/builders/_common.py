@@ -1,0 +1,49 @@
+"""Helpers shared by the builder families (not public)."""
+
+from __future__ import annotations
+
+__all__ = ["GBPS_100", "check_int", "check_positive", "check_dims", "hosts"]
+
+import networkx as nx
+
+#: 100 Gb/s in bytes/s, the default link bandwidth of the generic builders.
+GBPS_100 = 100e9 / 8
+
+
+def check_int(name: str, value, minimum: int = 1, even: bool = False) -> int:
+    """Return ``value`` if it is an int >= ``minimum`` (and even if asked), else raise ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (even and value % 2):
+        what = f"an even integer >= {minimum}" if even else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return value
+
+
+def check_positive(name: str, value, allow_zero: bool = False) -> float:
+    """Return ``float(value)`` if it is a number > 0 (>= 0 with ``allow_zero``), else raise ValueError."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+    if ok:
+        ok = value >= 0 if allow_zero else value > 0
+    if not ok or value == float("inf"):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return float(value)
+
+
+def check_dims(name: str, dims) -> tuple[int, ...]:
+    """Return ``dims`` as a tuple of ints >= 1 (an int means one dimension)."""
+    if isinstance(dims, int) and not isinstance(dims, bool):
+        dims = (dims,)
+    try:
+        dims = tuple(dims)
+    except TypeError:
+        raise ValueError(f"{name} must be a sequence of integers >= 1 such as (4, 4), got {dims!r}") from None
+    if not dims or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims):
+        raise ValueError(f"{name} must be a non-empty sequence of integers >= 1 such as (4, 4), got {dims!r}")
+    return dims
+
+
+def hosts(G: nx.DiGraph, n: int, prefix: str = "h") -> list[str]:
+    """Add ``n`` host nodes ``h0 .. h{n-1}`` (layer 0) and return their ids."""
+    ids = [f"{prefix}{i}" for i in range(n)]
+    G.add_nodes_from(ids, kind="host", layer=0)
+    return ids

@@ -1,0 +1,140 @@
+"""Lattices of hosts (direct networks, the hosts forward): torus, mesh, hypercube.
+
+Hosts are numbered in row-major order of their coordinates: in ``dims = (a, b)`` host ``h{i}`` sits at
+``(i // b, i % b)``; the endpoints are ``h0 .. h{N-1}`` in that order.
+"""
+
+from __future__ import annotations
+
+import math
+
+import networkx as nx
+
+from topologies.builders._common import GBPS_100, check_dims, check_int, check_positive, hosts
+from topologies.model import Bandwidth, Latency, add_link, new_topology
+
+__all__ = ["torus", "mesh", "hypercube"]
+
+
+def _lattice(kind: str, dims: tuple[int, ...], wrap: bool, bw: float, lat: float) -> nx.DiGraph:
+    total = math.prod(dims)
+    G = new_topology(f"{kind}:dims={'x'.join(map(str, dims))}")
+    h = hosts(G, total)
+    G.graph["endpoints"] = h
+    strides = [math.prod(dims[k + 1 :]) for k in range(len(dims))]
+    for i in range(total):
+        for k, size in enumerate(dims):
+            c = (i // strides[k]) % size
+            if c + 1 < size:  # the neighbour one step up along dimension k
+                add_link(G, h[i], h[i + strides[k]], bw, lat)
+            elif wrap and size > 2:  # wrap-around link; for size 2 it would duplicate the one above
+                add_link(G, h[i], h[i - c * strides[k]], bw, lat)
+    return G
+
+
+def torus(
+    dims: tuple[int, ...] = (4, 4), *, bandwidth: Bandwidth = GBPS_100, latency: Latency = 1e-6
+) -> nx.DiGraph:
+    """Build a torus: a mesh with wrap-around links in every dimension.
+
+    Parameters
+    ----------
+    dims : tuple of int
+        Size of each dimension (each >= 1), e.g. ``(4, 4)`` or ``(8, 8, 8)``. In the spec string:
+        ``dims=4x4``. A dimension of size 2 has one link per line (no duplicate wrap link), of size 1
+        none.
+    bandwidth : float
+        Bytes/s per direction of every link (default 100 Gb/s).
+    latency : float
+        Seconds per link (default 1 us).
+
+    Returns
+    -------
+    networkx.DiGraph
+        ``prod(dims)`` hosts; with every dimension > 2, each host has degree ``2 * len(dims)``.
+
+    Examples
+    --------
+    >>> G = torus((3, 4))
+    >>> G.number_of_nodes(), G.number_of_edges() // 2, {d for _, d in G.out_degree()}
+    (12, 24, {4})
+    """
+    dims = check_dims("dims", dims)
+    return _lattice(
+        "torus",
+        dims,
+        True,
+        check_positive("bandwidth", bandwidth),
+        check_positive("latency", latency, allow_zero=True),
+    )
+
+
+def mesh(
+    dims: tuple[int, ...] = (4, 4), *, bandwidth: Bandwidth = GBPS_100, latency: Latency = 1e-6
+) -> nx.DiGraph:
+    """Build a mesh (grid) of hosts without wrap-around links.
+
+    Parameters
+    ----------
+    dims : tuple of int
+        Size of each dimension (each >= 1), e.g. ``(4, 4)``; spec string ``dims=4x4``.
+    bandwidth : float
+        Bytes/s per direction of every link (default 100 Gb/s).
+    latency : float
+        Seconds per link (default 1 us).
+
+    Returns
+    -------
+    networkx.DiGraph
+        ``prod(dims)`` hosts; ``sum_k (d_k - 1) * prod(dims) / d_k`` links.
+
+    Examples
+    --------
+    >>> G = mesh((3, 4))
+    >>> G.number_of_edges() // 2, sorted({d for _, d in G.out_degree()})
+    (17, [2, 3, 4])
+    """
+    dims = check_dims("dims", dims)
+    return _lattice(
+        "mesh",
+        dims,
+        False,
+        check_positive("bandwidth", bandwidth),
+        check_positive("latency", latency, allow_zero=True),
+    )
+
+
+def hypercube(d: int = 3, *, bandwidth: Bandwidth = GBPS_100, latency: Latency = 1e-6) -> nx.DiGraph:
+    """Build a ``d``-dimensional hypercube: ``2**d`` hosts, host i linked to host ``i ^ (1 << b)``.
+
+    Parameters
+    ----------
+    d : int
+        Dimension (>= 0); ``d = 0`` is a lone host.
+    bandwidth : float
+        Bytes/s per direction of every link (default 100 Gb/s).
+    latency : float
+        Seconds per link (default 1 us).
+
+    Returns
+    -------
+    networkx.DiGraph
+        ``2**d`` hosts of degree ``d``, ``d * 2**(d-1)`` links.
+
+    Examples
+    --------
+    >>> G = hypercube(4)
+    >>> G.number_of_nodes(), G.number_of_edges() // 2, {k for _, k in G.out_degree()}
+    (16, 32, {4})
+    """
+    check_int("d", d, minimum=0)
+    bw, lat = check_positive("bandwidth", bandwidth), check_positive("latency", latency, allow_zero=True)
+    G = new_topology(f"hypercube:d={d}")
+    h = hosts(G, 2**d)
+    G.graph["endpoints"] = h
+    for i in range(2**d):
+        for b in range(d):
+            j = i ^ (1 << b)
+            if i < j:
+                add_link(G, h[i], h[j], bw, lat)
+    return G

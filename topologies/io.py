@@ -1,0 +1,124 @@
+"""Topology files: node-link JSON and GraphML, written and read back with every attribute.
+
+- ``.json``: networkx node-link data (``{"directed": true, "graph": {...}, "nodes": [...],
+  "edges": [...]}``); node ids keep their JSON types (lists are read back as tuples).
+- ``.graphml``: the format of Gephi, yEd and igraph. GraphML node ids are strings, so non-string ids
+  are written as ``str(id)``; the ``endpoints`` list is stored as a JSON string graph attribute.
+
+>>> import os, tempfile
+>>> from topologies import ring
+>>> path = os.path.join(tempfile.mkdtemp(), "ring.graphml")
+>>> save(ring(4), path)
+>>> load(path).graph["endpoints"]
+['h0', 'h1', 'h2', 'h3']
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import networkx as nx
+
+from topologies.model import TopologyError, validate
+
+__all__ = ["save", "load", "FORMATS"]
+
+#: File extensions -> format names.
+FORMATS: dict[str, str] = {".json": "node-link JSON", ".graphml": "GraphML"}
+
+
+def _format(path: str | os.PathLike) -> str:
+    ext = os.path.splitext(os.fspath(path))[1].lower()
+    if ext not in FORMATS:
+        raise ValueError(
+            f"cannot tell the file format of {os.fspath(path)!r}; use one of: {', '.join(FORMATS)}"
+        )
+    return ext
+
+
+def _plain(x):
+    """numpy scalars -> Python scalars, so both formats write them."""
+    return x.item() if hasattr(x, "item") and not isinstance(x, (list, tuple, dict, str)) else x
+
+
+def save(G: nx.DiGraph, path: str | os.PathLike) -> None:
+    """Write topology ``G`` to ``path`` (``.json`` node-link or ``.graphml``, by extension).
+
+    Raises
+    ------
+    ValueError
+        Unknown extension (the message lists the allowed ones).
+    """
+    ext = _format(path)
+    if ext == ".json":
+        data = nx.node_link_data(G, edges="edges")
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(data, f, default=_plain)
+            f.write("\n")
+        return
+    H = nx.relabel_nodes(G, {n: str(n) for n in G if not isinstance(n, str)}, copy=True)
+    for _, data in H.nodes(data=True):
+        for k, v in data.items():
+            data[k] = _plain(v)
+    for _, _, data in H.edges(data=True):
+        for k, v in data.items():
+            data[k] = _plain(v)
+    H.graph = {
+        k: (json.dumps([str(e) for e in v]) if k == "endpoints" else v)
+        for k, v in G.graph.items()
+        if isinstance(v, (str, int, float, bool)) or k == "endpoints"
+    }
+    nx.write_graphml(H, path)
+
+
+def _tuples(x):
+    return tuple(_tuples(y) for y in x) if isinstance(x, list) else x
+
+
+def load(path: str | os.PathLike, check: bool = True) -> nx.DiGraph:
+    """Read a topology written by :func:`save` (or another tool) from ``path``.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A ``.json`` (node-link) or ``.graphml`` file.
+    check : bool
+        Validate the result (default), raising :class:`TopologyError` if it breaks the model.
+
+    Returns
+    -------
+    networkx.DiGraph
+        The topology (an undirected file gives two arcs per edge).
+    """
+    ext = _format(path)
+    if not os.path.exists(path):
+        raise ValueError(f"topology file {os.fspath(path)!r} does not exist")
+    try:
+        if ext == ".json":
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+            edges = "edges" if "edges" in data else "links"
+            for node in data.get("nodes", []):
+                node["id"] = _tuples(node["id"])
+            for edge in data.get(edges, []):
+                edge["source"], edge["target"] = _tuples(edge["source"]), _tuples(edge["target"])
+            G = nx.node_link_graph(data, directed=True, multigraph=False, edges=edges)
+            if "endpoints" in G.graph:
+                G.graph["endpoints"] = [_tuples(e) for e in G.graph["endpoints"]]
+        else:
+            G = nx.read_graphml(path)
+            eps = G.graph.get("endpoints")
+            if isinstance(eps, str):
+                G.graph["endpoints"] = json.loads(eps)
+    except (OSError, ValueError, KeyError, TypeError, nx.NetworkXError) as err:
+        raise ValueError(f"cannot read topology file {os.fspath(path)!r}: {err}") from None
+    if not G.is_directed():
+        G = nx.DiGraph(G)
+    G = nx.DiGraph(G)  # a multigraph file collapses to one arc per direction
+    if check:
+        try:
+            validate(G)
+        except TopologyError as err:
+            raise TopologyError(f"{os.fspath(path)}: {err}") from None
+    return G
