@@ -8,6 +8,8 @@ from collections import Counter
 
 import networkx as nx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import topologies
 from topologies import Router, TopologyError, from_spec
@@ -194,3 +196,51 @@ def test_fat_tree_k16_ring_neighbours_fast_enough():
     elapsed = time.perf_counter() - start
     assert Counter(len(r) for r in routes) == {2: 1024 - 128, 4: 128 - 16, 6: 16}
     assert elapsed < 10  # generous: shared 2-core CI; the k=32 figure lives in the benchmark
+
+
+# --- property: random connected graphs with random latencies and equal-cost ties -----------------
+
+
+
+@st.composite
+def random_topologies(draw):
+    n = draw(st.integers(2, 14))
+    seed = draw(st.integers(0, 2**16))
+    p = draw(st.floats(0.1, 0.6))
+    U = nx.gnp_random_graph(n, p, seed=seed)
+    # connect the components in a chain, so every node reaches every other
+    comps = [sorted(c) for c in nx.connected_components(U)]
+    for a, b in zip(comps[:-1], comps[1:], strict=True):
+        U.add_edge(a[0], b[0])
+    # latencies from a small set so that equal-cost paths are common; some zero
+    lats = draw(
+        st.lists(
+            st.sampled_from([0.0, 1e-6, 2e-6, 3e-6]),
+            min_size=U.number_of_edges(),
+            max_size=U.number_of_edges(),
+        )
+    )
+    for (u, v), lat in zip(U.edges, lats, strict=True):
+        U.edges[u, v]["latency"] = lat
+    U.add_nodes_from(U, kind="host")
+    return topologies.as_topology(U, name="random")
+
+
+@settings(max_examples=60, deadline=None)
+@given(G=random_topologies(), weight=st.sampled_from(["latency", "hops"]))
+def test_random_graph_routes_are_shortest(G, weight):
+    router = Router(G, weight=weight)
+    for s in G:
+        if weight == "hops":
+            dist = nx.single_source_shortest_path_length(G.reverse(copy=False), s)
+        else:
+            dist = nx.single_source_dijkstra_path_length(G.reverse(copy=False), s, weight="latency")
+        for t in G:
+            route = router.route(t, s)
+            if s == t:
+                assert route == []
+                continue
+            assert_is_route(G, route, t, s)
+            cost = len(route) if weight == "hops" else sum(G.edges[a]["latency"] for a in route)
+            assert cost == pytest.approx(dist[t], abs=1e-12)
+            assert route == Router(G, weight=weight).route(t, s)  # deterministic

@@ -281,6 +281,8 @@ def _break(what):
         del G.edges["a", "b"]["bandwidth"]
     elif what == "string bandwidth":
         G.edges["a", "b"]["bandwidth"] = "1e9"
+    elif what == "infinite bandwidth":
+        G.edges["a", "b"]["bandwidth"] = float("inf")
     elif what == "negative latency":
         G.edges["b", "a"]["latency"] = -1e-9
     elif what == "missing latency":
@@ -310,9 +312,10 @@ def _break(what):
 @pytest.mark.parametrize(
     "what, message",
     [
-        ("bandwidth<=0", "bandwidth must be a number > 0"),
-        ("missing bandwidth", "bandwidth must be a number > 0"),
-        ("string bandwidth", "bandwidth must be a number > 0"),
+        ("bandwidth<=0", "bandwidth must be a finite number > 0"),
+        ("missing bandwidth", "bandwidth must be a finite number > 0"),
+        ("string bandwidth", "bandwidth must be a finite number > 0"),
+        ("infinite bandwidth", "bandwidth must be a finite number > 0"),
         ("negative latency", "latency must be a finite number >= 0"),
         ("missing latency", "latency must be a finite number >= 0"),
         ("no reverse arc", "has no reverse arc"),

@@ -119,7 +119,7 @@ def validate(G: nx.DiGraph, nranks: int | None = None) -> None:
     TopologyError
         Not a DiGraph; missing ``name`` or ``endpoints``; duplicate or unknown endpoints; a node
         without a valid ``kind``; a self-loop; an arc without its reverse arc; an arc whose
-        ``bandwidth`` is missing, not a number or ``<= 0``, or whose ``latency`` is missing, not a
+        ``bandwidth`` is missing, not a number, ``<= 0`` or infinite, or whose ``latency`` is missing, not a
         number, negative or infinite; endpoints that cannot all reach each other; ``nranks`` larger
         than the number of endpoints.
 
@@ -160,9 +160,9 @@ def validate(G: nx.DiGraph, nranks: int | None = None) -> None:
                 f"topology {name!r}: arc {(u, v)!r} has no reverse arc {(v, u)!r}; a full-duplex link is two arcs"
             )
         bw = d.get("bandwidth")
-        if not _is_number(bw) or not bw > 0 or math.isnan(bw):
+        if not _is_number(bw) or not 0 < bw < math.inf:
             raise TopologyError(
-                f"topology {name!r}: arc {(u, v)!r} bandwidth must be a number > 0 (bytes/s), got {bw!r}"
+                f"topology {name!r}: arc {(u, v)!r} bandwidth must be a finite number > 0 (bytes/s), got {bw!r}"
             )
         lat = d.get("latency")
         if not _is_number(lat) or not 0 <= lat < math.inf:
