@@ -361,26 +361,58 @@ def _run(comm: MPI.Intracomm, collective: str, algorithm: str, flat: np.ndarray,
             flat[lo:hi] = scratch[s_lo:s_lo + hi - lo]
 
 
-def _agree(comm: MPI.Intracomm, what: str, fields: dict[str, Any]) -> None:
-    """Raise the same ValueError on every rank unless all ranks pass equal ``fields``.
+def _agree(comm: MPI.Intracomm, what: str, fields: dict[str, Any], error: Exception | None) -> None:
+    """Raise on every rank unless all ranks accepted their input and pass equal ``fields``.
 
-    One small ``MPI_Allreduce`` (max of the values and of their negations); only when they differ
-    are the readable values gathered to say which rank passed what.
+    One small ``MPI_Allreduce`` (max of [refused, values] and of their negations); only when
+    something differs are the readable values gathered to say which rank passed what. A rank that
+    refused its own input (``error``) re-raises that error; the others raise a ValueError naming it.
     """
-    codes = np.array([v if isinstance(v, int) else zlib.crc32(str(v).encode()) for v in fields.values()], dtype=np.int64)
+    codes = np.array([int(error is not None)]
+                     + [v if isinstance(v, int) else zlib.crc32(str(v).encode()) for v in fields.values()], dtype=np.int64)
     both = np.concatenate([codes, -codes])
     comm.Allreduce(MPI.IN_PLACE, both, op=MPI.MAX)
     k = codes.size
-    if np.array_equal(both[:k], -both[k:]):
+    if both[0] == 0 and np.array_equal(both[:k], -both[k:]):
         return
-    everyone = comm.allgather(tuple(str(v) for v in fields.values()))
+    everyone = comm.allgather((None if error is None else f"{type(error).__name__}: {error}",
+                               tuple(str(v) for v in fields.values())))
+    if error is not None:
+        raise error
+    refused = [(r, msg) for r, (msg, _) in enumerate(everyone) if msg is not None]
+    if refused:
+        listing = "; ".join(f"rank {r}: {msg}" for r, msg in refused)
+        raise ValueError(f"{what}: other ranks of the communicator refused their input ({listing})")
     problems = []
     for i, name in enumerate(fields):
-        values = [row[i] for row in everyone]
+        values = [row[i] for _, row in everyone]
         if len(set(values)) > 1:
             listing = ", ".join(f"rank {r}: {v}" for r, v in enumerate(values))
             problems.append(f"{name} ({listing})")
     raise ValueError(f"{what}: ranks of the communicator disagree on {'; '.join(problems)}")
+
+
+def _prologue(what: str, comm: Any, check: bool, keys: tuple[str, ...], validate) -> tuple:
+    """Check ``comm``, run the local ``validate(nranks, rank) -> (fields, state)``, agree if ``check``.
+
+    Returns ``(private_comm_or_None, state)``; ``None`` for a communicator of one rank. With
+    ``check``, a rank whose input is refused still joins the agreement, so every rank raises
+    instead of the others waiting for it.
+    """
+    comm = _check_comm(comm)
+    nranks, rank = comm.Get_size(), comm.Get_rank()
+    if nranks == 1:
+        return None, validate(nranks, rank)[1]
+    private = _private_comm(comm)
+    if not check:
+        return private, validate(nranks, rank)[1]
+    try:
+        fields, state = validate(nranks, rank)
+    except (TypeError, ValueError) as err:
+        _agree(private, what, dict.fromkeys(keys, 0), err)
+        raise AssertionError("unreachable: _agree re-raises the error") from err
+    _agree(private, what, fields, None)
+    return private, state
 
 
 # ----------------------------------------------------------------------------------------------
@@ -404,7 +436,9 @@ def all_reduce(buf: Any, comm: MPI.Intracomm = MPI.COMM_WORLD, op: MPI.Op | str 
         ``"auto"`` (the tuning table's choice for this size) or a registered algorithm name.
     check : bool
         First verify, with one tiny allreduce, that every rank passed the same dtype, size, op
-        and algorithm (a clear error instead of a hang or garbage). ``False`` saves that latency.
+        and algorithm and that no rank refused its input: then every rank raises a clear error
+        instead of hanging or computing garbage. ``False`` saves that latency (a few microseconds)
+        but a rank that raises leaves the others waiting.
 
     Returns
     -------
@@ -416,8 +450,8 @@ def all_reduce(buf: Any, comm: MPI.Intracomm = MPI.COMM_WORLD, op: MPI.Op | str 
     TypeError
         ``buf`` is not a buffer, or its dtype is not allowed for ``op`` by MPI.
     ValueError
-        Non-contiguous or read-only ``buf``, unknown ``op`` or ``algorithm``, or ranks disagree
-        (with ``check=True``; raised on every rank).
+        Non-contiguous or read-only ``buf``, unknown ``op`` or ``algorithm``; with ``check=True``
+        also on every rank when ranks disagree or another rank refused its input.
 
     Examples
     --------
@@ -425,19 +459,15 @@ def all_reduce(buf: Any, comm: MPI.Intracomm = MPI.COMM_WORLD, op: MPI.Op | str 
     >>> all_reduce(x, op=MPI.MAX, algorithm="tree")        # doctest: +SKIP
     array([3, 3, 3, 3])                                    # every rank, on 4 ranks
     """
-    flat = _flat_view(buf, "buf", writable=True)
-    comm = _check_comm(comm)
-    red = _resolve_op(op)
-    _check_op_dtype(red, flat.dtype)
-    _check_algorithm("allreduce", algorithm)
-    nranks = comm.Get_size()
-    if nranks == 1:
-        return buf
-    private = _private_comm(comm)
-    name = resolve_algorithm("allreduce", algorithm, nranks, flat.nbytes)
-    if check:
-        _agree(private, "all_reduce", {"dtype": flat.dtype.str, "count": flat.size, "op": red.name, "algorithm": name})
-    if flat.size:
+    def validate(nranks: int, rank: int):
+        flat = _flat_view(buf, "buf", writable=True)
+        red = _resolve_op(op)
+        _check_op_dtype(red, flat.dtype)
+        name = resolve_algorithm("allreduce", algorithm, nranks, flat.nbytes)
+        return {"dtype": flat.dtype.str, "count": flat.size, "op": red.name, "algorithm": name}, (flat, red, name)
+
+    private, (flat, red, name) = _prologue("all_reduce", comm, check, ("dtype", "count", "op", "algorithm"), validate)
+    if private is not None and flat.size:
         _run(private, "allreduce", name, flat, red.ufunc)
     return buf
 
@@ -477,23 +507,21 @@ def reduce_scatter(sendbuf: Any, recvbuf: Any, comm: MPI.Intracomm = MPI.COMM_WO
     array([1., 3.])                                                # rank 0, on 2 ranks
     array([5., 7.])                                                # rank 1
     """
-    send = _flat_view(sendbuf, "sendbuf", writable=False)
-    recv = _flat_view(recvbuf, "recvbuf", writable=True)
-    comm = _check_comm(comm)
-    red = _resolve_op(op)
-    nranks, rank = comm.Get_size(), comm.Get_rank()
-    _check_pair(send, recv, nranks, "sendbuf", "recvbuf")
-    _check_op_dtype(red, recv.dtype)
-    _check_algorithm("reduce_scatter", algorithm)
-    if nranks == 1:
+    def validate(nranks: int, rank: int):
+        send = _flat_view(sendbuf, "sendbuf", writable=False)
+        recv = _flat_view(recvbuf, "recvbuf", writable=True)
+        _check_pair(send, recv, nranks, "sendbuf", "recvbuf")
+        red = _resolve_op(op)
+        _check_op_dtype(red, recv.dtype)
+        name = resolve_algorithm("reduce_scatter", algorithm, nranks, send.nbytes)
+        fields = {"dtype": recv.dtype.str, "recv count": recv.size, "op": red.name, "algorithm": name}
+        return fields, (send, recv, red, name, rank)
+
+    keys = ("dtype", "recv count", "op", "algorithm")
+    private, (send, recv, red, name, rank) = _prologue("reduce_scatter", comm, check, keys, validate)
+    if private is None:
         recv[:] = send
-        return recvbuf
-    private = _private_comm(comm)
-    name = resolve_algorithm("reduce_scatter", algorithm, nranks, send.nbytes)
-    if check:
-        _agree(private, "reduce_scatter",
-               {"dtype": recv.dtype.str, "recv count": recv.size, "op": red.name, "algorithm": name})
-    if recv.size:
+    elif recv.size:
         work = _POOL.get("work", send.dtype, send.size)
         work[:] = send
         _run(private, "reduce_scatter", name, work, red.ufunc)
@@ -526,20 +554,17 @@ def all_gather(sendbuf: Any, recvbuf: Any, comm: MPI.Intracomm = MPI.COMM_WORLD,
     >>> all_gather(np.full(2, comm.rank, dtype=np.int32), out)         # doctest: +SKIP
     array([0, 0, 1, 1], dtype=int32)                                   # every rank, on 2 ranks
     """
-    send = _flat_view(sendbuf, "sendbuf", writable=False)
-    recv = _flat_view(recvbuf, "recvbuf", writable=True)
-    comm = _check_comm(comm)
-    nranks, rank = comm.Get_size(), comm.Get_rank()
-    _check_pair(recv, send, nranks, "recvbuf", "sendbuf")
-    _check_algorithm("allgather", algorithm)
-    if nranks == 1:
+    def validate(nranks: int, rank: int):
+        send = _flat_view(sendbuf, "sendbuf", writable=False)
+        recv = _flat_view(recvbuf, "recvbuf", writable=True)
+        _check_pair(recv, send, nranks, "recvbuf", "sendbuf")
+        name = resolve_algorithm("allgather", algorithm, nranks, recv.nbytes)
+        return {"dtype": recv.dtype.str, "send count": send.size, "algorithm": name}, (send, recv, name, rank)
+
+    private, (send, recv, name, rank) = _prologue("all_gather", comm, check, ("dtype", "send count", "algorithm"), validate)
+    if private is None:
         recv[:] = send
-        return recvbuf
-    private = _private_comm(comm)
-    name = resolve_algorithm("allgather", algorithm, nranks, recv.nbytes)
-    if check:
-        _agree(private, "all_gather", {"dtype": recv.dtype.str, "send count": send.size, "algorithm": name})
-    if send.size:
+    elif send.size:
         recv[rank * send.size:(rank + 1) * send.size] = send
         _run(private, "allgather", name, recv, None)
     return recvbuf

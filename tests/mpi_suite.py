@@ -365,6 +365,19 @@ def ranks_that_disagree_get_the_same_error(comm: MPI.Intracomm) -> int:
     checks += expect_error(ValueError, ("recv count",),
                            lambda: cmpi.reduce_scatter(np.ones(n * (3 if last else 2)), np.empty(3 if last else 2), comm),
                            "reduce_scatter count mismatch")
+    readonly = np.ones(10)
+    readonly.setflags(write=not last)
+    if last:
+        checks += expect_error(ValueError, ("buf", "read-only"), lambda: cmpi.all_reduce(readonly, comm), "own refusal")
+    else:
+        checks += expect_error(ValueError, ("other ranks", f"rank {n - 1}", "read-only"),
+                               lambda: cmpi.all_reduce(readonly, comm), "another rank's refusal")
+    bad_send = np.ones(n * 2 + int(last))
+    checks += expect_error(ValueError, ("sendbuf",), lambda: cmpi.reduce_scatter(bad_send, np.empty(2), comm),
+                           "reduce_scatter: one rank's sendbuf does not fit")
+    checks += expect_error(ValueError, ("send count",),
+                           lambda: cmpi.all_gather(np.ones(2 + int(last)), np.empty(n * (2 + int(last))), comm),
+                           "all_gather count mismatch")
     got = np.full(10, rank, np.int64)
     cmpi.all_reduce(got, comm)  # still usable afterwards
     checks += expect_equal(got, np.full(10, n * (n - 1) // 2, np.int64), "all_reduce after refused calls")
