@@ -1,6 +1,7 @@
 """Pictures of topologies, optionally coloured by link utilisation (matplotlib, Agg, no pyplot).
 
-Layout: when every node has a ``layer`` attribute and there are several layers (the switched
+Layout: lattices whose nodes carry grid coordinates ``x`` (and ``y``, ``z``) are drawn on their grid;
+when every node has a ``layer`` attribute and there are several layers (the switched
 fabrics and GPU clusters), nodes are drawn in rows by layer, endpoints at the bottom, in node order;
 otherwise (rings, tori, hypercubes, user graphs) a Kamada-Kawai layout up to 300 nodes and a seeded
 spring layout beyond. One line is drawn per full-duplex link; its utilisation is the larger of its
@@ -29,6 +30,10 @@ _STYLE = {  # kind -> (marker, colour, size)
 
 def layout(G: nx.DiGraph) -> dict:
     """Return node positions ``{node: (x, y)}`` as :func:`draw` places them."""
+    xs, ys = dict(G.nodes(data="x")), dict(G.nodes(data="y", default=0))
+    if G.number_of_nodes() and None not in xs.values():  # lattices: their grid, z drawn as a skew
+        zs = dict(G.nodes(data="z", default=0))
+        return {n: (xs[n] + 0.35 * zs[n], ys[n] + 0.25 * zs[n]) for n in G}
     layers = dict(G.nodes(data="layer"))
     if G.number_of_nodes() and None not in layers.values() and len(set(layers.values())) > 1:
         rows: dict[int, list] = {}
@@ -45,6 +50,24 @@ def layout(G: nx.DiGraph) -> dict:
     if G.number_of_nodes() <= 300:
         return nx.kamada_kawai_layout(U)
     return nx.spring_layout(U, seed=0, iterations=50)
+
+
+def _segment(a: tuple, b: tuple, curve: bool) -> list[tuple]:
+    """A link's line; on a grid, links longer than one step (torus wrap-arounds) bow out as arcs."""
+    (x0, y0), (x1, y1) = a, b
+    length = math.hypot(x1 - x0, y1 - y0)
+    if not curve or length < 1.5:
+        return [a, b]
+    # quadratic Bezier through a control point beside the midpoint, sampled as a polyline
+    cx, cy = (x0 + x1) / 2 - 0.2 * (y1 - y0), (y0 + y1) / 2 + 0.2 * (x1 - x0)
+    ts = [i / 16 for i in range(17)]
+    return [
+        (
+            (1 - t) ** 2 * x0 + 2 * (1 - t) * t * cx + t * t * x1,
+            (1 - t) ** 2 * y0 + 2 * (1 - t) * t * cy + t * t * y1,
+        )
+        for t in ts
+    ]
 
 
 def _check_arcs(G: nx.DiGraph, arcs: Iterable, what: str) -> None:
@@ -129,7 +152,8 @@ def draw(
     ax.set_title(title if title is not None else G.graph.get("name", ""))
 
     pairs = list(links(G))
-    segments = [(pos[u], pos[v]) for u, v in pairs]
+    grid = None not in dict(G.nodes(data="x")).values()
+    segments = [_segment(pos[u], pos[v], curve=grid) for u, v in pairs]
     small = n <= 64
     if utilization:
         import matplotlib
@@ -145,7 +169,7 @@ def draw(
             LineCollection(segments, colors="#999999", linewidths=1.0 if small else 0.4, zorder=1)
         )
     if highlight:
-        marked = [(pos[u], pos[v]) for u, v in highlight]
+        marked = [_segment(pos[u], pos[v], curve=grid) for u, v in highlight]
         ax.add_collection(LineCollection(marked, colors="#d62728", linewidths=3.5, zorder=2))
 
     handles = []

@@ -1,7 +1,8 @@
 """Lattices of hosts (direct networks, the hosts forward): torus, mesh, hypercube.
 
 Hosts are numbered in row-major order of their coordinates: in ``dims = (a, b)`` host ``h{i}`` sits at
-``(i // b, i % b)``; the endpoints are ``h0 .. h{N-1}`` in that order.
+``(i // b, i % b)``; the endpoints are ``h0 .. h{N-1}`` in that order. Up to three dimensions, hosts
+carry their grid coordinates as attributes ``x`` (last dimension), ``y`` and ``z``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ def _lattice(kind: str, dims: tuple[int, ...], wrap: bool, bw: float, lat: float
     h = hosts(G, total)
     G.graph["endpoints"] = h
     strides = [math.prod(dims[k + 1 :]) for k in range(len(dims))]
+    if len(dims) <= 3:  # grid coordinates x, y, z (for drawing), last dimension first
+        for i in range(total):
+            coords = [(i // strides[k]) % dims[k] for k in reversed(range(len(dims)))]
+            G.nodes[h[i]].update(zip("xyz", coords, strict=False))
     for i in range(total):
         for k, size in enumerate(dims):
             c = (i // strides[k]) % size
