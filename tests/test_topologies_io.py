@@ -209,3 +209,13 @@ def test_draw_rejects_bad_input(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         topologies.draw(G, tmp_path / "no" / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_layout_rows_for_fabrics_grid_for_lattices():
+    from topologies.drawing import layout
+
+    pos = layout(topologies.torus((3, 4)))
+    assert pos["h5"] == (1, 1) and pos["h11"] == (3, 2)
+    pos = layout(topologies.fat_tree(4))
+    assert {pos[f"h{i}"][1] for i in range(16)} == {0.0} and {pos[f"core{i}"][1] for i in range(4)} == {3.0}
+    assert pos["h0"][0] < pos["h1"][0] < pos["h15"][0]

@@ -37,6 +37,11 @@ def fat_tree(k: int = 4, *, bandwidth: Bandwidth = GBPS_100, latency: Latency = 
     networkx.DiGraph
         ``k**3/4`` hosts, ``5 k**2 / 4`` switches of degree ``k``, ``3 k**3 / 4`` links.
 
+    Raises
+    ------
+    ValueError
+        An argument out of range (the message names it and the allowed values).
+
     Examples
     --------
     >>> G = fat_tree(4)
@@ -100,6 +105,11 @@ def leaf_spine(
     networkx.DiGraph
         ``leaves * hosts_per_leaf`` hosts, ``leaves + spines`` switches,
         ``leaves * (hosts_per_leaf + spines)`` links.
+
+    Raises
+    ------
+    ValueError
+        An argument out of range (the message names it and the allowed values).
 
     Examples
     --------
@@ -165,6 +175,11 @@ def dragonfly(
         ``groups * routers_per_group * hosts_per_router`` hosts; links: one per host,
         ``routers_per_group * (routers_per_group - 1) / 2`` per group, ``groups * (groups - 1) / 2``
         global.
+
+    Raises
+    ------
+    ValueError
+        An argument out of range (the message names it and the allowed values).
 
     Examples
     --------

@@ -65,6 +65,11 @@ def gpu_cluster(
         ``nodes * gpus_per_node`` GPUs (endpoints, server-major: rank ``s * gpus_per_node + g``)
         and as many NICs; nodes carry ``server`` (and GPUs/NICs ``rail``).
 
+    Raises
+    ------
+    ValueError
+        An argument out of range (the message names it and the allowed values).
+
     Examples
     --------
     >>> G = gpu_cluster(nodes=2, gpus_per_node=8)

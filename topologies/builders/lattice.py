@@ -58,6 +58,11 @@ def torus(
     networkx.DiGraph
         ``prod(dims)`` hosts; with every dimension > 2, each host has degree ``2 * len(dims)``.
 
+    Raises
+    ------
+    ValueError
+        An argument out of range (the message names it and the allowed values).
+
     Examples
     --------
     >>> G = torus((3, 4))
@@ -93,6 +98,11 @@ def mesh(
     networkx.DiGraph
         ``prod(dims)`` hosts; ``sum_k (d_k - 1) * prod(dims) / d_k`` links.
 
+    Raises
+    ------
+    ValueError
+        An argument out of range (the message names it and the allowed values).
+
     Examples
     --------
     >>> G = mesh((3, 4))
@@ -125,6 +135,11 @@ def hypercube(d: int = 3, *, bandwidth: Bandwidth = GBPS_100, latency: Latency =
     -------
     networkx.DiGraph
         ``2**d`` hosts of degree ``d``, ``d * 2**(d-1)`` links.
+
+    Raises
+    ------
+    ValueError
+        An argument out of range (the message names it and the allowed values).
 
     Examples
     --------

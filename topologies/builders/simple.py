@@ -31,6 +31,11 @@ def ring(n: int = 8, *, bandwidth: Bandwidth = GBPS_100, latency: Latency = 1e-6
     networkx.DiGraph
         ``n`` hosts and ``n`` links (``n - 1`` for ``n <= 2``), every host of degree 2.
 
+    Raises
+    ------
+    ValueError
+        An argument out of range (the message names it and the allowed values).
+
     Examples
     --------
     >>> G = ring(5)
@@ -65,6 +70,11 @@ def line(n: int = 8, *, bandwidth: Bandwidth = GBPS_100, latency: Latency = 1e-6
     -------
     networkx.DiGraph
         ``n`` hosts and ``n - 1`` links; the two ends have degree 1.
+
+    Raises
+    ------
+    ValueError
+        An argument out of range (the message names it and the allowed values).
 
     Examples
     --------
@@ -102,6 +112,11 @@ def switch(n: int = 8, *, bandwidth: Bandwidth = GBPS_100, latency: Latency = 1e
     networkx.DiGraph
         ``n`` hosts, one switch of degree ``n``, ``n`` links.
 
+    Raises
+    ------
+    ValueError
+        An argument out of range (the message names it and the allowed values).
+
     Examples
     --------
     >>> G = switch(6)
@@ -137,6 +152,11 @@ def fully_connected(n: int = 8, *, bandwidth: Bandwidth = GBPS_100, latency: Lat
     -------
     networkx.DiGraph
         ``n`` hosts of degree ``n - 1``, ``n (n - 1) / 2`` links.
+
+    Raises
+    ------
+    ValueError
+        An argument out of range (the message names it and the allowed values).
 
     Examples
     --------
