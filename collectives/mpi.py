@@ -64,7 +64,7 @@ import numpy as np
 from mpi4py import MPI
 
 from collectives.algorithms import ALGORITHMS, algorithm_params, get_schedule
-from collectives.plan import program_for
+from collectives.plan import RankProgram, program_for
 from collectives.tuning import TuningTable, active_table
 
 __all__ = [
@@ -315,7 +315,17 @@ class _Exec:
 
 @lru_cache(maxsize=512)
 def _executable(collective: str, algorithm: str, nranks: int, rank: int, count: int, params: tuple) -> _Exec:
-    program = program_for(collective, algorithm, nranks, rank, count, params)
+    return _layout(program_for(collective, algorithm, nranks, rank, count, params))
+
+
+def _layout(program: RankProgram) -> _Exec:
+    """Lay out a rank's program for execution: where each receive lands, what is reduced after.
+
+    Reduce receives get consecutive ranges of scratch. A copy receive goes straight into the
+    buffer, unless the same step sends from an overlapping range (sends read the pre-step state):
+    then it waits in scratch and is copied in after the step's ``Waitall``.
+    """
+    rank = program.rank
     steps = []
     scratch = 0
     for step in program.steps:
@@ -323,7 +333,6 @@ def _executable(collective: str, algorithm: str, nranks: int, rank: int, count: 
         recvs, reductions, copies = [], [], []
         offset = 0
         for t in step.recvs:
-            # a copy receive into a range this step still sends from must wait in scratch
             overlaps = any(lo < t.hi and t.lo < hi for lo, hi in sent)
             if t.reduce or overlaps:
                 recvs.append((t.peer, 1, offset, offset + t.size))
@@ -343,7 +352,11 @@ def _executable(collective: str, algorithm: str, nranks: int, rank: int, count: 
 def _run(comm: MPI.Intracomm, collective: str, algorithm: str, flat: np.ndarray, ufunc: np.ufunc | None) -> None:
     nranks, rank, count = comm.Get_size(), comm.Get_rank(), flat.size
     params = tuple(sorted(algorithm_params(algorithm, nranks, flat.nbytes).items()))
-    plan = _executable(collective, algorithm, nranks, rank, count, params)
+    _execute(comm, _executable(collective, algorithm, nranks, rank, count, params), flat, ufunc)
+
+
+def _execute(comm: MPI.Intracomm, plan: _Exec, flat: np.ndarray, ufunc: np.ufunc | None) -> None:
+    """Run a laid-out program on ``flat``: per step ``Irecv`` all, ``Isend`` all, ``Waitall``, then reduce/copy."""
     scratch = _POOL.get("scratch", flat.dtype, plan.scratch)
     irecv, isend, waitall = comm.Irecv, comm.Isend, MPI.Request.Waitall
     for tag, recvs, sends, reductions, copies in plan.steps:

@@ -265,6 +265,28 @@ def user_traffic_is_not_intercepted(comm: MPI.Intracomm) -> int:
 
 
 @case
+def copy_receive_into_a_range_being_sent(comm: MPI.Intracomm) -> int:
+    """Schedule semantics: sends read the pre-step state, even when the step also receives there.
+
+    No registered schedule does this today, so a hand-made one: pairs swap their buffers in one step.
+    """
+    from collectives.plan import RankProgram, RankStep, Transfer
+
+    n, rank = comm.Get_size(), comm.Get_rank()
+    peer = rank ^ 1
+    count = 1000
+    steps = ()
+    if peer < n:
+        steps = (RankStep(0, sends=(Transfer(peer, 0, count, False),), recvs=(Transfer(peer, 0, count, False),)),)
+    plan = cmpi._layout(RankProgram(rank, count, steps, scratch=0))
+    assert plan.scratch == (count if steps else 0), f"copy receive over a sent range needs scratch, got {plan.scratch}"
+    buf = np.full(count, rank, dtype=np.int32)
+    cmpi._execute(comm, plan, buf, None)
+    want = np.full(count, peer if peer < n else rank, dtype=np.int32)
+    return 1 + expect_equal(buf, want, "pairwise swap in one step")
+
+
+@case
 def buffer_kinds_and_layouts(comm: MPI.Intracomm) -> int:
     import array
 
