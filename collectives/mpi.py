@@ -58,14 +58,14 @@ import sys
 import zlib
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from mpi4py import MPI
 
 from collectives.algorithms import ALGORITHMS, algorithm_params, get_schedule
 from collectives.plan import RankProgram, program_for
-from collectives.tuning import TuningTable, active_table
+from collectives.tuning import TuningTable, active_table, load_table
 
 __all__ = [
     "OPS",
@@ -204,6 +204,7 @@ def allowed_algorithms(collective: str) -> tuple[str, ...]:
 
 
 def _tuning_table() -> TuningTable:
+    """:func:`collectives.tuning.active_table`, without reading the file on every call."""
     path = os.environ.get("COLLSIM_TUNING")
     if not path:
         return active_table()
@@ -216,7 +217,8 @@ def _tuning_table() -> TuningTable:
 
 @lru_cache(maxsize=8)
 def _load_table_cached(path: str, stamp: int) -> TuningTable:
-    return active_table()
+    """The table at ``path``, read again only when its modification time ``stamp`` changes."""
+    return load_table(path)
 
 
 def resolve_algorithm(collective: str, algorithm: str, nranks: int, nbytes: int) -> str:
@@ -299,17 +301,20 @@ def _private_comm(comm: MPI.Intracomm) -> MPI.Intracomm:
 # execution
 
 
-@dataclass(frozen=True)
-class _Exec:
-    """A rank program laid out for execution.
+class _Step(NamedTuple):
+    """One step of a laid-out program (plain tuples inside, unpacked in the hot loop)."""
 
-    ``steps`` holds per step ``(tag, recvs, sends, reductions, copies)``: ``recvs`` as
-    ``(peer, target, lo, hi)`` with target 0 = buffer, 1 = scratch; ``sends`` as ``(peer, lo, hi)``;
-    ``reductions`` as ``(peer_first, lo, hi, s_lo)``: reduce scratch ``[s_lo, s_lo + hi - lo)`` into
-    buffer ``[lo, hi)``, the received operand first when ``peer_first``; ``copies`` as ``(lo, hi, s_lo)``.
-    """
+    tag: int
+    recvs: tuple  # (peer, into_scratch, lo, hi): receive into scratch or buffer [lo, hi)
+    sends: tuple  # (peer, lo, hi): send buffer [lo, hi)
+    reductions: tuple  # (peer_first, lo, hi, s_lo): buffer[lo:hi] = op(scratch[s_lo:...], buffer[lo:hi]) or swapped
+    copies: tuple  # (lo, hi, s_lo): buffer[lo:hi] = scratch[s_lo:s_lo + hi - lo]
 
-    steps: tuple
+
+class _Exec(NamedTuple):
+    """A rank program laid out for execution, and the scratch elements it needs."""
+
+    steps: tuple[_Step, ...]
     scratch: int
 
 
@@ -335,17 +340,17 @@ def _layout(program: RankProgram) -> _Exec:
         for t in step.recvs:
             overlaps = any(lo < t.hi and t.lo < hi for lo, hi in sent)
             if t.reduce or overlaps:
-                recvs.append((t.peer, 1, offset, offset + t.size))
+                recvs.append((t.peer, True, offset, offset + t.size))
                 if t.reduce:
                     reductions.append((t.peer < rank, t.lo, t.hi, offset))
                 else:
                     copies.append((t.lo, t.hi, offset))
                 offset += t.size
             else:
-                recvs.append((t.peer, 0, t.lo, t.hi))
+                recvs.append((t.peer, False, t.lo, t.hi))
         scratch = max(scratch, offset)
         sends = tuple((t.peer, t.lo, t.hi) for t in step.sends)
-        steps.append((step.index % _TAG_SPACE, tuple(recvs), sends, tuple(reductions), tuple(copies)))
+        steps.append(_Step(step.index % _TAG_SPACE, tuple(recvs), sends, tuple(reductions), tuple(copies)))
     return _Exec(tuple(steps), scratch)
 
 
@@ -360,7 +365,8 @@ def _execute(comm: MPI.Intracomm, plan: _Exec, flat: np.ndarray, ufunc: np.ufunc
     scratch = _POOL.get("scratch", flat.dtype, plan.scratch)
     irecv, isend, waitall = comm.Irecv, comm.Isend, MPI.Request.Waitall
     for tag, recvs, sends, reductions, copies in plan.steps:
-        requests = [irecv(scratch[lo:hi] if where else flat[lo:hi], peer, tag) for peer, where, lo, hi in recvs]
+        requests = [irecv(scratch[lo:hi] if into_scratch else flat[lo:hi], peer, tag)
+                    for peer, into_scratch, lo, hi in recvs]
         requests += [isend(flat[lo:hi], peer, tag) for peer, lo, hi in sends]
         waitall(requests)
         for peer_first, lo, hi, s_lo in reductions:
