@@ -1,0 +1,532 @@
+"""Flow-level simulation of a schedule on a topology.
+
+The simulator walks the *same* :class:`collectives.Schedule` the runtimes execute; it knows nothing
+about any particular algorithm.
+
+Model
+-----
+* **Ranks advance step by step**, as the runtimes do: rank ``r`` starts its next step (the next one
+  that names it with a non-empty transfer; ranks skip the others) when it has finished the previous
+  one, i.e. its sends of that step have left and its receives have arrived and been reduced, so the
+  data it sends next is there. Transfers of zero bytes are dropped on both sides, as the runtimes do.
+* **Rendezvous**: a transfer starts when both its sender and its receiver have started the step,
+  at ``start = max(ready[src], ready[dst])``.
+* **Per-message overhead**: the transfer's data starts to flow ``alpha`` seconds after ``start``.
+* **Routing**: a transfer from rank ``i`` to rank ``j`` follows ``topologies.Router(G).route`` from
+  ``endpoints[i]`` to ``endpoints[j]``.
+* **Bandwidth sharing**: the flows of a step that are in flight at the same time share every arc
+  max-min fairly (progressive filling over the arcs they cross); the rates are recomputed whenever
+  one of them starts or ends. An arc's capacity is ``bandwidth_efficiency * bandwidth``
+  (:class:`sim.params.ModelParams`, which can also override bandwidth and latency per link role).
+* **Latency**: the last byte leaves the sender at ``E``; it arrives at ``A = E + sum(latency)`` of
+  the route's arcs. The sender's part of the transfer is done at ``E``, the receiver's at ``A``,
+  plus ``gamma * bytes`` when the transfer is reduced. Reductions of different received messages do
+  not wait for each other (a rank reduces every message as soon as it arrives).
+* A rank's step ends when all its parts of the step's transfers are done; the collective ends when
+  the last rank ends.
+
+Flows of *different* steps do not share links in this model: steps are simulated one after the
+other, each starting from the ranks' ready times. In lock-step runs (symmetric topologies, the
+common case) no flows of different steps overlap in time, so nothing is lost; when ranks drift apart
+(heterogeneous links, pipelined trees) flows of neighbouring steps can overlap in reality and would
+contend, which this model leaves out.
+
+On a fully connected topology with identical links, every transfer has a link of its own, so a step
+costs ``alpha + latency + bytes / bandwidth (+ gamma * bytes)``: exactly the analytic model
+(:mod:`sim.analytic`), which the tests check to 1e-9.
+
+Scale
+-----
+Everything is vectorised per step (numpy arrays of transfers, scipy.sparse incidence of flows on
+arcs). Routes are cached per rank pair and the compiled flows of a step are cached per
+:attr:`collectives.Step.key`. When all ranks are in lock-step and a step's pattern has been costed
+before from a lock-step start, the step is not simulated again: its duration is added (this is how a
+ring of 16384 ranks is simulated in seconds).
+
+Examples
+--------
+>>> import topologies
+>>> from collectives import get_schedule
+>>> net = Network(topologies.fully_connected(4, bandwidth=1e9, latency=1e-6), ModelParams(alpha=0, gamma=0))
+>>> r = simulate(get_schedule("allreduce", "ring", 4), net, 4_000_000)
+>>> round(r.time * 1e6, 3)  # 6 steps of (1 us + 1 MB / 1 GB/s)
+6006.0
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+import numpy as np
+
+from collectives.schedule import Schedule
+from sim.params import DEFAULT_PARAMS, ModelParams
+
+__all__ = ["Network", "SimResult", "simulate", "busbw_factor"]
+
+_REL = 1e-12  # relative tolerance for "the same instant"
+
+
+def busbw_factor(collective: str, nranks: int) -> float:
+    """nccl-tests bus bandwidth factor: ``2(n-1)/n`` for allreduce, ``(n-1)/n`` otherwise.
+
+    >>> busbw_factor("allreduce", 4), busbw_factor("allgather", 4)
+    (1.5, 0.75)
+    """
+    if nranks <= 1:
+        return 0.0 if collective != "allreduce" else 0.0
+    if collective == "allreduce":
+        return 2.0 * (nranks - 1) / nranks
+    return (nranks - 1) / nranks
+
+
+class Network:
+    """A topology compiled for simulation: arc arrays, capacities and cached routes.
+
+    Build one per (topology, parameters) and reuse it across algorithms and sizes: routes are
+    cached per rank pair.
+
+    Parameters
+    ----------
+    G : networkx.DiGraph
+        A topology (``topologies`` contract).
+    params : ModelParams, optional
+        Model parameters (default :data:`sim.params.DEFAULT_PARAMS`).
+    router : topologies.Router, optional
+        Router to use (default ``topologies.Router(G)``).
+    """
+
+    def __init__(self, G: nx.DiGraph, params: ModelParams | None = None, router=None):
+        import topologies
+
+        if not isinstance(G, nx.DiGraph):
+            raise TypeError(f"topology must be a networkx.DiGraph, got {type(G).__name__}")
+        self.params = params if params is not None else DEFAULT_PARAMS
+        self.router = router if router is not None else topologies.Router(G)  # validates G
+        self.G = G
+        self.name = str(G.graph.get("name", "topology"))
+        self.endpoints = list(G.graph["endpoints"])
+        self.arcs: list[tuple] = list(G.edges)
+        self.arc_index: dict = {a: i for i, a in enumerate(self.arcs)}
+        p = self.params
+        self.capacity = np.array(
+            [p.effective_bandwidth(d["bandwidth"], d.get("role")) for *_, d in G.edges(data=True)], dtype=float
+        )
+        self.latency = np.array([p.arc_latency(d["latency"], d.get("role")) for *_, d in G.edges(data=True)], dtype=float)
+        self._pairs: dict[tuple[int, int], np.ndarray] = {}
+
+    def __repr__(self) -> str:
+        return f"Network({self.name!r}, {len(self.endpoints)} endpoints, {len(self.arcs)} arcs)"
+
+    def check_ranks(self, nranks: int) -> None:
+        """Raise ValueError when the topology has fewer endpoints than ``nranks``."""
+        if nranks > len(self.endpoints):
+            raise ValueError(
+                f"topology {self.name!r} has {len(self.endpoints)} endpoints; cannot place {nranks} ranks on it"
+            )
+
+    def path(self, i: int, j: int) -> np.ndarray:
+        """Arc indices of the route from rank ``i`` to rank ``j`` (cached)."""
+        key = (i, j)
+        arcs = self._pairs.get(key)
+        if arcs is None:
+            route = self.router.route(self.endpoints[i], self.endpoints[j])
+            arcs = np.fromiter((self.arc_index[a] for a in route), dtype=np.int64, count=len(route))
+            self._pairs[key] = arcs
+        return arcs
+
+    def route_latency(self, i: int, j: int) -> float:
+        """Summed arc latency (s) of the route from rank ``i`` to rank ``j``."""
+        return float(self.latency[self.path(i, j)].sum())
+
+    def compile(self, src: np.ndarray, dst: np.ndarray) -> _Pattern:
+        """Compile the flows ``src[k] -> dst[k]`` (rank arrays) into an incidence pattern."""
+        paths = [self.path(i, j) for i, j in zip(src.tolist(), dst.tolist())]
+        return _Pattern(self, src, dst, paths)
+
+
+class _Pattern:
+    """The flows of one step pattern: who talks to whom over which arcs."""
+
+    def __init__(self, net: Network, src: np.ndarray, dst: np.ndarray, paths: list[np.ndarray]):
+        from scipy.sparse import csr_array
+
+        self.src, self.dst = src, dst
+        nflows = src.shape[0]
+        lengths = np.fromiter((len(q) for q in paths), dtype=np.int64, count=nflows)
+        if nflows and lengths.min() == 0:
+            k = int(np.argmin(lengths))
+            raise ValueError(f"ranks {src[k]} and {dst[k]} run on the same node of {net.name!r}; give every rank its own endpoint")
+        flat = np.concatenate(paths) if nflows else np.zeros(0, dtype=np.int64)
+        self.arcs, local = np.unique(flat, return_inverse=True)  # global ids of the arcs used, local index
+        self.indptr = np.zeros(nflows + 1, dtype=np.int64)
+        np.cumsum(lengths, out=self.indptr[1:])
+        self.indices = local.astype(np.int64)
+        self.lengths = lengths
+        self.cap = net.capacity[self.arcs]
+        self.latency = np.add.reduceat(net.latency[flat], self.indptr[:-1]) if nflows else np.zeros(0)
+        rows = np.repeat(np.arange(nflows), lengths)
+        self.rows = rows
+        #: arcs x flows incidence
+        self.MT = csr_array((np.ones(flat.size), (self.indices, rows)), shape=(self.arcs.size, nflows))
+        load = np.bincount(self.indices, minlength=self.arcs.size)
+        self.disjoint = bool(load.max(initial=0) <= 1)
+        self.static_rate = np.minimum.reduceat(self.cap[self.indices], self.indptr[:-1]) if nflows else np.zeros(0)
+        self.src_unique = np.unique(src).size == nflows
+        self.dst_unique = np.unique(dst).size == nflows
+        self.nranks_involved = np.union1d(src, dst).size
+        self.flow_bytes = np.zeros(nflows)  # bytes carried by each flow, summed over the steps using the pattern
+
+    def run(self, start: np.ndarray, size: np.ndarray) -> np.ndarray:
+        """Times at which each flow's last byte leaves (flows start at ``start`` with ``size`` bytes).
+
+        Fluid max-min fair sharing, recomputed at every flow start and end. Flows that can never be
+        in flight together on a common arc do not influence each other, so the flows are first
+        split into independent groups (connected components of "shares an arc with, during a time
+        window that may overlap"); every group then runs its own event clock, and all groups advance
+        together, one vectorised event per iteration.
+        """
+        if self.disjoint:
+            return start + size / self.static_rate
+        comp = self._groups(start, size)
+        return _grouped_events(self, comp, start, size)
+
+    def _groups(self, start: np.ndarray, size: np.ndarray) -> np.ndarray:
+        """Label flows by independent group (see :meth:`run`)."""
+        from scipy.sparse import coo_array
+        from scipy.sparse.csgraph import connected_components
+
+        nflows = size.shape[0]
+        # A flow gets at least min over its arcs of capacity / (flows on the arc): its latest end.
+        load = np.bincount(self.indices, minlength=self.cap.size)
+        low = np.minimum.reduceat((self.cap / np.maximum(load, 1))[self.indices], self.indptr[:-1])
+        latest = start + size / low
+        flow = self.rows
+        order = np.lexsort((start[flow], self.indices))
+        f, arc = flow[order], self.indices[order]
+        first = np.ones(f.size, dtype=bool)
+        first[1:] = arc[1:] != arc[:-1]
+        # running max of "latest end" per arc, and which flow holds it
+        seg = np.cumsum(first) - 1
+        span = float(latest.max() - min(start.min(), 0.0)) + 1.0
+        shifted = latest[f] - min(start.min(), 0.0) + seg * span
+        runmax = np.maximum.accumulate(shifted)
+        leader_pos = np.maximum.accumulate(np.where(shifted >= runmax, np.arange(f.size), 0))
+        prev = np.arange(f.size) - 1
+        overlap = ~first
+        overlap[1:] &= (start[f[1:]] - min(start.min(), 0.0) + seg[1:] * span) < runmax[:-1] * (1 + 1e-12)
+        ks = np.flatnonzero(overlap)
+        a_, b_ = f[ks], f[leader_pos[prev[ks]]]
+        graph = coo_array((np.ones(ks.size), (a_, b_)), shape=(nflows, nflows))
+        _, labels = connected_components(graph, directed=False)
+        return labels
+
+
+def _grouped_events(pat: _Pattern, comp: np.ndarray, start: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """Event-driven max-min sharing, every group of flows with its own clock (see ``_Pattern.run``)."""
+    nflows = size.shape[0]
+    ngroups = int(comp.max()) + 1
+    perm = np.lexsort((start, comp))  # flows by group, then by start
+    c = comp[perm]
+    st = start[perm]
+    rem = size[perm].astype(float)
+    lens = pat.lengths[perm]
+    ptr = np.zeros(nflows + 1, dtype=np.int64)
+    np.cumsum(lens, out=ptr[1:])
+    entry = np.repeat(pat.indptr[perm] - ptr[:-1], lens) + np.arange(ptr[-1])
+    rows = np.repeat(np.arange(nflows), lens)
+    # one virtual arc per (group, arc): groups never share capacity
+    varc, vidx = np.unique(c[rows] * pat.cap.size + pat.indices[entry], return_inverse=True)
+    vcap = pat.cap[varc % pat.cap.size]
+    end = np.empty(nflows)
+    started = np.zeros(nflows, dtype=bool)
+    active = np.zeros(nflows, dtype=bool)
+    clock = np.full(ngroups, np.inf)
+    np.minimum.at(clock, c, st)
+    while True:
+        pending = ~started
+        newly = pending & (st <= clock[c])
+        started |= newly
+        active |= newly
+        act = np.flatnonzero(active)
+        next_start = np.full(ngroups, np.inf)
+        still = np.flatnonzero(pending & ~newly)
+        np.minimum.at(next_start, c[still], st[still])
+        if act.size == 0:
+            if still.size == 0:
+                break
+            clock = np.where(np.isfinite(next_start), next_start, clock)
+            continue
+        rate = _grouped_maxmin(act, c, lens, ptr, vidx, vcap, ngroups)
+        ca = c[act]
+        t_end = clock[ca] + rem[act] / rate
+        next_end = np.full(ngroups, np.inf)
+        np.minimum.at(next_end, ca, t_end)
+        t_next = np.minimum(next_end, next_start)
+        fin = t_end <= t_next[ca] * (1 + _REL)
+        end[act[fin]] = t_end[fin]
+        active[act[fin]] = False
+        keep = ~fin
+        rem[act[keep]] = np.maximum(rem[act[keep]] - rate[keep] * (t_next[ca[keep]] - clock[ca[keep]]), 0.0)
+        clock = np.where(np.isfinite(t_next), t_next, clock)
+    out = np.empty(nflows)
+    out[perm] = end
+    return out
+
+
+def _grouped_maxmin(act, c, lens, ptr, vidx, vcap, ngroups) -> np.ndarray:
+    """Max-min fair rates of the flows ``act`` by progressive filling, each group on its own."""
+    alen = lens[act]
+    aptr = np.zeros(act.size + 1, dtype=np.int64)
+    np.cumsum(alen, out=aptr[1:])
+    idx = vidx[np.repeat(ptr[act] - aptr[:-1], alen) + np.arange(aptr[-1])]
+    rows = np.repeat(np.arange(act.size), alen)
+    ca = c[act]
+    nv = vcap.size
+    capr = vcap.copy()
+    rate = np.zeros(act.size)
+    unfrozen = np.ones(act.size, dtype=bool)
+    while True:
+        n = np.bincount(idx[unfrozen[rows]], minlength=nv)
+        share = np.full(nv, np.inf)
+        np.divide(capr, n, out=share, where=n > 0)
+        fshare = np.minimum.reduceat(share[idx], aptr[:-1])
+        fshare[~unfrozen] = np.inf
+        level = np.full(ngroups, np.inf)
+        np.minimum.at(level, ca, fshare)
+        freeze = unfrozen & (fshare <= level[ca] * (1 + _REL))
+        rate[freeze] = level[ca[freeze]]
+        unfrozen &= ~freeze
+        if not unfrozen.any():
+            return rate
+        capr -= np.bincount(idx, weights=np.where(freeze[rows], rate[rows], 0.0), minlength=nv)
+        np.maximum(capr, 0.0, out=capr)
+
+
+@dataclass
+class SimResult:
+    """What a simulation predicts for one (collective, algorithm, size) on one topology.
+
+    Attributes
+    ----------
+    collective, algorithm : str
+    nranks : int
+    nbytes : int
+        Buffer size actually simulated (``count * itemsize``; for reduce_scatter and allgather
+        rounded down to a multiple of ``nranks`` elements, as nccl-tests does).
+    count, itemsize : int
+    time : float
+        Seconds until the last rank finishes.
+    finish : ndarray, shape (nranks,)
+        Time each rank finishes its last step (0 for ranks with nothing to do).
+    arcs : list of (u, v)
+        The topology's arcs, in the order of ``arc_bytes`` and ``utilization``.
+    arc_bytes : ndarray
+        Bytes each arc carried.
+    utilization : ndarray
+        ``arc_bytes / (capacity * time)``: the fraction of the arc's usable bandwidth it was busy
+        on average over the collective.
+    bottlenecks : list of (u, v)
+        The arcs of highest utilisation (ties within 0.1 %).
+    topology, model : str
+        Topology name and ``"flow"`` or ``"analytic"``.
+    params : dict
+        Schedule parameters (e.g. the tree's ``segments``).
+    """
+
+    collective: str
+    algorithm: str
+    nranks: int
+    nbytes: int
+    count: int
+    itemsize: int
+    time: float
+    topology: str = ""
+    model: str = "flow"
+    finish: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    arcs: list = field(default_factory=list)
+    arc_bytes: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    utilization: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    bottlenecks: list = field(default_factory=list)
+    params: dict = field(default_factory=dict)
+
+    @property
+    def algbw(self) -> float:
+        """Algorithm bandwidth in GB/s (decimal): ``nbytes / time``."""
+        return self.nbytes / self.time / 1e9 if self.time > 0 else 0.0
+
+    @property
+    def busbw(self) -> float:
+        """Bus bandwidth in GB/s, nccl-tests definition."""
+        return self.algbw * busbw_factor(self.collective, self.nranks)
+
+    def utilization_map(self) -> dict:
+        """``{arc: utilisation}`` for the arcs that carried data."""
+        return {self.arcs[i]: float(self.utilization[i]) for i in np.flatnonzero(self.arc_bytes)}
+
+
+def element_count(schedule: Schedule, nbytes: int, itemsize: int) -> int:
+    """Elements simulated for a buffer of ``nbytes``: rounded down to whole elements (and blocks)."""
+    if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or nbytes < 0:
+        raise ValueError(f"size must be a non-negative number of bytes, got {nbytes!r}")
+    if isinstance(itemsize, bool) or not isinstance(itemsize, (int, np.integer)) or itemsize < 1:
+        raise ValueError(f"itemsize must be a positive integer, got {itemsize!r}")
+    count = int(nbytes) // int(itemsize)
+    return count - count % schedule.nblocks
+
+
+def simulate(schedule: Schedule, network: Network | nx.DiGraph, nbytes: int, *, itemsize: int = 4,
+             params: ModelParams | None = None) -> SimResult:
+    """Simulate ``schedule`` on a buffer of ``nbytes`` bytes with the flow model.
+
+    Parameters
+    ----------
+    schedule : collectives.Schedule
+        From ``collectives.get_schedule`` (use ``collectives.algorithm_params`` for the tree's
+        segments at this size).
+    network : Network or networkx.DiGraph
+        The compiled topology (build one :class:`Network` and reuse it; a graph is compiled here
+        with ``params``).
+    nbytes : int
+        Buffer size in bytes (the whole buffer, nccl-tests convention).
+    itemsize : int
+        Bytes per element (4 for float32).
+    params : ModelParams, optional
+        Only when ``network`` is a graph.
+
+    Returns
+    -------
+    SimResult
+
+    Raises
+    ------
+    ValueError
+        More ranks than the topology has endpoints, or a negative size.
+    """
+    if not isinstance(network, Network):
+        network = Network(network, params)
+    elif params is not None and params != network.params:
+        raise ValueError("params given with a compiled Network: build the Network with these params instead")
+    p = schedule.nranks
+    network.check_ranks(p)
+    count = element_count(schedule, nbytes, itemsize)
+    offsets = schedule.chunk_offsets(count) * itemsize
+    chunk_bytes = np.diff(offsets)
+    uniform = chunk_bytes.size == 0 or chunk_bytes.min() == chunk_bytes.max()
+    alpha, gamma = network.params.alpha, network.params.gamma
+
+    ready = np.zeros(p)
+    sync_t: float | None = 0.0  # when not None: every rank is ready at exactly this time
+    patterns: dict = {}  # (step key, nonzero mask) -> _Pattern
+    lockstep: dict = {}  # step key -> [duration, uses, pattern, bytes] (uniform chunks only)
+    runs: dict = {}  # (pattern key, bytes, starts) -> end offsets, for contended steps
+
+    for i in range(schedule.nsteps):
+        step = schedule.make_step(i)
+        if sync_t is not None and uniform:
+            hit = lockstep.get(step.key)
+            if hit is not None:
+                sync_t += hit[0]
+                hit[1] += 1
+                continue
+        size = offsets[step.chunk + step.nchunks] - offsets[step.chunk]
+        nonzero = size > 0
+        if not nonzero.any():
+            continue
+        every = bool(nonzero.all())
+        src, dst, red = step.src, step.dst, step.reduce
+        if not every:
+            src, dst, red, size = src[nonzero], dst[nonzero], red[nonzero], size[nonzero]
+        full = patterns.get(step.key)
+        if full is None:
+            full = patterns[step.key] = network.compile(np.ascontiguousarray(step.src), np.ascontiguousarray(step.dst))
+        if every:
+            pkey, pat, sub = step.key, full, None
+        elif full.disjoint:
+            # a subset of flows that never share an arc: reuse the full pattern's arrays
+            pkey, pat, sub = step.key, full, np.flatnonzero(nonzero)
+        else:
+            pkey, sub = (step.key, nonzero.tobytes()), None
+            pat = patterns.get(pkey)
+            if pat is None:
+                pat = patterns[pkey] = network.compile(np.ascontiguousarray(src), np.ascontiguousarray(dst))
+        size = size.astype(float)
+
+        was_sync = sync_t is not None
+        if was_sync:
+            t0, rel = sync_t, None
+            ready.fill(sync_t)
+            sync_t = None
+        else:
+            s0 = np.maximum(ready[src], ready[dst])
+            t0 = float(s0.min())
+            rel = s0 - t0
+        if pat.disjoint:
+            rate = pat.static_rate if sub is None else pat.static_rate[sub]
+            end = (alpha if rel is None else rel + alpha) + size / rate
+        else:
+            rkey = (pkey, size.tobytes(), None if rel is None else rel.tobytes())
+            end = runs.get(rkey)
+            if end is None:
+                start = np.full(size.shape, alpha) if rel is None else rel + alpha
+                end = runs[rkey] = pat.run(start, size)
+        sent = t0 + end
+        arrived = sent + (pat.latency if sub is None else pat.latency[sub])
+        recv_done = arrived + np.where(red, gamma * size, 0.0) if gamma else arrived
+
+        upd = np.full(p, -np.inf)
+        if pat.src_unique:
+            upd[src] = sent
+        else:
+            np.maximum.at(upd, src, sent)
+        if pat.dst_unique:
+            upd[dst] = np.maximum(upd[dst], recv_done)
+        else:
+            np.maximum.at(upd, dst, recv_done)
+        involved = upd > -np.inf
+        ready[involved] = upd[involved]
+        if sub is None:
+            pat.flow_bytes += size
+        else:
+            pat.flow_bytes[sub] += size
+
+        if sub is None and pat.nranks_involved == p:
+            first = ready[0]
+            if (ready == first).all():
+                sync_t = float(first)
+                if was_sync and uniform and step.key not in lockstep and every:
+                    lockstep[step.key] = [sync_t - t0, 0, pat, size]
+
+    if sync_t is not None:
+        ready.fill(sync_t)
+    for duration, uses, pat, size in lockstep.values():
+        pat.flow_bytes += uses * size
+    arc_bytes = np.zeros(len(network.arcs))
+    for pat in patterns.values():
+        if pat.arcs.size:
+            np.add.at(arc_bytes, pat.arcs, pat.MT @ pat.flow_bytes)
+    time = float(ready.max()) if p else 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        util = np.where(arc_bytes > 0, arc_bytes / (network.capacity * time), 0.0) if time > 0 else np.zeros_like(arc_bytes)
+    bottlenecks: list = []
+    if arc_bytes.any():
+        top = util.max()
+        bottlenecks = [network.arcs[k] for k in np.flatnonzero(util >= top * (1 - 1e-3))]
+    return SimResult(
+        collective=schedule.collective,
+        algorithm=schedule.algorithm,
+        nranks=p,
+        nbytes=count * itemsize,
+        count=count,
+        itemsize=itemsize,
+        time=time,
+        topology=network.name,
+        model="flow",
+        finish=ready.copy(),
+        arcs=network.arcs,
+        arc_bytes=arc_bytes,
+        utilization=util,
+        bottlenecks=bottlenecks,
+        params=dict(schedule.params),
+    )
