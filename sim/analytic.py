@@ -116,9 +116,9 @@ def cost(
     check_algorithm(algorithm)
     if not isinstance(nranks, (int, np.integer)) or nranks < 1:
         raise ValueError(f"nranks must be a positive integer, got {nranks!r}")
+    p, n = int(nranks), float(nbytes)
     if not bandwidth > 0 and p > 1:
         raise ValueError(f"bandwidth must be > 0 bytes/s, got {bandwidth!r}")
-    p, n = int(nranks), float(nbytes)
     if p == 1 or n <= 0:
         return 0.0
     beta = 1.0 / bandwidth

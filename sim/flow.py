@@ -142,7 +142,7 @@ class Network:
 
     def compile(self, src: np.ndarray, dst: np.ndarray) -> _Pattern:
         """Compile the flows ``src[k] -> dst[k]`` (rank arrays) into an incidence pattern."""
-        paths = [self.path(i, j) for i, j in zip(src.tolist(), dst.tolist())]
+        paths = [self.path(i, j) for i, j in zip(src.tolist(), dst.tolist(), strict=True)]
         return _Pattern(self, src, dst, paths)
 
 
@@ -500,7 +500,7 @@ def simulate(schedule: Schedule, network: Network | nx.DiGraph, nbytes: int, *, 
 
     if sync_t is not None:
         ready.fill(sync_t)
-    for duration, uses, pat, size in lockstep.values():
+    for _duration, uses, pat, size in lockstep.values():
         pat.flow_bytes += uses * size
     arc_bytes = np.zeros(len(network.arcs))
     for pat in patterns.values():
