@@ -525,3 +525,25 @@ def test_import_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "ring:n=2000000",
+        "fully_connected:n=3000",
+        "torus:dims=128x128x128",
+        "hypercube:d=21",
+        "fat_tree:k=200",
+        "leaf_spine:leaves=10000,hosts_per_leaf=200",
+        "dragonfly:groups=2000",
+        "gpu_cluster:nodes=200000",
+    ],
+)
+def test_too_big_is_refused_at_once(spec):
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="the limit is 1048576 nodes and 2097152 links"):
+        from_spec(spec)
+    assert time.perf_counter() - start < 1.0

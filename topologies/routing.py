@@ -15,11 +15,11 @@ Equal-cost multipath (ECMP)
     takes one path (no packet reordering), identically in every process (``crc32``, unlike
     ``hash``, is not salted).
 Caching
-    Routes are cached per ``(src, dst)``. Distances to a destination are computed once per
-    destination by one Dijkstra run in :mod:`scipy.sparse.csgraph` on the reversed graph and kept in
-    a bounded cache; a destination with a single incoming arc (a host on its switch) shares the
-    distances of that neighbour, so routing all hosts of a fat tree costs one Dijkstra per edge
-    switch, not per host.
+    Routes are cached per ``(src, dst)``. Distances to a destination come from Dijkstra in
+    :mod:`scipy.sparse.csgraph` on the reversed graph, run with a growing distance limit (so nearby
+    pairs explore only their neighbourhood) and kept in a bounded cache per destination; a
+    destination with a single incoming arc (a host on its switch) shares the distances of that
+    neighbour, so routing all hosts of a fat tree costs at most a few Dijkstra runs per edge switch.
 
 >>> from topologies import fat_tree
 >>> r = Router(fat_tree(4))
@@ -101,7 +101,8 @@ class Router:
         self._cost = [cost[bounds[i] : bounds[i + 1]] for i in range(n)]
         # Reversed graph: Dijkstra from t on it gives every node's distance *to* t.
         self._reverse = csr_array((cost, (dst, src)), shape=(n, n))
-        self._dist: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._dist: OrderedDict[int, tuple[np.ndarray, float]] = OrderedDict()
+        self._hop = float(np.median(cost)) if len(cost) else 1.0  # a typical arc's cost
         self._max_dist = max(16, _CACHE_BYTES // (8 * max(n, 1)))
         self._routes: dict[tuple, list[tuple]] = {}
 
@@ -144,23 +145,40 @@ class Router:
         """Return the summed latency (seconds) of the route from ``src`` to ``dst``."""
         return float(sum(self.G.edges[a]["latency"] for a in self.route(src, dst)))
 
-    def _distances(self, t: int) -> np.ndarray:
-        dist = self._dist.get(t)
-        if dist is None:
-            from scipy.sparse.csgraph import dijkstra
+    def _distances(self, s: int, t: int) -> np.ndarray:
+        """Distances to ``t``, exact at least for every node no farther from ``t`` than ``s``.
 
-            dist = dijkstra(self._reverse, directed=True, indices=t)
-            self._dist[t] = dist
-            if len(self._dist) > self._max_dist:
-                self._dist.popitem(last=False)
-        else:
+        Dijkstra runs with a growing ``limit`` (2, 4, 8, 16, 32 typical hops, then none), so a route
+        between neighbours explores only their neighbourhood; nodes beyond the limit read ``inf``,
+        which no walk from ``s`` ever needs.
+        """
+        entry = self._dist.get(t)
+        if entry is not None:
             self._dist.move_to_end(t)
+            dist, limit = entry
+            if np.isfinite(dist[s]) or limit == np.inf:
+                return dist
+            limit *= 2
+        else:
+            limit = 2 * self._hop
+        from scipy.sparse.csgraph import dijkstra
+
+        while True:
+            if limit > 32 * self._hop:
+                limit = np.inf
+            dist = dijkstra(self._reverse, directed=True, indices=t, limit=limit)
+            if np.isfinite(dist[s]) or limit == np.inf:
+                break
+            limit *= 2
+        self._dist[t] = (dist, limit)
+        if len(self._dist) > self._max_dist:
+            self._dist.popitem(last=False)
         return dist
 
     def _walk(self, s: int, t: int, seed: int, src, dst) -> list[tuple]:
         if s == t:
             return []
-        dist = self._distances(t)
+        dist = self._distances(s, t)
         if not np.isfinite(dist[s]):
             raise TopologyError(f"topology {self.G.graph['name']!r}: no path from {src!r} to {dst!r}")
         nodes, path, u = self._nodes, [], s

@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
-__all__ = ["GBPS_100", "check_int", "check_positive", "check_dims", "hosts"]
+__all__ = [
+    "GBPS_100",
+    "MAX_NODES",
+    "MAX_LINKS",
+    "check_int",
+    "check_positive",
+    "check_dims",
+    "check_size",
+    "hosts",
+]
 
 import networkx as nx
 
 #: 100 Gb/s in bytes/s, the default link bandwidth of the generic builders.
 GBPS_100 = 100e9 / 8
+
+
+#: Largest topology a builder makes (networkx holds it in memory: about 1 KB per link).
+MAX_NODES = 2**20
+MAX_LINKS = 2**21
+
+
+def check_size(what: str, nodes: int, links: int) -> None:
+    """Raise ValueError if a topology of ``nodes`` nodes and ``links`` links is too big to build."""
+    if nodes > MAX_NODES or links > MAX_LINKS:
+        raise ValueError(
+            f"{what} would have {nodes} nodes and {links} links; the limit is {MAX_NODES} nodes and {MAX_LINKS} links"
+        )
 
 
 def check_int(name: str, value, minimum: int = 1, even: bool = False) -> int:

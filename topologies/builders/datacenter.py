@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from topologies.builders._common import GBPS_100, check_int, check_positive, hosts
+from topologies.builders._common import GBPS_100, check_int, check_positive, check_size, hosts
 from topologies.model import Bandwidth, Latency, add_link, new_topology
 
 __all__ = ["fat_tree", "leaf_spine", "dragonfly"]
@@ -49,6 +49,7 @@ def fat_tree(k: int = 4, *, bandwidth: Bandwidth = GBPS_100, latency: Latency = 
     (16, 20, 48)
     """
     check_int("k", k, minimum=2, even=True)
+    check_size(f"k={k}", k**3 // 4 + 5 * k * k // 4, 3 * k**3 // 4)
     bw, lat = check_positive("bandwidth", bandwidth), check_positive("latency", latency, allow_zero=True)
     half = k // 2
     G = new_topology(f"fat_tree:k={k}")
@@ -122,6 +123,11 @@ def leaf_spine(
     check_int("leaves", leaves)
     check_int("spines", spines)
     check_int("hosts_per_leaf", hosts_per_leaf)
+    check_size(
+        f"leaves={leaves},spines={spines},hosts_per_leaf={hosts_per_leaf}",
+        leaves * (hosts_per_leaf + 1) + spines,
+        leaves * (hosts_per_leaf + spines),
+    )
     over = check_positive("oversubscription", oversubscription)
     bw, lat = check_positive("bandwidth", bandwidth), check_positive("latency", latency, allow_zero=True)
     uplink = hosts_per_leaf * bw / (spines * over)
@@ -190,6 +196,11 @@ def dragonfly(
     check_int("groups", groups)
     check_int("routers_per_group", routers_per_group)
     check_int("hosts_per_router", hosts_per_router)
+    check_size(
+        f"groups={groups},routers_per_group={routers_per_group},hosts_per_router={hosts_per_router}",
+        groups * routers_per_group * (hosts_per_router + 1),
+        groups * routers_per_group * (hosts_per_router + routers_per_group) + groups * groups,
+    )
     bw, lat = check_positive("bandwidth", bandwidth), check_positive("latency", latency, allow_zero=True)
     gbw = bw if global_bandwidth is None else check_positive("global_bandwidth", global_bandwidth)
     glat = (

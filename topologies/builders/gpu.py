@@ -6,7 +6,7 @@ from typing import Literal
 
 import networkx as nx
 
-from topologies.builders._common import check_int, check_positive
+from topologies.builders._common import check_int, check_positive, check_size
 from topologies.model import Bandwidth, Latency, add_link, new_topology
 
 __all__ = ["gpu_cluster"]
@@ -82,6 +82,11 @@ def gpu_cluster(
     """
     check_int("nodes", nodes)
     check_int("gpus_per_node", gpus_per_node)
+    check_size(
+        f"nodes={nodes},gpus_per_node={gpus_per_node}",
+        nodes * (2 * gpus_per_node + 1) + gpus_per_node,
+        nodes * gpus_per_node * (2 + gpus_per_node),
+    )
     if fabric not in ("rail", "single"):
         raise ValueError(f"fabric must be one of: rail, single; got {fabric!r}")
     if intra not in ("nvswitch", "nvlink"):

@@ -11,7 +11,7 @@ import math
 
 import networkx as nx
 
-from topologies.builders._common import GBPS_100, check_dims, check_int, check_positive, hosts
+from topologies.builders._common import GBPS_100, check_dims, check_int, check_positive, check_size, hosts
 from topologies.model import Bandwidth, Latency, add_link, new_topology
 
 __all__ = ["torus", "mesh", "hypercube"]
@@ -19,6 +19,7 @@ __all__ = ["torus", "mesh", "hypercube"]
 
 def _lattice(kind: str, dims: tuple[int, ...], wrap: bool, bw: float, lat: float) -> nx.DiGraph:
     total = math.prod(dims)
+    check_size(f"dims={'x'.join(map(str, dims))}", total, total * len(dims))
     G = new_topology(f"{kind}:dims={'x'.join(map(str, dims))}")
     h = hosts(G, total)
     G.graph["endpoints"] = h
@@ -148,6 +149,7 @@ def hypercube(d: int = 3, *, bandwidth: Bandwidth = GBPS_100, latency: Latency =
     (16, 32, {4})
     """
     check_int("d", d, minimum=0)
+    check_size(f"d={d}", 2**d, d * 2 ** max(d - 1, 0))
     bw, lat = check_positive("bandwidth", bandwidth), check_positive("latency", latency, allow_zero=True)
     G = new_topology(f"hypercube:d={d}")
     h = hosts(G, 2**d)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from topologies.builders._common import GBPS_100, check_int, check_positive, hosts
+from topologies.builders._common import GBPS_100, check_int, check_positive, check_size, hosts
 from topologies.model import Bandwidth, Latency, add_link, new_topology
 
 __all__ = ["ring", "line", "switch", "fully_connected"]
@@ -45,6 +45,7 @@ def ring(n: int = 8, *, bandwidth: Bandwidth = GBPS_100, latency: Latency = 1e-6
     ['h0', 'h1', 'h2']
     """
     check_int("n", n)
+    check_size(f"n={n}", n, n)
     bw, lat = check_positive("bandwidth", bandwidth), check_positive("latency", latency, allow_zero=True)
     G = new_topology(f"ring:n={n}")
     h = hosts(G, n)
@@ -83,6 +84,7 @@ def line(n: int = 8, *, bandwidth: Bandwidth = GBPS_100, latency: Latency = 1e-6
     (3, 1, 2)
     """
     check_int("n", n)
+    check_size(f"n={n}", n, n)
     bw, lat = check_positive("bandwidth", bandwidth), check_positive("latency", latency, allow_zero=True)
     G = new_topology(f"line:n={n}")
     h = hosts(G, n)
@@ -124,6 +126,7 @@ def switch(n: int = 8, *, bandwidth: Bandwidth = GBPS_100, latency: Latency = 1e
     ('switch', 6, 6)
     """
     check_int("n", n)
+    check_size(f"n={n}", n + 1, n)
     bw, lat = check_positive("bandwidth", bandwidth), check_positive("latency", latency, allow_zero=True)
     G = new_topology(f"switch:n={n}")
     h = hosts(G, n)
@@ -165,6 +168,7 @@ def fully_connected(n: int = 8, *, bandwidth: Bandwidth = GBPS_100, latency: Lat
     (10, {4})
     """
     check_int("n", n)
+    check_size(f"n={n}", n, n * (n - 1) // 2)
     bw, lat = check_positive("bandwidth", bandwidth), check_positive("latency", latency, allow_zero=True)
     G = new_topology(f"fully_connected:n={n}")
     h = hosts(G, n)
