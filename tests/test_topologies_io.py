@@ -219,3 +219,14 @@ def test_layout_rows_for_fabrics_grid_for_lattices():
     pos = layout(topologies.fat_tree(4))
     assert {pos[f"h{i}"][1] for i in range(16)} == {0.0} and {pos[f"core{i}"][1] for i in range(4)} == {3.0}
     assert pos["h0"][0] < pos["h1"][0] < pos["h15"][0]
+
+
+@pytest.mark.parametrize("ext", [".json", ".graphml"])
+def test_failed_save_leaves_nothing(tmp_path, ext):
+    G = topologies.ring(3)
+    G.nodes["h0"]["rack"] = {"row": 1} if ext == ".graphml" else object()
+    with pytest.raises(ValueError, match="cannot save topology 'ring:n=3'"):
+        save(G, tmp_path / f"r{ext}")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="does not exist"):
+        save(G, tmp_path / "missing" / f"r{ext}")

@@ -3,7 +3,8 @@
 - ``.json``: networkx node-link data (``{"directed": true, "graph": {...}, "nodes": [...],
   "edges": [...]}``); node ids keep their JSON types (lists are read back as tuples).
 - ``.graphml``: the format of Gephi, yEd and igraph. GraphML node ids are strings, so non-string ids
-  are written as ``str(id)``; the ``endpoints`` list is stored as a JSON string graph attribute.
+  are written as ``str(id)``; the ``endpoints`` list is stored as a JSON string graph attribute;
+  other graph attributes that are not str, int, float or bool are left out.
 
 >>> import os, tempfile
 >>> from topologies import ring
@@ -45,18 +46,36 @@ def _plain(x):
 def save(G: nx.DiGraph, path: str | os.PathLike) -> None:
     """Write topology ``G`` to ``path`` (``.json`` node-link or ``.graphml``, by extension).
 
+    The file is written beside ``path`` and renamed into place, so a failure leaves nothing behind.
+
     Raises
     ------
     ValueError
-        Unknown extension (the message lists the allowed ones).
+        Unknown extension (the message lists the allowed ones), missing folder, or an attribute the
+        format cannot store (GraphML: str, int, float, bool only).
     """
     ext = _format(path)
-    if ext == ".json":
-        data = nx.node_link_data(G, edges="edges")
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(data, f, default=_plain)
-            f.write("\n")
-        return
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"cannot write {path!r}: folder {folder!r} does not exist")
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:  # write beside the target, then rename: a failure leaves no half-written file
+        if ext == ".json":
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(nx.node_link_data(G, edges="edges"), f, default=_plain)
+                f.write("\n")
+        else:
+            nx.write_graphml(_for_graphml(G), tmp)
+        os.replace(tmp, path)
+    except (TypeError, ValueError, nx.NetworkXError) as err:
+        raise ValueError(f"cannot save topology {G.graph.get('name')!r} as {FORMATS[ext]}: {err}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _for_graphml(G: nx.DiGraph) -> nx.DiGraph:
     H = nx.relabel_nodes(G, {n: str(n) for n in G if not isinstance(n, str)}, copy=True)
     for _, data in H.nodes(data=True):
         for k, v in data.items():
@@ -69,7 +88,7 @@ def save(G: nx.DiGraph, path: str | os.PathLike) -> None:
         for k, v in G.graph.items()
         if isinstance(v, (str, int, float, bool)) or k == "endpoints"
     }
-    nx.write_graphml(H, path)
+    return H
 
 
 def _tuples(x):
