@@ -62,23 +62,11 @@ import numpy as np
 
 from collectives.schedule import Schedule
 from sim.params import DEFAULT_PARAMS, ModelParams
+from sim.results import busbw_factor
 
-__all__ = ["Network", "SimResult", "simulate", "busbw_factor"]
+__all__ = ["Network", "SimResult", "simulate", "element_count"]
 
 _REL = 1e-12  # relative tolerance for "the same instant"
-
-
-def busbw_factor(collective: str, nranks: int) -> float:
-    """nccl-tests bus bandwidth factor: ``2(n-1)/n`` for allreduce, ``(n-1)/n`` otherwise.
-
-    >>> busbw_factor("allreduce", 4), busbw_factor("allgather", 4)
-    (1.5, 0.75)
-    """
-    if nranks <= 1:
-        return 0.0 if collective != "allreduce" else 0.0
-    if collective == "allreduce":
-        return 2.0 * (nranks - 1) / nranks
-    return (nranks - 1) / nranks
 
 
 class Network:

@@ -1,0 +1,56 @@
+"""``collsim draw``: a topology coloured by the link utilisation of one simulated collective."""
+
+from __future__ import annotations
+
+import sys
+
+from collectives import ALGORITHMS
+
+NAME = "draw"
+HELP = "draw a topology with links coloured by the utilisation a simulated collective causes; bottlenecks in red"
+
+__all__ = ["NAME", "HELP", "add_arguments", "run"]
+
+
+def add_arguments(parser) -> None:
+    from sim.commands.simulate import add_model_arguments
+
+    add_model_arguments(parser, sizes=None)
+    parser.add_argument("--algorithm", required=True, help=f"one of: {', '.join(ALGORITHMS)}")
+    parser.add_argument("--size", required=True, help="message size, e.g. 64MiB")
+    parser.add_argument("--nranks", type=int, default=None, help="ranks (default: one per endpoint)")
+    parser.add_argument("-o", "--output", required=True, metavar="FILE", help="image to write (.png, .svg or .pdf)")
+
+
+def run(args) -> int:
+    import os
+
+    from sim.commands.simulate import itemsize_of, load_network, nranks_of, parse_algorithms
+    from sim.plots import draw_utilization
+    from sim.results import parse_size
+    from sim.select import run_model
+
+    (algorithm,) = parse_algorithms(args.algorithm) if "," not in args.algorithm else (None,)
+    if algorithm is None:
+        raise ValueError(f"--algorithm: give one algorithm, got {args.algorithm!r}")
+    try:
+        size = parse_size(args.size)
+    except ValueError as err:
+        raise ValueError(f"--size: {err}") from None
+    if not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
+        raise ValueError(f"--output: folder of {args.output!r} does not exist")
+    if os.path.splitext(args.output)[1].lower() not in (".png", ".svg", ".pdf"):
+        raise ValueError(f"--output: use a .png, .svg or .pdf file name, got {args.output!r}")
+    itemsize = itemsize_of(args.dtype)
+    G, net = load_network(args)
+    p = nranks_of(args, net)
+    result = run_model("flow", args.collective, algorithm, net, p, size, itemsize)
+    draw_utilization(G, result, args.output)
+    print(f"# {result.collective} {algorithm} {result.nbytes} B on {net.name} ({p} ranks): {result.time * 1e6:.2f} us, "
+          f"busbw {result.busbw:.3f} GB/s")
+    shown = result.bottlenecks[:8]
+    more = f" (+{len(result.bottlenecks) - len(shown)} more)" if len(result.bottlenecks) > len(shown) else ""
+    util = max(result.utilization, default=0.0)
+    print(f"# bottleneck links ({100 * util:.1f}% busy): {', '.join(f'{u}->{v}' for u, v in shown)}{more}")
+    print(f"# wrote {args.output}", file=sys.stderr)
+    return 0
