@@ -101,6 +101,9 @@ class Router:
         self._cost = [cost[bounds[i] : bounds[i + 1]] for i in range(n)]
         # Reversed graph: Dijkstra from t on it gives every node's distance *to* t.
         self._reverse = csr_array((cost, (dst, src)), shape=(n, n))
+        # scipy's csgraph works on int32 indices: convert once, not on every Dijkstra call
+        self._reverse.indices = self._reverse.indices.astype(np.int32)
+        self._reverse.indptr = self._reverse.indptr.astype(np.int32)
         self._dist: OrderedDict[int, tuple[np.ndarray, float]] = OrderedDict()
         self._hop = float(np.median(cost)) if len(cost) else 1.0  # a typical arc's cost
         self._max_dist = max(16, _CACHE_BYTES // (8 * max(n, 1)))
