@@ -142,7 +142,7 @@ def _flat_view(buf: Any, name: str, writable: bool) -> np.ndarray:
     if torch is not None and isinstance(buf, torch.Tensor):
         if buf.device.type != "cpu":
             raise ValueError(f"{name} is a torch tensor on {buf.device}; the MPI runtime takes CPU tensors "
-                             "(use collectives.torch for device tensors)")
+                             "(the torch.distributed runtime takes device tensors)")
         if not buf.is_contiguous():
             raise ValueError(f"{name} is a non-contiguous tensor; pass tensor.contiguous() (the collective works in place)")
         if buf.is_conj() or buf.is_neg():
