@@ -6,8 +6,9 @@ Cases (targets from the design):
   every ring-neighbour pair of ranks ``(i, i+1 mod n)``, target < 5 s in all;
   the same once more in a new Python process, so that start-up and imports count too;
 - ``gpu_cluster:nodes=128`` (1024 GPUs): build it, target < 2 s;
-- for reference (no target): routing the ring on the GPU cluster, and ``summary`` (bisection max-flow
-  and endpoint diameter) of ``fat_tree:k=32``.
+- for reference (no target): routing the ring on the GPU cluster and on a 32x32x32 torus (32768 hosts,
+  one Dijkstra per destination: no host hangs off a single switch), and ``summary`` (bisection
+  max-flow and endpoint diameter) of ``fat_tree:k=32``.
 
 Each case runs ``--repeat`` times in this process (fresh graph and router every time, so no cached
 routes are reused); the table shows the median, min and max wall time. The machine is shared, so
@@ -67,6 +68,15 @@ def _gpu_ring():
     return f"{n} routes"
 
 
+def _torus_ring():
+    G = topologies.from_spec("torus:dims=32x32x32")
+    router = topologies.Router(G)
+    n = len(G.graph["endpoints"])
+    for i in range(n):
+        router.route_ranks(i, (i + 1) % n)
+    return f"{n} hosts, {n} routes"
+
+
 def _fat_tree_summary():
     s = topologies.summary(topologies.fat_tree(32))
     return f"bisection {s['bisection_bandwidth'] / 1e12:g} TB/s, diameter {s['diameter']}"
@@ -78,6 +88,7 @@ CASES = {
     "fat_tree:k=32 same, new python process": (_fat_tree_ring_cold, 5.0),
     "gpu_cluster:nodes=128 build": (_gpu_build, 2.0),
     "gpu_cluster:nodes=128 build+route ring": (_gpu_ring, None),
+    "torus:dims=32x32x32 build+route ring": (_torus_ring, None),
     "fat_tree:k=32 summary": (_fat_tree_summary, None),
 }
 

@@ -201,7 +201,6 @@ def test_fat_tree_k16_ring_neighbours_fast_enough():
 # --- property: random connected graphs with random latencies and equal-cost ties -----------------
 
 
-
 @st.composite
 def random_topologies(draw):
     n = draw(st.integers(2, 14))
@@ -227,9 +226,12 @@ def random_topologies(draw):
 
 
 @settings(max_examples=60, deadline=None)
-@given(G=random_topologies(), weight=st.sampled_from(["latency", "hops"]))
-def test_random_graph_routes_are_shortest(G, weight):
+@given(
+    G=random_topologies(), weight=st.sampled_from(["latency", "hops"]), budget=st.sampled_from([0, 8, 256])
+)
+def test_random_graph_routes_are_shortest(G, weight, budget):
     router = Router(G, weight=weight)
+    router.LOCAL_BUDGET = budget  # 0: scipy only; small: both searches
     for s in G:
         if weight == "hops":
             dist = nx.single_source_shortest_path_length(G.reverse(copy=False), s)
@@ -244,3 +246,29 @@ def test_random_graph_routes_are_shortest(G, weight):
             cost = len(route) if weight == "hops" else sum(G.edges[a]["latency"] for a in route)
             assert cost == pytest.approx(dist[t], abs=1e-12)
             assert route == Router(G, weight=weight).route(t, s)  # deterministic
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "torus:dims=5x6",
+        "fat_tree:k=4",
+        "dragonfly:groups=5,routers_per_group=3,hosts_per_router=2",
+        "gpu_cluster:nodes=3,gpus_per_node=4",
+        "hypercube:d=5",
+    ],
+)
+def test_route_does_not_depend_on_search_or_request_order(spec):
+    # The small Python search, scipy's limited Dijkstra and the full one must pick the same ECMP path,
+    # whatever was asked before (the caches hold different things in each case).
+    G = from_spec(spec)
+    eps = G.graph["endpoints"]
+    pairs = [(s, t) for s in eps for t in eps]
+    python_first = Router(G)
+    python_first.LOCAL_BUDGET = 10**9
+    scipy_only = Router(G)
+    scipy_only.LOCAL_BUDGET = 0
+    backwards = Router(G)
+    expected = [python_first.route(s, t) for s, t in pairs]
+    assert [scipy_only.route(s, t) for s, t in pairs] == expected
+    assert [backwards.route(s, t) for s, t in reversed(pairs)][::-1] == expected

@@ -14,12 +14,15 @@ Equal-cost multipath (ECMP)
     with its own id, so different flows spread over the equal-cost paths while one flow always
     takes one path (no packet reordering), identically in every process (``crc32``, unlike
     ``hash``, is not salted).
-Caching
-    Routes are cached per ``(src, dst)``. Distances to a destination come from Dijkstra in
-    :mod:`scipy.sparse.csgraph` on the reversed graph, run with a growing distance limit (so nearby
-    pairs explore only their neighbourhood) and kept in a bounded cache per destination; a
+Caching and speed
+    Routes are cached per ``(src, dst)``. A route needs every node's distance to ``dst`` only as far
+    out as ``src``: a small pure-Python Dijkstra (at most :attr:`Router.LOCAL_BUDGET` arcs) finds
+    them for near pairs, otherwise :func:`scipy.sparse.csgraph.dijkstra` on the reversed graph runs
+    with a growing distance limit; the distances are kept in a bounded cache per destination. A
     destination with a single incoming arc (a host on its switch) shares the distances of that
-    neighbour, so routing all hosts of a fat tree costs at most a few Dijkstra runs per edge switch.
+    neighbour, so routing all hosts of a fat tree costs a few searches per edge switch, not per host.
+    Which search ran never changes the route: both give exact distances for every node a walk from
+    ``src`` can reach.
 
 >>> from topologies import fat_tree
 >>> r = Router(fat_tree(4))
@@ -31,6 +34,8 @@ Caching
 
 from __future__ import annotations
 
+import heapq
+import math
 import zlib
 from collections import OrderedDict
 from collections.abc import Hashable
@@ -73,6 +78,9 @@ class Router:
     [('h0', 'h1'), ('h1', 'h2')]
     """
 
+    #: Most arcs the pure-Python search relaxes before handing over to scipy.
+    LOCAL_BUDGET = 256
+
     def __init__(self, G: nx.DiGraph, weight: str = "latency"):
         if weight not in WEIGHTS:
             raise ValueError(f"weight must be one of: {', '.join(WEIGHTS)}; got {weight!r}")
@@ -104,7 +112,15 @@ class Router:
         # scipy's csgraph works on int32 indices: convert once, not on every Dijkstra call
         self._reverse.indices = self._reverse.indices.astype(np.int32)
         self._reverse.indptr = self._reverse.indptr.astype(np.int32)
-        self._dist: OrderedDict[int, tuple[np.ndarray, float]] = OrderedDict()
+        # The same, as Python lists, for the small searches: successors (ECMP order) and predecessors.
+        self._succ_py = [
+            list(zip(d.tolist(), c.tolist(), strict=True))
+            for d, c in zip(self._succ, self._cost, strict=True)
+        ]
+        self._pred_py: list[list[tuple[int, float]]] = [[] for _ in range(n)]
+        for u, v, c in zip(src.tolist(), dst.tolist(), cost.tolist(), strict=True):
+            self._pred_py[v].append((u, c))
+        self._dist: OrderedDict[int, tuple[np.ndarray | dict, float]] = OrderedDict()
         self._hop = float(np.median(cost)) if len(cost) else 1.0  # a typical arc's cost
         self._max_dist = max(16, _CACHE_BYTES // (8 * max(n, 1)))
         self._routes: dict[tuple, list[tuple]] = {}
@@ -148,21 +164,58 @@ class Router:
         """Return the summed latency (seconds) of the route from ``src`` to ``dst``."""
         return float(sum(self.G.edges[a]["latency"] for a in self.route(src, dst)))
 
-    def _distances(self, s: int, t: int) -> np.ndarray:
+    def _local(self, s: int, t: int) -> dict[int, float] | None:
+        """Dijkstra towards ``t`` in pure Python, stopping once ``s`` is settled.
+
+        Returns the settled distances (exact, and every node closer to ``t`` than ``s`` is among them),
+        or None when more than ``LOCAL_BUDGET`` arcs would have to be relaxed first.
+        """
+        settled: dict[int, float] = {}
+        tentative = {t: 0.0}
+        heap = [(0.0, t)]
+        pred, budget = self._pred_py, self.LOCAL_BUDGET
+        while heap:
+            d, x = heapq.heappop(heap)
+            if x in settled:
+                continue
+            settled[x] = d
+            if x == s:
+                return settled
+            budget -= len(pred[x])
+            if budget < 0:
+                return None
+            for u, c in pred[x]:
+                nd = d + c
+                if nd < tentative.get(u, math.inf):
+                    tentative[u] = nd
+                    heapq.heappush(heap, (nd, u))
+        return None
+
+    def _distances(self, s: int, t: int) -> np.ndarray | dict[int, float]:
         """Distances to ``t``, exact at least for every node no farther from ``t`` than ``s``.
 
-        Dijkstra runs with a growing ``limit`` (2, 4, 8, 16, 32 typical hops, then none), so a route
-        between neighbours explores only their neighbourhood; nodes beyond the limit read ``inf``,
-        which no walk from ``s`` ever needs.
+        First a small pure-Python search (neighbours in a large torus need only a few dozen nodes);
+        then :func:`scipy.sparse.csgraph.dijkstra` with a growing ``limit`` (2, 4, 8, 16, 32 typical
+        hops, then none). Nodes beyond what was searched are missing or ``inf``; no walk from ``s``
+        needs them.
         """
         entry = self._dist.get(t)
         if entry is not None:
             self._dist.move_to_end(t)
             dist, limit = entry
-            if np.isfinite(dist[s]) or limit == np.inf:
+            if isinstance(dist, dict):
+                if s in dist:
+                    return dist
+                limit = 2 * self._hop
+            elif np.isfinite(dist[s]) or limit == np.inf:
                 return dist
-            limit *= 2
+            else:
+                limit *= 2
         else:
+            dist = self._local(s, t)
+            if dist is not None:
+                self._remember(t, dist, 0.0)
+                return dist
             limit = 2 * self._hop
         from scipy.sparse.csgraph import dijkstra
 
@@ -173,18 +226,32 @@ class Router:
             if np.isfinite(dist[s]) or limit == np.inf:
                 break
             limit *= 2
+        self._remember(t, dist, limit)
+        return dist
+
+    def _remember(self, t: int, dist, limit: float) -> None:
         self._dist[t] = (dist, limit)
         if len(self._dist) > self._max_dist:
             self._dist.popitem(last=False)
-        return dist
 
     def _walk(self, s: int, t: int, seed: int, src, dst) -> list[tuple]:
         if s == t:
             return []
         dist = self._distances(s, t)
+        nodes, path, u = self._nodes, [], s
+        if isinstance(dist, dict):  # small search: plain Python
+            while u != t:
+                du = dist[u]
+                candidates = [v for v, c in self._succ_py[u] if dist.get(v, math.inf) + c == du]
+                if len(candidates) == 1:
+                    v = candidates[0]
+                else:
+                    v = candidates[zlib.crc32(str(nodes[u]).encode(), seed) % len(candidates)]
+                path.append((nodes[u], nodes[v]))
+                u = v
+            return path
         if not np.isfinite(dist[s]):
             raise TopologyError(f"topology {self.G.graph['name']!r}: no path from {src!r} to {dst!r}")
-        nodes, path, u = self._nodes, [], s
         while u != t:
             succ = self._succ[u]
             candidates = succ[self._cost[u] + dist[succ] == dist[u]]
