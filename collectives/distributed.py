@@ -80,16 +80,19 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import os
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
-from collectives.algorithms import ALGORITHMS, algorithm_params
+from collectives.algorithms import ALGORITHMS, algorithm_params, get_schedule
 from collectives.plan import program_for
+from collectives.schedule import chunk_offsets
 from collectives.tuning import active_table
 
 __all__ = [
@@ -226,6 +229,12 @@ def _flat(tensor: torch.Tensor) -> torch.Tensor:
 # plans
 
 
+#: Bytes per lane segment on CPU: a step whose chunks are larger is cut into lanes (see _lanes).
+SEGMENT_BYTES = int(os.environ.get("COLLSIM_SEGMENT_BYTES", 1 << 20))
+#: Most lanes a plan uses.
+MAX_LANES = 16
+
+
 @dataclass(frozen=True)
 class _Step:
     index: int
@@ -237,7 +246,7 @@ class _Step:
 @dataclass(frozen=True)
 class _Plan:
     algorithm: str
-    steps: tuple[_Step, ...]
+    lanes: tuple[tuple[_Step, ...], ...]  # per lane, this rank's steps in schedule order
     scratch: torch.Tensor | None
     work: torch.Tensor | None  # reduce_scatter input copy / all_gather list workspace
 
@@ -258,33 +267,87 @@ def _group_name(group: dist.ProcessGroup | None) -> str:
     return pg.group_name
 
 
+def _nlanes(schedule, count: int, itemsize: int, device: torch.device) -> int:
+    """Lanes for a buffer: 1 on CUDA (NCCL pipelines itself) and for chunks below two segments."""
+    if device.type != "cpu" or count == 0:
+        return 1
+    chunk_bytes = -(-count // schedule.nchunks) * itemsize
+    return int(max(1, min(MAX_LANES, chunk_bytes // SEGMENT_BYTES)))
+
+
+def _pieces(lo: int, hi: int, offsets, nlanes: int) -> list[list[tuple[int, int]]]:
+    """Cut the chunks inside ``[lo, hi)`` into ``nlanes`` segments each; lane j gets segment j of each."""
+    lanes: list[list[tuple[int, int]]] = [[] for _ in range(nlanes)]
+    first = int(np.searchsorted(offsets, lo, side="left"))
+    for c in range(first, len(offsets) - 1):
+        a, b = int(offsets[c]), int(offsets[c + 1])
+        if a >= hi:
+            break
+        if b <= a:
+            continue
+        cuts = chunk_offsets(b - a, nlanes) + a
+        for j in range(nlanes):
+            x, y = int(cuts[j]), int(cuts[j + 1])
+            if y > x:
+                if lanes[j] and lanes[j][-1][1] == x:
+                    lanes[j][-1] = (lanes[j][-1][0], y)
+                else:
+                    lanes[j].append((x, y))
+    return lanes
+
+
 def _plan(collective: str, algorithm: str, group, rank: int, nranks: int, count: int,
           dtype: torch.dtype, device: torch.device, nbytes: int, need_work: bool) -> _Plan:
     params = tuple(sorted(algorithm_params(algorithm, nranks, nbytes).items()))
-    key = (_group_name(group), collective, algorithm, params, count, dtype, device, need_work)
+    key = (_group_name(group), collective, algorithm, params, count, dtype, device, need_work, SEGMENT_BYTES)
     with _cache_lock:
         plan = _cache.get(key)
         if plan is not None:
             _cache.move_to_end(key)
             return plan
     program = program_for(collective, algorithm, nranks, rank, count, params)
+    schedule = get_schedule(collective, algorithm, nranks, **dict(params))
+    nlanes = _nlanes(schedule, count, torch.empty((), dtype=dtype).element_size(), device)
+    offsets = schedule.chunk_offsets(count)
     pg = group if group is not None else dist.group.WORLD
     to_global = [dist.get_global_rank(pg, r) for r in range(nranks)]
-    steps = []
+
+    # per lane and step: (sends, recvs, reduces) with scratch offsets relative to the lane's region
+    raw: list[list[tuple]] = [[] for _ in range(nlanes)]
     for rs in program.steps:
-        recvs, reduces, offset = [], [], 0
+        per_lane = [([], [], [], 0) for _ in range(nlanes)]
+        for t in rs.sends:
+            for j, pieces in enumerate(_pieces(t.lo, t.hi, offsets, nlanes)):
+                per_lane[j][0].extend((to_global[t.peer], x, y) for x, y in pieces)
         for t in rs.recvs:
-            if t.reduce:
-                recvs.append((to_global[t.peer], t.lo, t.hi, offset))
-                reduces.append((t.lo, t.hi, offset, t.peer < rank))
-                offset += t.size
-            else:
-                recvs.append((to_global[t.peer], t.lo, t.hi, -1))
-        sends = tuple((to_global[t.peer], t.lo, t.hi) for t in rs.sends)
-        steps.append(_Step(rs.index, sends, tuple(recvs), tuple(reduces)))
-    scratch = torch.empty(program.scratch, dtype=dtype, device=device) if program.scratch else None
+            for j, pieces in enumerate(_pieces(t.lo, t.hi, offsets, nlanes)):
+                sends, recvs, reduces, used = per_lane[j]
+                for x, y in pieces:
+                    if t.reduce:
+                        recvs.append((to_global[t.peer], x, y, used))
+                        reduces.append((x, y, used, t.peer < rank))
+                        used += y - x
+                    else:
+                        recvs.append((to_global[t.peer], x, y, -1))
+                per_lane[j] = (sends, recvs, reduces, used)
+        for j, (sends, recvs, reduces, used) in enumerate(per_lane):
+            if sends or recvs:
+                raw[j].append((rs.index, sends, recvs, reduces, used))
+    # lane j's scratch region starts after the largest reductions of lanes 0 .. j-1
+    sizes = [max((used for *_, used in steps), default=0) for steps in raw]
+    base = np.concatenate([[0], np.cumsum(sizes)]).astype(int).tolist()
+    lanes = tuple(
+        tuple(
+            _Step(index, tuple(sends),
+                  tuple((q, x, y, off + base[j] if off >= 0 else -1) for q, x, y, off in recvs),
+                  tuple((x, y, off + base[j], first) for x, y, off, first in reduces))
+            for index, sends, recvs, reduces, _ in steps
+        )
+        for j, steps in enumerate(raw)
+    )
+    scratch = torch.empty(base[-1], dtype=dtype, device=device) if base[-1] else None
     work = torch.empty(count, dtype=dtype, device=device) if need_work else None
-    plan = _Plan(algorithm, tuple(steps), scratch, work)
+    plan = _Plan(algorithm, lanes, scratch, work)
     with _cache_lock:
         _cache[key] = plan
         while len(_cache) > CACHE_SIZE:
@@ -296,7 +359,8 @@ def extra_memory(collective: str, algorithm: str, nranks: int, count: int, items
     """Bytes of scratch ``rank`` allocates to run ``collective`` on a buffer of ``count`` elements.
 
     ``count`` is the full buffer (for reduce_scatter the input, for all_gather the output). The
-    work copy reduce_scatter keeps of its input is included.
+    work copy reduce_scatter keeps of its input is included. (Lanes reuse one region each, so the
+    total stays the per-step maximum up to rounding.)
     """
     nbytes = count * itemsize
     params = tuple(sorted(algorithm_params(algorithm, nranks, nbytes).items()))
@@ -305,37 +369,82 @@ def extra_memory(collective: str, algorithm: str, nranks: int, count: int, items
     return (scratch + work) * itemsize
 
 
+def _fail(plan: _Plan, step: _Step, err: Exception, what: str, rank: int, nranks: int) -> CollectiveError:
+    peers = sorted({p for p, *_ in step.sends} | {p for p, *_ in step.recvs})
+    text = str(err).strip()
+    return CollectiveError(
+        f"collsim {what} ({plan.algorithm}) failed on group rank {rank} of {nranks} "
+        f"(global rank {dist.get_rank()}) in step {step.index} with global peers {peers}: "
+        f"{text.splitlines()[0] if text else type(err).__name__}"
+    )
+
+
 def _execute(plan: _Plan, buf: torch.Tensor, op: str, group, timeout: timedelta | None,
              what: str, rank: int, nranks: int) -> None:
-    """Run ``plan`` on the flat buffer ``buf`` in place."""
+    """Run ``plan`` on the flat buffer ``buf`` in place.
+
+    With one lane: per step one ``batch_isend_irecv``, wait, reduce. With several lanes (large
+    CPU buffers) the chunks are cut into segments and lane ``j`` runs the schedule on segment ``j``
+    of every chunk: lanes are independent (reductions are elementwise), so lane ``j``'s next step
+    is posted as soon as its current one is reduced, and reducing one lane overlaps the transfers
+    of the others (what Gloo's own ring does with its segments). Lane ``j`` uses tag ``j``; every
+    rank completes (step, lane) pairs in the same order, so nothing can wait on a message that is
+    posted later.
+    """
     reduce_fn = _REDUCE_FNS[op]
     scratch = plan.scratch
     isend, irecv, P2POp = dist.isend, dist.irecv, dist.P2POp
-    for step in plan.steps:
-        ops = [P2POp(isend, buf[lo:hi], peer, group) for peer, lo, hi in step.sends]
-        for peer, lo, hi, off in step.recvs:
-            target = buf[lo:hi] if off < 0 else scratch[off:off + hi - lo]
-            ops.append(P2POp(irecv, target, peer, group))
-        try:
-            works = dist.batch_isend_irecv(ops)
-            for work in works:
-                if timeout is None:
-                    work.wait()
-                else:
-                    work.wait(timeout)
-        except RuntimeError as err:
-            peers = sorted({p for p, *_ in step.sends} | {p for p, *_ in step.recvs})
-            raise CollectiveError(
-                f"collsim {what} ({plan.algorithm}) failed on group rank {rank} of {nranks} "
-                f"(global rank {dist.get_rank()}) in step {step.index} with global peers {peers}: "
-                f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}"
-            ) from err
+    lanes = plan.lanes
+
+    def post(step: _Step, tag: int) -> list:
+        # receives first: a message that arrives finds its buffer posted
+        ops = [P2POp(irecv, buf[lo:hi] if off < 0 else scratch[off:off + hi - lo], peer, group, tag)
+               for peer, lo, hi, off in step.recvs]
+        ops.extend(P2POp(isend, buf[lo:hi], peer, group, tag) for peer, lo, hi in step.sends)
+        return dist.batch_isend_irecv(ops)
+
+    def finish(step: _Step, works: list) -> None:
+        for work in works:
+            if timeout is None:
+                work.wait()
+            else:
+                work.wait(timeout)
         for lo, hi, off, peer_first in step.reduces:
             mine, theirs = buf[lo:hi], scratch[off:off + hi - lo]
             if peer_first:
                 reduce_fn(theirs, mine, out=mine)
             else:
                 reduce_fn(mine, theirs, out=mine)
+
+    if len(lanes) == 1:
+        for step in lanes[0]:
+            try:
+                finish(step, post(step, 0))
+            except RuntimeError as err:
+                raise _fail(plan, step, err, what, rank, nranks) from err
+        return
+
+    nexts = [0] * len(lanes)
+    posted: list = [None] * len(lanes)
+    order = sorted({step.index for steps in lanes for step in steps})
+    step = lanes[0][0] if lanes[0] else None
+    try:
+        for j, steps in enumerate(lanes):
+            if steps:
+                step = steps[0]
+                posted[j] = post(step, j)
+        for index in order:
+            for j, steps in enumerate(lanes):
+                k = nexts[j]
+                if k < len(steps) and steps[k].index == index:
+                    step = steps[k]
+                    finish(step, posted[j])
+                    nexts[j] = k + 1
+                    if k + 1 < len(steps):
+                        step = steps[k + 1]
+                        posted[j] = post(step, j)
+    except RuntimeError as err:
+        raise _fail(plan, step, err, what, rank, nranks) from err
 
 
 # ---------------------------------------------------------------------------------------------

@@ -140,15 +140,29 @@ def _compare(got, ref, nranks: int) -> str | None:
 _references: dict = {}
 
 
-def run_matrix(collective: str, algorithm: str, cases, group_ranks=None) -> dict:
+def run_matrix(collective: str, algorithm: str, cases, group_ranks=None, segment_bytes=None) -> dict:
     """Run the (count, dtype, op) ``cases`` of ``collective`` on this rank; return failures and digests.
 
     Native results are cached per case, so the reference runs once per world size, not per algorithm.
+    ``segment_bytes`` overrides the runtime's lane segment size (small values force many lanes).
     """
     import torch
     import torch.distributed as dist
 
+    import collectives.distributed as runtime
     from collectives.distributed import all_gather, all_reduce, reduce_scatter
+
+    if segment_bytes is not None:
+        saved = runtime.SEGMENT_BYTES
+        runtime.SEGMENT_BYTES = segment_bytes
+        try:
+            runtime.clear_cache()
+            result = run_matrix(collective, algorithm, cases, group_ranks)
+            result["max_lanes"] = max(len(plan.lanes) for plan in runtime._cache.values())
+            return result
+        finally:
+            runtime.clear_cache()
+            runtime.SEGMENT_BYTES = saved
 
     group = _group(group_ranks)
     grank = dist.get_rank(group)
@@ -222,6 +236,20 @@ CASES.sort(key=lambda case: case[0])  # one pool per world size, reused by conse
 def test_matches_native(nranks, collective, algorithm):
     results = pool(nranks).run(run_matrix, collective, algorithm, matrix_cases(nranks, collective))
     _check_results(results, f"p={nranks} {collective} {algorithm}")
+
+
+LANE_CASES = [(p, c, a) for p in (2, 3, 4, 5, 8) for c, a in
+              [("allreduce", "ring"), ("allreduce", "tree"), ("allreduce", "recursive_halving"),
+               ("allreduce", "recursive_doubling"), ("reduce_scatter", "recursive_halving"), ("allgather", "ring")]]
+
+
+@pytest.mark.parametrize(("nranks", "collective", "algorithm"), LANE_CASES, ids=[f"p{p}-{c}-{a}" for p, c, a in LANE_CASES])
+def test_lanes_match_native(nranks, collective, algorithm):
+    """Large CPU buffers run in lanes (segments of every chunk, pipelined): force many with tiny segments."""
+    cases = [c for c in matrix_cases(nranks, collective) if c[0] >= nranks]
+    results = pool(nranks).run(run_matrix, collective, algorithm, cases, segment_bytes=64)
+    assert all(r["max_lanes"] == 16 for r in results), [r["max_lanes"] for r in results]
+    _check_results(results, f"p={nranks} {collective} {algorithm} (lanes)")
 
 
 SUBGROUP_CASES = [("allreduce", a) for a in ALLREDUCE_ALGORITHMS] + [
