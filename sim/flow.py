@@ -68,6 +68,14 @@ __all__ = ["Network", "SimResult", "simulate", "element_count"]
 
 _REL = 1e-12  # relative tolerance for "the same instant"
 
+#: Groups of interacting flows larger than this get an event loop of their own.
+LARGE_GROUP = 32
+#: Rate recomputations per step that are always exact (see ``_one_clock_events``).
+EXACT_EVENTS = 64
+#: Past :data:`EXACT_EVENTS`, events closer than this fraction of the step's shortest transfer
+#: time are merged.
+EVENT_WINDOW = 0.1
+
 
 class Network:
     """A topology compiled for simulation: arc arrays, capacities and cached routes.
@@ -178,7 +186,18 @@ class _Pattern:
         if self.disjoint:
             return start + size / self.static_rate
         comp = self._groups(start, size)
-        return _grouped_events(self, comp, start, size)
+        counts = np.bincount(comp)
+        end = np.empty(size.shape[0])
+        # large groups get an event loop of their own; the small ones share one, each with its clock
+        large = np.flatnonzero(counts > LARGE_GROUP)
+        budget = [EXACT_EVENTS]  # exact rate recomputations left for this step
+        for g in large.tolist():
+            mine = np.flatnonzero(comp == g)
+            end[mine] = _one_clock_events(self, start, size, mine, budget)
+        rest = np.flatnonzero(~np.isin(comp, large)) if large.size else np.arange(size.shape[0])
+        if rest.size:
+            end[rest] = _grouped_events(self, comp, start, size, rest)
+        return end
 
     def _groups(self, start: np.ndarray, size: np.ndarray) -> np.ndarray:
         """Label flows by independent group (see :meth:`run`)."""
@@ -211,12 +230,111 @@ class _Pattern:
         return labels
 
 
-def _grouped_events(pat: _Pattern, comp: np.ndarray, start: np.ndarray, size: np.ndarray) -> np.ndarray:
-    """Event-driven max-min sharing, every group of flows with its own clock (see ``_Pattern.run``)."""
-    nflows = size.shape[0]
-    ngroups = int(comp.max()) + 1
-    perm = np.lexsort((start, comp))  # flows by group, then by start
-    c = comp[perm]
+def _one_clock_events(pat: _Pattern, start: np.ndarray, size: np.ndarray, flows: np.ndarray,
+                      budget: list[int]) -> np.ndarray:
+    """Event-driven max-min sharing of flows that form one group: work per event ~ flows in flight.
+
+    Exact while the step's ``budget`` of exact rate recomputations (:data:`EXACT_EVENTS`) lasts. Past that (long
+    pipelines whose ranks have drifted apart, such as a segmented tree on thousands of ranks), flow
+    starts and ends closer together than :data:`EVENT_WINDOW` times the shortest transfer time of
+    the step are handled as one event, which bounds the work per step.
+    """
+    nflows = flows.shape[0]
+    order = flows[np.argsort(start[flows], kind="stable")]
+    starts = start[order]
+    rem = size.astype(float)
+    end = np.empty(size.shape[0])
+    act = np.zeros(0, dtype=np.int64)
+    nxt = 0
+    t = float(starts[0])
+    loc = _Local(pat, flows)
+    window = 0.0 if budget[0] > 0 else EVENT_WINDOW * float(np.min(size[flows] / pat.static_rate[flows]))
+    while True:
+        j = int(np.searchsorted(starts, t + window, side="right"))
+        if j > nxt:
+            act = np.concatenate([act, order[nxt:j]])
+            nxt = j
+        if act.size == 0:
+            if nxt >= nflows:
+                return end[flows]
+            t = float(starts[nxt])
+            continue
+        rate = _subset_maxmin(loc, act)
+        t_end = t + rem[act] / rate
+        t_next = min(float(t_end.min()), float(starts[nxt]) if nxt < nflows else np.inf)
+        fin = t_end <= t_next * (1 + _REL) + window
+        end[act[fin]] = t_end[fin]
+        keep = ~fin
+        act = act[keep]
+        rem[act] = np.maximum(rem[act] - rate[keep] * (t_next - t), 0.0)
+        t = t_next
+        budget[0] -= 1
+        if budget[0] == 0:
+            window = EVENT_WINDOW * float(np.min(size[flows] / pat.static_rate[flows]))
+
+
+class _Local:
+    """The arcs of a set of flows renumbered ``0..n-1``, with the flows' arc lists in that numbering."""
+
+    def __init__(self, pat: _Pattern, flows: np.ndarray):
+        lens = pat.lengths[flows]
+        ptr = np.zeros(flows.size + 1, dtype=np.int64)
+        np.cumsum(lens, out=ptr[1:])
+        arcs, local = np.unique(pat.indices[np.repeat(pat.indptr[flows] - ptr[:-1], lens) + np.arange(ptr[-1])],
+                                return_inverse=True)
+        self.cap = pat.cap[arcs]
+        self.lengths = np.zeros(pat.lengths.size, dtype=np.int64)
+        self.lengths[flows] = lens
+        self.indptr = np.zeros(pat.lengths.size, dtype=np.int64)
+        self.indptr[flows] = ptr[:-1]
+        self.indices = local
+
+
+def _subset_maxmin(loc: _Local, act: np.ndarray) -> np.ndarray:
+    """Max-min fair rates of the flows ``act`` by progressive filling (arcs numbered by ``loc``)."""
+    lens = loc.lengths[act]
+    ptr = np.zeros(act.size + 1, dtype=np.int64)
+    np.cumsum(lens, out=ptr[1:])
+    idx = loc.indices[np.repeat(loc.indptr[act] - ptr[:-1], lens) + np.arange(ptr[-1])]
+    narcs = loc.cap.size
+    capr = loc.cap
+    rate = np.empty(act.size)
+    rows = None
+    unfrozen = None
+    while True:
+        n = np.bincount(idx if unfrozen is None else idx[unfrozen[rows]], minlength=narcs)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = capr / n
+        fshare = np.minimum.reduceat(share[idx], ptr[:-1])
+        if unfrozen is not None:
+            fshare[~unfrozen] = np.inf
+        level = fshare.min()
+        freeze = fshare <= level * (1 + _REL)
+        rate[freeze] = level
+        if unfrozen is None:
+            if freeze.all():
+                return rate
+            rows = np.repeat(np.arange(act.size), lens)
+            unfrozen = ~freeze
+        else:
+            unfrozen &= ~freeze
+            if not unfrozen.any():
+                return rate
+        capr = np.maximum(capr - np.bincount(idx, weights=np.where(freeze[rows], level, 0.0), minlength=narcs), 0.0)
+
+
+def _grouped_events(pat: _Pattern, comp: np.ndarray, start: np.ndarray, size: np.ndarray,
+                    flows: np.ndarray) -> np.ndarray:
+    """Event-driven max-min sharing of ``flows``, each group with its own clock (see ``_Pattern.run``).
+
+    ``comp`` labels the groups of all flows of the pattern; returns the end times of ``flows``.
+    """
+    nflows = flows.shape[0]
+    labels = np.unique(comp[flows], return_inverse=True)[1]
+    ngroups = int(labels.max()) + 1
+    order = np.lexsort((start[flows], labels))  # by group, then by start
+    perm = flows[order]
+    c = labels[order]
     st = start[perm]
     rem = size[perm].astype(float)
     lens = pat.lengths[perm]
@@ -259,7 +377,7 @@ def _grouped_events(pat: _Pattern, comp: np.ndarray, start: np.ndarray, size: np
         rem[act[keep]] = np.maximum(rem[act[keep]] - rate[keep] * (t_next[ca[keep]] - clock[ca[keep]]), 0.0)
         clock = np.where(np.isfinite(t_next), t_next, clock)
     out = np.empty(nflows)
-    out[perm] = end
+    out[order] = end
     return out
 
 
