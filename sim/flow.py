@@ -142,6 +142,14 @@ class Network:
         return _Pattern(self, src, dst, paths)
 
 
+def net_ranks(src: np.ndarray, dst: np.ndarray) -> int:
+    """Number of ranks a step involves when ``src`` and ``dst`` are the same set, else -1."""
+    if src.size == 0:
+        return 0
+    top = int(max(src.max(), dst.max())) + 1
+    return top if np.array_equal(np.sort(src), np.arange(top)) and np.array_equal(np.sort(dst), np.arange(top)) else -1
+
+
 class _Pattern:
     """The flows of one step pattern: who talks to whom over which arcs."""
 
@@ -173,6 +181,11 @@ class _Pattern:
         self.dst_unique = np.unique(dst).size == nflows
         self.nranks_involved = np.union1d(src, dst).size
         self.flow_bytes = np.zeros(nflows)  # bytes carried by each flow, summed over the steps using the pattern
+        #: every rank sends exactly once and receives exactly once
+        self.perm = self.src_unique and self.dst_unique and nflows == net_ranks(src, dst)
+        #: (alpha + transfer time, latency + reduction, bytes) per flow, when chunks are equal and flows disjoint
+        self.pre = None
+        self.uses = 0  # steps costed through ``pre``
 
     def run(self, start: np.ndarray, size: np.ndarray) -> np.ndarray:
         """Times at which each flow's last byte leaves (flows start at ``start`` with ``size`` bytes).
@@ -472,6 +485,23 @@ class SimResult:
         return {self.arcs[i]: float(self.utilization[i]) for i in np.flatnonzero(self.arc_bytes)}
 
 
+def _advance(ready: np.ndarray, pat: _Pattern, sent: np.ndarray, received: np.ndarray, src=None, dst=None) -> None:
+    """Set the ready time of every rank of a step: its last send or receive (in place)."""
+    src = pat.src if src is None else src
+    dst = pat.dst if dst is None else dst
+    upd = np.full(ready.shape[0], -np.inf)
+    if pat.src_unique:
+        upd[src] = sent
+    else:
+        np.maximum.at(upd, src, sent)
+    if pat.dst_unique:
+        upd[dst] = np.maximum(upd[dst], received)
+    else:
+        np.maximum.at(upd, dst, received)
+    involved = upd > -np.inf
+    ready[involved] = upd[involved]
+
+
 def element_count(schedule: Schedule, nbytes: int, itemsize: int) -> int:
     """Elements simulated for a buffer of ``nbytes``: rounded down to whole elements (and blocks)."""
     if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or nbytes < 0:
@@ -536,6 +566,23 @@ def simulate(schedule: Schedule, network: Network | nx.DiGraph, nbytes: int, *, 
                 sync_t += hit[0]
                 hit[1] += 1
                 continue
+        if uniform and sync_t is None:
+            pat = patterns.get(step.key)
+            if pat is not None and pat.pre is not None:
+                # a pattern seen before with all flows on links of their own: one vectorised update
+                duration, tail, _ = pat.pre
+                sent = np.maximum(ready[pat.src], ready[pat.dst]) + duration
+                if pat.perm and pat.src.size == p:
+                    new = np.empty(p)
+                    new[pat.src] = sent
+                    new[pat.dst] = np.maximum(new[pat.dst], sent + tail)
+                    ready = new
+                else:
+                    _advance(ready, pat, sent, sent + tail)
+                pat.uses += 1
+                if pat.nranks_involved == p and (ready == ready[0]).all():
+                    sync_t = float(ready[0])
+                continue
         size = offsets[step.chunk + step.nchunks] - offsets[step.chunk]
         nonzero = size > 0
         if not nonzero.any():
@@ -581,19 +628,11 @@ def simulate(schedule: Schedule, network: Network | nx.DiGraph, nbytes: int, *, 
         arrived = sent + (pat.latency if sub is None else pat.latency[sub])
         recv_done = arrived + np.where(red, gamma * size, 0.0) if gamma else arrived
 
-        upd = np.full(p, -np.inf)
-        if pat.src_unique:
-            upd[src] = sent
-        else:
-            np.maximum.at(upd, src, sent)
-        if pat.dst_unique:
-            upd[dst] = np.maximum(upd[dst], recv_done)
-        else:
-            np.maximum.at(upd, dst, recv_done)
-        involved = upd > -np.inf
-        ready[involved] = upd[involved]
+        _advance(ready, pat, sent, recv_done, src, dst)
         if sub is None:
             pat.flow_bytes += size
+            if uniform and pat.disjoint:
+                pat.pre = (alpha + size / pat.static_rate, pat.latency + np.where(red, gamma * size, 0.0), size)
         else:
             pat.flow_bytes[sub] += size
 
@@ -608,6 +647,9 @@ def simulate(schedule: Schedule, network: Network | nx.DiGraph, nbytes: int, *, 
         ready.fill(sync_t)
     for _duration, uses, pat, size in lockstep.values():
         pat.flow_bytes += uses * size
+    for pat in patterns.values():
+        if pat.uses:
+            pat.flow_bytes += pat.uses * pat.pre[2]
     arc_bytes = np.zeros(len(network.arcs))
     for pat in patterns.values():
         if pat.arcs.size:
