@@ -199,10 +199,10 @@ _NS_SYSCTLS = {
 
 
 def _tbf_params(rate: float) -> dict:
-    """tbf parameters for ``rate`` bytes/s: a small bucket (so a burst cannot beat the rate by
-    much) and a deep queue (so TCP flows sharing a link queue rather than lose packets: a lost
+    """tbf parameters for ``rate`` bytes/s: a bucket of two full-size frames (a larger bucket lets
+    small messages pass faster than the link rate, which a real link never does) and a deep queue (so TCP flows sharing a link queue rather than lose packets: a lost
     packet in a short transfer costs a retransmission timeout of 200 ms)."""
-    burst = int(max(8 * 1514, rate * 200e-6))
+    burst = 2 * 1514 + 64
     limit = int(min(max(rate * 0.5, 4 << 20), 64 << 20))
     return {"rate": f"{int(rate * 8)}bit", "burst": burst, "limit": limit}
 

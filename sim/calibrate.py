@@ -1,0 +1,480 @@
+"""Calibrate the cost model from point-to-point probes and local reduction timing.
+
+Model fitted
+------------
+A message of ``s`` bytes from rank ``i`` to rank ``j`` takes, one way,
+
+``t(s) = alpha + h_ij * hop_latency + s / (efficiency * B_ij)``
+
+where ``h_ij`` is the number of arcs on the route (``topologies.Router``, the routing the simulator
+uses) and ``B_ij`` the smallest nominal bandwidth on it. Ping-pong probes (``torch.distributed``
+``send``/``recv`` over Gloo, the transport the runtime uses) between a few rank pairs over a sweep of
+sizes give ``t``; one least-squares fit over all samples, weighted by ``1 / t`` so that small
+messages (which fix ``alpha``) count as much as large ones (which fix ``efficiency``), gives
+``alpha``, ``hop_latency`` and ``efficiency``. When every probed pair has the same hop count the
+hop latency cannot be told apart from ``alpha`` and is folded into it (``hop_latency = 0``).
+
+``gamma`` (s/byte) is the slope of a least-squares line through the time of reducing a received
+buffer into the local one (``buf.add_(recv)``, float32) at several sizes, measured in the rank
+process itself.
+
+The collective results the model is later judged on are never used here: only point-to-point
+messages and local arithmetic.
+
+Output
+------
+A ``collsim-params/1`` file (:mod:`sim.params`) with ``alpha``, ``gamma``,
+``bandwidth_efficiency``, plus ``hop_latency`` (seconds per arc: the latency the flow model should
+give every arc when predicting this network, since an emulation cannot impose the topology's
+latency) and ``calibration`` (the samples, the fitted values, the relative residuals of every
+sample and their RMS).
+
+Where it runs
+-------------
+* In an emulation (:func:`calibrate_emulation`, ``collsim calibrate --topology SPEC``): one probe
+  process per host namespace involved.
+* On a real cluster under ``torchrun`` (``collsim calibrate --topology SPEC --out calib.json``
+  started by torchrun on every rank, ``RANK``/``WORLD_SIZE``/``MASTER_ADDR`` set): rank ``i`` is
+  ``endpoints[i]`` of the topology; rank 0 fits and writes the file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sim.params import ModelParams
+
+__all__ = [
+    "PROBE_SIZES",
+    "LATENCY_PROBE",
+    "GAMMA_SIZES",
+    "Sample",
+    "FitResult",
+    "probe_pairs",
+    "pair_info",
+    "fit_link",
+    "fit_gamma",
+    "build_params",
+    "run_probes",
+    "calibrate_emulation",
+    "launch_ranks",
+    "main",
+]
+
+#: Default probe sizes (bytes): a latency probe, then 16 KiB to 4 MiB, x4 (where collectives move chunks).
+PROBE_SIZES: tuple[int, ...] = (*(16384 * 4**k for k in range(5)), 8)
+#: Probes of at most this many bytes measure latency (alpha + hops * hop_latency) only.
+LATENCY_PROBE = 64
+#: Default sizes of the reduction timing (bytes).
+GAMMA_SIZES: tuple[int, ...] = tuple(65536 * 4**k for k in range(5))
+_STORE_PORT = 29511
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One probe: ``size`` bytes from rank ``src`` to ``dst`` took ``seconds`` one way (median)."""
+
+    src: int
+    dst: int
+    size: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """Fitted link parameters and the fit's relative residuals (``(model - measured) / measured``)."""
+
+    alpha: float
+    hop_latency: float
+    efficiency: float
+    residuals: tuple[float, ...]
+
+    @property
+    def rms(self) -> float:
+        return math.sqrt(sum(r * r for r in self.residuals) / len(self.residuals)) if self.residuals else 0.0
+
+
+def pair_info(G, router, i: int, j: int) -> tuple[int, float]:
+    """``(hops, bottleneck nominal bandwidth)`` of the route from rank ``i`` to rank ``j``."""
+    ends = G.graph["endpoints"]
+    route = router.route(ends[i], ends[j])
+    return len(route), min(float(G.edges[a]["bandwidth"]) for a in route)
+
+
+def probe_pairs(G, router, nranks: int | None = None) -> list[tuple[int, int]]:
+    """Rank pairs to probe: ``(0, 1)`` and, per distinct (hops, bottleneck) route class from rank 0,
+    the first rank of that class, so every kind of path the collectives use is measured once."""
+    n = len(G.graph["endpoints"]) if nranks is None else nranks
+    if n < 2:
+        raise ValueError(f"calibration needs at least 2 ranks, got {n}")
+    pairs, seen = [], set()
+    for j in range(1, n):
+        key = pair_info(G, router, 0, j)
+        if key not in seen:
+            seen.add(key)
+            pairs.append((0, j))
+        if len(pairs) == 3:
+            break
+    return pairs
+
+
+def fit_link(samples: Sequence[Sample], info: dict[tuple[int, int], tuple[int, float]]) -> FitResult:
+    """Least-squares fit of ``alpha``, ``hop_latency`` and ``efficiency`` (see the module docstring).
+
+    Two stages. Latency probes (messages of at most :data:`LATENCY_PROBE` bytes, whose bandwidth
+    term is negligible) give ``t0 = alpha + hops * hop_latency`` per pair, fitted over the pairs;
+    the other samples then give ``1 / efficiency`` as the weighted least-squares slope of
+    ``t - t0`` against ``size / bottleneck``. Without latency probes all three are fitted at once.
+
+    Parameters
+    ----------
+    samples : sequence of Sample
+        Probe results; at least two distinct sizes.
+    info : dict
+        ``(src, dst) -> (hops, bottleneck bandwidth in bytes/s)`` for every probed pair.
+
+    Raises
+    ------
+    ValueError
+        Fewer than two sizes, or a pair missing from ``info``.
+
+    Examples
+    --------
+    >>> info = {(0, 1): (2, 1e8), (0, 2): (4, 1e8)}
+    >>> s = [Sample(0, j, b, 1e-4 + h * 1e-5 + b / 0.9e8) for j, h in ((1, 2), (2, 4)) for b in (8, 10**5, 10**6)]
+    >>> f = fit_link(s, info)
+    >>> round(f.alpha, 6), round(f.hop_latency, 7), round(f.efficiency, 3)
+    (0.0001, 1e-05, 0.9)
+    """
+    if len({s.size for s in samples}) < 2:
+        raise ValueError("fit_link needs probes at two or more sizes")
+    for s in samples:
+        if (s.src, s.dst) not in info:
+            raise ValueError(f"no route information for pair {(s.src, s.dst)}")
+    t = np.array([s.seconds for s in samples])
+    hops = np.array([info[(s.src, s.dst)][0] for s in samples], dtype=float)
+    x = np.array([s.size / info[(s.src, s.dst)][1] for s in samples])
+    tiny = np.array([s.size <= LATENCY_PROBE for s in samples])
+    w = 1.0 / t
+
+    def solve(cols, y, rows):
+        A = np.column_stack(cols)[rows] * w[rows, None]
+        coef, *_ = np.linalg.lstsq(A, y[rows] * w[rows], rcond=None)
+        return coef
+
+    one = np.ones_like(t)
+    if tiny.any() and (~tiny).any():
+        if len(set(hops[tiny].tolist())) > 1:
+            alpha, lat = solve([one, hops], t, tiny)
+            if lat < 0:
+                alpha, lat = solve([one], t, tiny)[0], 0.0
+        else:
+            alpha, lat = solve([one], t, tiny)[0], 0.0
+        alpha = max(float(alpha), 0.0)
+        (inv_eff,) = solve([x], t - alpha - hops * lat, ~tiny)
+    else:
+        rows = np.ones_like(tiny)
+        lat = 0.0
+        if len(set(hops.tolist())) > 1:
+            alpha, lat, inv_eff = solve([one, hops, x], t, rows)
+        if lat <= 0:
+            alpha, inv_eff = solve([one, x], t, rows)
+            lat = 0.0
+        alpha = max(float(alpha), 0.0)
+    efficiency = min(1.0 / float(inv_eff), 1.0) if inv_eff > 0 else 1.0
+    model = alpha + hops * lat + x / efficiency
+    residuals = tuple(float(r) for r in (model - t) / t)
+    return FitResult(alpha=alpha, hop_latency=float(lat), efficiency=efficiency, residuals=residuals)
+
+
+def fit_gamma(timings: Sequence[tuple[int, float]]) -> tuple[float, tuple[float, ...]]:
+    """Slope (s/byte) of reduction time against bytes by least squares; and relative residuals.
+
+    >>> g, res = fit_gamma([(1000, 2e-6 + 1000e-10), (10**6, 2e-6 + 1e-4)])
+    >>> round(g * 1e10, 6)
+    1.0
+    """
+    if len({b for b, _ in timings}) < 2:
+        raise ValueError("fit_gamma needs timings at two or more sizes")
+    b = np.array([float(s) for s, _ in timings])
+    t = np.array([float(x) for _, x in timings])
+    A = np.column_stack([np.ones_like(b), b]) / t[:, None]
+    (c, gamma), *_ = np.linalg.lstsq(A, np.ones_like(t), rcond=None)
+    gamma = max(float(gamma), 0.0)
+    residuals = tuple(float(r) for r in ((c + gamma * b) - t) / t)
+    return gamma, residuals
+
+
+def build_params(samples: Sequence[Sample], gamma_timings: Sequence[tuple[int, float]], G, router) -> ModelParams:
+    """Fit everything and return the parameters with the calibration record in ``extra``."""
+    pairs = sorted({(s.src, s.dst) for s in samples})
+    info = {p: pair_info(G, router, *p) for p in pairs}
+    fit = fit_link(samples, info)
+    gamma, gamma_res = fit_gamma(gamma_timings)
+    record = {
+        "topology": G.graph.get("name"),
+        "method": "ping-pong send/recv (torch.distributed, gloo) one-way medians; weighted least squares",
+        "pairs": [{"src": a, "dst": b, "hops": info[(a, b)][0], "bottleneck_bandwidth": info[(a, b)][1]} for a, b in pairs],
+        "samples": [{"src": s.src, "dst": s.dst, "size": s.size, "seconds": s.seconds} for s in samples],
+        "residuals": list(fit.residuals),
+        "rms_relative_residual": fit.rms,
+        "gamma_samples": [{"size": b, "seconds": t} for b, t in gamma_timings],
+        "gamma_residuals": list(gamma_res),
+    }
+    return ModelParams(
+        alpha=fit.alpha,
+        gamma=gamma,
+        bandwidth_efficiency=fit.efficiency,
+        extra={"hop_latency": fit.hop_latency, "calibration": record},
+    )
+
+
+# -- rank side -----------------------------------------------------------------------------------
+
+
+def _pingpong(peer: int, initiator: bool, sizes: Sequence[int], reps: int) -> list[tuple[int, float]]:
+    import torch
+    import torch.distributed as dist
+
+    out = []
+    for size in sizes:
+        buf = torch.zeros(max(size // 4, 1), dtype=torch.float32)
+        times = []
+        # latency probes are short and noisy on a shared machine: take more of them
+        n = reps * 4 if size <= LATENCY_PROBE else reps
+        for rep in range(n + 1):  # the first round trip warms the connection up
+            t0 = time.perf_counter()
+            if initiator:
+                dist.send(buf, peer)
+                dist.recv(buf, peer)
+            else:
+                dist.recv(buf, peer)
+                dist.send(buf, peer)
+            if rep:
+                times.append((time.perf_counter() - t0) / 2)
+        out.append((buf.numel() * 4, statistics.median(times)))
+    return out
+
+
+def _reduction_timing(sizes: Sequence[int], reps: int) -> list[tuple[int, float]]:
+    import torch
+
+    out = []
+    for size in sizes:
+        a = torch.ones(size // 4, dtype=torch.float32)
+        b = torch.ones(size // 4, dtype=torch.float32)
+        a.add_(b)
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            a.add_(b)
+            times.append(time.perf_counter() - t0)
+        out.append((size, statistics.median(times)))
+    return out
+
+
+def run_probes(pairs: Sequence[tuple[int, int]], sizes: Sequence[int] = PROBE_SIZES, reps: int = 5,
+               gamma_sizes: Sequence[int] = GAMMA_SIZES) -> tuple[list[Sample], list[tuple[int, float]]] | None:
+    """Run the probes in an initialised default process group; every rank calls it.
+
+    Pairs are probed one after the other (a barrier between them), so probes never share links.
+    Returns ``(samples, reduction timings)`` on rank 0 and None elsewhere.
+    """
+    import torch.distributed as dist
+
+    rank = dist.get_rank()
+    mine: list[Sample] = []
+    for a, b in pairs:
+        dist.barrier()
+        if rank in (a, b):
+            res = _pingpong(b if rank == a else a, rank == a, sizes, reps)
+            if rank == a:
+                mine.extend(Sample(a, b, s, t) for s, t in res)
+    dist.barrier()
+    gamma = _reduction_timing(gamma_sizes, max(reps, 5)) if rank == 0 else []
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, mine)
+    if rank != 0:
+        return None
+    samples = [s for part in gathered for s in part]
+    return samples, gamma
+
+
+def _worker(args) -> int:
+    """Entry of one rank: probe, and on rank 0 write the raw results as JSON."""
+    import datetime
+
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=args.timeout))
+    try:
+        pairs = [tuple(int(x) for x in p.split("-")) for p in args.pairs.split(",")]
+        sizes = [int(s) for s in args.sizes.split(",")]
+        res = run_probes(pairs, sizes, args.reps)
+        if res is not None:
+            samples, gamma = res
+            Path(args.out).write_text(json.dumps({
+                "samples": [s.__dict__ for s in samples],
+                "gamma": gamma,
+            }))
+    finally:
+        dist.destroy_process_group()
+    return 0
+
+
+# -- driver side ---------------------------------------------------------------------------------
+
+
+def launch_ranks(emu, hosts: Sequence[int], argv: Sequence[str], *, timeout: float, label: str = "ranks",
+                 env: dict | None = None) -> None:
+    """Run ``argv`` as one rank per host namespace (``hosts[k]`` runs rank ``k``) and wait.
+
+    torch.distributed's env:// rendezvous is used: ``MASTER_ADDR`` is ``hosts[0]``'s address in the
+    emulated network, so even the store's traffic stays inside the emulation.
+
+    Raises
+    ------
+    RuntimeError
+        A rank failed or the ranks did not finish within ``timeout`` seconds (the message carries
+        the tail of the failing rank's stderr); all ranks are killed first.
+    """
+    base = {
+        "MASTER_ADDR": emu.host_address(hosts[0]),
+        "MASTER_PORT": str(_STORE_PORT),
+        "WORLD_SIZE": str(len(hosts)),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    base.update(env or {})
+    logs, procs = [], []
+    try:
+        for k, h in enumerate(hosts):
+            log = tempfile.TemporaryFile(mode="w+")
+            logs.append(log)
+            procs.append(emu.run(h, list(argv), {**base, "RANK": str(k), "LOCAL_RANK": "0"},
+                                 stdout=log, stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + timeout
+        while True:
+            codes = [p.poll() for p in procs]
+            failed = [k for k, c in enumerate(codes) if c not in (None, 0)]
+            if failed:
+                k = failed[0]
+                raise RuntimeError(f"{label}: rank {k} exited with status {codes[k]}: {_tail(logs[k])}")
+            if all(c == 0 for c in codes):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{label}: ranks did not finish within {timeout:.0f} s; rank 0: {_tail(logs[0])}")
+            time.sleep(0.05)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for log in logs:
+            log.close()
+
+
+def _tail(log, n: int = 600) -> str:
+    log.flush()
+    log.seek(0)
+    text = log.read().strip().replace("\n", " | ")
+    return text[-n:] if text else "(no output)"
+
+
+def calibrate_emulation(emu, *, sizes: Sequence[int] = PROBE_SIZES, reps: int = 5,
+                        pairs: Sequence[tuple[int, int]] | None = None, timeout: float = 300.0,
+                        log=None) -> ModelParams:
+    """Calibrate on an emulation that is up: probe processes in the host namespaces, then fit.
+
+    Returns
+    -------
+    ModelParams
+        With ``hop_latency`` and the ``calibration`` record in ``extra``.
+    """
+    pairs = list(pairs) if pairs is not None else probe_pairs(emu.G, emu.router)
+    hosts = sorted({h for p in pairs for h in p})
+    local = {h: k for k, h in enumerate(hosts)}
+    if log is not None:
+        print(f"calibrate: probing pairs {', '.join(f'{a}-{b}' for a, b in pairs)} at {len(sizes)} sizes", file=log)
+    with tempfile.TemporaryDirectory(prefix="collsim-calib-") as tmp:
+        out = Path(tmp) / "probes.json"
+        argv = [
+            sys.executable, "-m", "sim.calibrate", "--worker", "--out", str(out),
+            "--pairs", ",".join(f"{local[a]}-{local[b]}" for a, b in pairs),
+            "--sizes", ",".join(str(s) for s in sizes), "--reps", str(reps), "--timeout", str(timeout),
+        ]
+        launch_ranks(emu, hosts, argv, timeout=timeout, label="calibration probes")
+        raw = json.loads(out.read_text())
+    samples = [Sample(hosts[d["src"]], hosts[d["dst"]], d["size"], d["seconds"]) for d in raw["samples"]]
+    gamma = [(int(b), float(t)) for b, t in raw["gamma"]]
+    return build_params(samples, gamma, emu.G, emu.router)
+
+
+def calibrate_torchrun(G, out: str, *, sizes: Sequence[int] = PROBE_SIZES, reps: int = 5,
+                       timeout: float = 300.0) -> ModelParams | None:
+    """Calibrate from inside a torchrun job (every rank calls it); rank 0 writes ``out``."""
+    import datetime
+
+    import torch
+    import torch.distributed as dist
+
+    from sim.params import save_params
+    from topologies import Router
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=timeout))
+    try:
+        n = dist.get_world_size()
+        if n > len(G.graph["endpoints"]):
+            raise ValueError(f"{n} ranks but the topology has {len(G.graph['endpoints'])} endpoints")
+        router = Router(G)
+        res = run_probes(probe_pairs(G, router, n), sizes, reps)
+    finally:
+        dist.destroy_process_group()
+    if res is None:
+        return None
+    params = build_params(res[0], res[1], G, router)
+    save_params(params, out)
+    return params
+
+
+def format_params(params: ModelParams) -> str:
+    """A short human summary of calibrated parameters."""
+    cal = params.extra.get("calibration", {})
+    return (
+        f"alpha={params.alpha * 1e6:.1f} us  hop_latency={params.extra.get('hop_latency', 0) * 1e6:.1f} us  "
+        f"bandwidth_efficiency={params.bandwidth_efficiency:.3f}  gamma={params.gamma:.3g} s/B "
+        f"({1 / params.gamma / 1e9 if params.gamma else float('inf'):.2f} GB/s)  "
+        f"fit rms residual={cal.get('rms_relative_residual', float('nan')) * 100:.1f}%"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m sim.calibrate --worker ...``: one probe rank (started by :func:`calibrate_emulation`)."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m sim.calibrate")
+    p.add_argument("--worker", action="store_true", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--pairs", required=True)
+    p.add_argument("--sizes", required=True)
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--timeout", type=float, default=300.0)
+    return _worker(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
