@@ -39,9 +39,20 @@ Scale
 -----
 Everything is vectorised per step (numpy arrays of transfers, scipy.sparse incidence of flows on
 arcs). Routes are cached per rank pair and the compiled flows of a step are cached per
-:attr:`collectives.Step.key`. When all ranks are in lock-step and a step's pattern has been costed
-before from a lock-step start, the step is not simulated again: its duration is added (this is how a
-ring of 16384 ranks is simulated in seconds).
+:attr:`collectives.Step.key`.
+
+* When all ranks are in lock-step and a step's pattern has been costed before from a lock-step
+  start, the step is not simulated again: its duration is added.
+* A step pattern whose flows never share an arc (a ring on a switch or a fat tree) is costed with
+  one vectorised update per step: each flow runs at the rate of its slowest arc.
+* Flows that share arcs are split into independent groups (flows that share an arc during time
+  windows that may overlap); every group runs its own event clock (large groups in a loop of their
+  own, the small ones vectorised together).
+* Exactness has a bound: after ``EXACT_EVENTS`` (64) rate recomputations in one step, flow starts
+  and ends closer together than ``EVENT_WINDOW`` (10 %) of the step's shortest transfer time are
+  merged into one event. Only long pipelines of ranks that drift apart (a segmented tree on a
+  thousand ranks) get there; there it changes the predicted time by under 1 % (0.6 % for a
+  256 MiB tree allreduce on ``fat_tree:k=16``) and makes it several times faster.
 
 Examples
 --------
