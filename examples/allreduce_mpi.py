@@ -1,23 +1,29 @@
-"""Benchmark collsim's allreduce algorithms over MPI against MPI_Allreduce, nccl-tests style.
+"""Benchmark collsim's allreduce algorithms over MPI against ``MPI_Allreduce``, nccl-tests style.
+
+Run one process per rank with mpiexec::
 
     mpiexec -n 4 python examples/allreduce_mpi.py
-    mpiexec -n 4 python examples/allreduce_mpi.py -b 4K -e 64M -f 2 --algorithms native,ring --json out.jsonl
+    mpiexec -n 4 python examples/allreduce_mpi.py -b 8 -e 64M -f 2 -n 20 -w 5 \\
+        --algorithms ring,tree,recursive_halving,recursive_doubling,auto,native --op sum --dtype float32 \\
+        --json allreduce_mpi.jsonl
 
-For every message size each algorithm runs once on fresh data and its result is compared with
-``MPI_Allreduce`` (``native``) on the same data, element by element (``#wrong``, summed over
-ranks; inputs are small integers, so the comparison is exact in every type), then it is timed:
-``-w`` warm-up and ``-n`` timed iterations, ``time(us)`` the mean per iteration on the slowest rank,
-as nccl-tests reports it. ``algbw = size / time`` and ``busbw = algbw * 2 (n - 1) / n`` in decimal
-GB/s. After each size a comment names the fastest algorithm; the footer gives the average bus
-bandwidth per algorithm. Rank 0 prints; ``--json`` writes the same rows as JSON lines.
+The same table as ``examples/allreduce.py`` (the torch.distributed one), with ``native`` meaning
+``MPI_Allreduce``. For every size and algorithm the script first checks the result against native
+on the same input (``#wrong``: elements that differ, summed over ranks; the inputs are small
+integers, so the comparison is exact in every type), then times ``-n`` in-place iterations after
+``-w`` warm-up ones; ``time(us)`` is the slowest rank's mean. ``busbw = algbw * 2 (n - 1) / n``,
+decimal GB/s; then the best algorithm per size and ``# Avg bus bandwidth`` per algorithm.
+``--json FILE`` writes the same records as JSON lines (``"source": "measured"``). Progress goes to
+stderr; rank 0 prints.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
+import math
 import sys
+import time
 
 import numpy as np
 from mpi4py import MPI
@@ -28,17 +34,19 @@ from collectives import mpi as cmpi
 __all__ = ["main", "parse_size"]
 
 NATIVE = "native"
-DTYPES = ["float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
-          "uint64", "complex64", "complex128"]
-OPS = [name.lower() for name in cmpi.OPS]
-HEADER = (f"#{'size(B)':>12} {'count':>12} {'type':>10} {'redop':>6} {'algorithm':>19} {'time(us)':>10} "
-          f"{'algbw(GB/s)':>12} {'busbw(GB/s)':>12} {'#wrong':>7}")
+CHOICES = (*ALGORITHMS, cmpi.AUTO, NATIVE)
+DTYPES = ("float32", "float64", "float16", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+          "uint64", "complex64", "complex128")
+#: nccl-tests' short type names where it has one
+TYPE_NAMES = {"float32": "float", "float64": "double", "float16": "half"}
+OPS = tuple(name.lower() for name in cmpi.OPS)
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
 
 class _Parser(argparse.ArgumentParser):
     """Reports usage errors from rank 0 only (every rank exits 2)."""
 
-    def error(self, message: str):  # noqa: D401 - argparse API
+    def error(self, message: str):
         if MPI.COMM_WORLD.Get_rank() == 0:
             self.print_usage(sys.stderr)
             sys.stderr.write(f"{self.prog}: error: {message}\n")
@@ -46,132 +54,174 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_size(text: str) -> int:
-    """``"4K"`` -> 4096, ``"64M"`` -> 67108864, ``"1G"``, or plain bytes."""
-    match = re.fullmatch(r"(\d+)\s*([KMG]?)(?:i?B)?", text.strip(), re.IGNORECASE)
-    if not match:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (use bytes or K/M/G, e.g. 4K)")
-    return int(match.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[match.group(2).upper()]
+    """Parse ``8``, ``64K``, ``64M``, ``1G`` (binary units, as nccl-tests) into bytes."""
+    t = text.strip().upper().removesuffix("B")
+    unit = t[-1:] if t[-1:] in _UNITS else ""
+    try:
+        value = int(t[: len(t) - len(unit)]) * _UNITS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 8, 64K, 64M or 1G, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return value
 
 
 def _algorithms(text: str) -> list[str]:
     names = [a.strip() for a in text.split(",") if a.strip()]
-    choices = [NATIVE, *ALGORITHMS, cmpi.AUTO]
-    bad = [a for a in names if a not in choices]
+    bad = [a for a in names if a not in CHOICES]
     if bad or not names:
-        raise argparse.ArgumentTypeError(f"unknown algorithm(s) {', '.join(bad) or '(none)'}; choose from: {', '.join(choices)}")
-    return names
+        raise argparse.ArgumentTypeError(f"unknown algorithm(s) {', '.join(bad) or '(none)'}; choose from: {', '.join(CHOICES)}")
+    return list(dict.fromkeys(names))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="allreduce_mpi.py", description=__doc__.splitlines()[0])
-    p.add_argument("-b", "--minbytes", type=parse_size, default=parse_size("1K"), help="smallest size (default 1K)")
-    p.add_argument("-e", "--maxbytes", type=parse_size, default=parse_size("4M"), help="largest size (default 4M)")
-    p.add_argument("-f", "--stepfactor", type=int, default=4, help="size multiplication factor (default 4)")
-    p.add_argument("-n", "--iters", type=int, default=20, help="timed iterations per size and algorithm (default 20)")
-    p.add_argument("-w", "--warmup_iters", type=int, default=3, help="warm-up iterations (default 3)")
-    p.add_argument("--algorithms", type=_algorithms, default=[NATIVE, *ALGORITHMS],
-                   help=f"comma-separated, from {NATIVE}, {', '.join(ALGORITHMS)}, auto (default: all but auto)")
-    p.add_argument("--op", choices=OPS, default="sum", help="reduction (default sum)")
-    p.add_argument("--dtype", choices=DTYPES, default="float32", help="element type (default float32)")
-    p.add_argument("--json", metavar="FILE", help="also write the rows as JSON lines (source: measured)")
-    return p
+    parser = _Parser(prog="allreduce_mpi.py", description=__doc__.split("\n\n")[0],
+                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("-b", "--minbytes", type=parse_size, default=parse_size("16"), help="smallest size (bytes; K/M/G)")
+    parser.add_argument("-e", "--maxbytes", type=parse_size, default=parse_size("16M"), help="largest size")
+    parser.add_argument("-f", "--stepfactor", type=int, default=4, help="multiply the size by this each step")
+    parser.add_argument("-n", "--iters", type=int, default=10, help="timed iterations per size and algorithm")
+    parser.add_argument("-w", "--warmup_iters", type=int, default=2, help="warm-up iterations")
+    parser.add_argument("--algorithms", type=_algorithms,
+                        default=_algorithms("ring,tree,recursive_halving,recursive_doubling,native"),
+                        help=f"comma-separated, from: {', '.join(CHOICES)}")
+    parser.add_argument("--op", choices=OPS, default="sum")
+    parser.add_argument("--dtype", choices=DTYPES, default="float32")
+    parser.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
+                        help="check every result against MPI_Allreduce")
+    parser.add_argument("--json", metavar="FILE", help="also write the records as JSON lines")
+    return parser
 
 
-def input_data(dtype: np.dtype, count: int, rank: int) -> np.ndarray:
-    """Small integers, so every op is exact in every type and results compare exactly."""
+def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.maxbytes < args.minbytes:
+        parser.error(f"-e/--maxbytes ({args.maxbytes}) must be >= -b/--minbytes ({args.minbytes})")
+    if args.stepfactor < 2:
+        parser.error(f"-f/--stepfactor must be >= 2, got {args.stepfactor}")
+    if args.iters < 1 or args.warmup_iters < 0:
+        parser.error("-n/--iters must be >= 1 and -w/--warmup_iters >= 0")
+    op = cmpi.OPS[args.op.upper()]
+    if np.dtype(args.dtype).kind not in op.kinds:
+        allowed = [d for d in DTYPES if np.dtype(d).kind in op.kinds]
+        parser.error(f"--op {args.op} is not defined for --dtype {args.dtype} by MPI; use one of: {', '.join(allowed)}")
+
+
+def _sizes(lo: int, hi: int, factor: int) -> list[int]:
+    out = []
+    size = lo
+    while size <= hi:
+        out.append(size)
+        size *= factor
+    return out
+
+
+def _runner(comm: MPI.Intracomm, algorithm: str, op: MPI.Op):
+    if algorithm == NATIVE:
+        return lambda buf: comm.Allreduce(MPI.IN_PLACE, buf, op=op)
+    return lambda buf: cmpi.all_reduce(buf, comm, op=op, algorithm=algorithm, check=False)
+
+
+def _check_input(count: int, dtype: np.dtype, rank: int) -> np.ndarray:
+    """Small integers: every op is exact in every type, so results compare exactly."""
     values = (np.arange(count) * 7 + rank * 3) % 5
     return (values if dtype.kind == "u" else values - 2).astype(dtype)
 
 
-def timed(comm: MPI.Intracomm, run, buf: np.ndarray, warmup: int, iters: int) -> float:
-    """Mean seconds per call on the slowest rank."""
-    for _ in range(warmup):
-        run(buf)
-    comm.Barrier()
-    start = MPI.Wtime()
-    for _ in range(iters):
-        run(buf)
-    elapsed = (MPI.Wtime() - start) / max(iters, 1)
-    return comm.allreduce(elapsed, op=MPI.MAX)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run(args: argparse.Namespace) -> list[dict]:
     comm = MPI.COMM_WORLD
     rank, nranks = comm.Get_rank(), comm.Get_size()
     dtype = np.dtype(args.dtype)
-    op = cmpi.OPS[args.op.upper()]
-    problems = []
-    if dtype.kind not in op.kinds:
-        problems.append(f"--op {args.op} is not defined for --dtype {args.dtype} by MPI")
-    if args.minbytes < 1 or args.maxbytes < args.minbytes:
-        problems.append("sizes must satisfy 1 <= -b <= -e")
-    if args.stepfactor < 2 or args.iters < 1 or args.warmup_iters < 0:
-        problems.append("-f must be >= 2, -n >= 1, -w >= 0")
-    if problems:
-        build_parser().error("; ".join(problems))
-
-    def run_with(algorithm: str):
-        if algorithm == NATIVE:
-            return lambda buf: comm.Allreduce(MPI.IN_PLACE, buf, op=op.mpi)
-        return lambda buf: cmpi.all_reduce(buf, comm, op=op.mpi, algorithm=algorithm, check=False)
-
-    out = sys.stdout if rank == 0 else None
-    jsonl = open(args.json, "w") if (args.json and rank == 0) else None  # noqa: SIM115 - closed below
-    if out:
-        print(f"# collsim allreduce over MPI: {nranks} ranks, {' '.join(MPI.Get_library_version().split()[:3])}",
-              file=out)
-        print(f"# native = MPI_Allreduce; busbw = algbw * 2(n-1)/n; time = mean of {args.iters} iterations "
-              f"after {args.warmup_iters} warm-up, slowest rank", file=out)
-        print("#", file=out)
-        print(HEADER, file=out, flush=True)
-    busbw_sum = dict.fromkeys(args.algorithms, 0.0)
-    nsizes = 0
-    factor = 2 * (nranks - 1) / nranks
-    size = args.minbytes
-    wrong_total = 0
-    while size <= args.maxbytes:
-        count = max(size // dtype.itemsize, 1)
+    op = cmpi.OPS[args.op.upper()].mpi
+    sizes = [s for s in _sizes(args.minbytes, args.maxbytes, args.stepfactor) if s >= dtype.itemsize]
+    say = print if rank == 0 else (lambda *a, **k: None)
+    library = " ".join(MPI.Get_library_version().split()[:3])
+    say(f"# collsim allreduce benchmark: nranks {nranks} backend mpi ({library}) "
+        f"minBytes {args.minbytes} maxBytes {args.maxbytes} step: {args.stepfactor}(factor) "
+        f"warmup iters: {args.warmup_iters} iters: {args.iters} validation: {int(args.check)}")
+    say("#")
+    header = (f"{'size(B)':>12} {'count':>12} {'type':>8} {'redop':>6} {'algorithm':>18} {'time(us)':>10} "
+              f"{'algbw(GB/s)':>11} {'busbw(GB/s)':>11} {'#wrong':>6}")
+    say("#" + header[1:])
+    records = []
+    started = time.monotonic()
+    for i, size in enumerate(sizes):
+        count = size // dtype.itemsize
         nbytes = count * dtype.itemsize
-        want = input_data(dtype, count, rank)
-        comm.Allreduce(MPI.IN_PLACE, want, op=op.mpi)
-        times = {}
+        ref = None
+        if args.check:
+            ref = _check_input(count, dtype, rank)
+            comm.Allreduce(MPI.IN_PLACE, ref, op=op)
         for algorithm in args.algorithms:
-            run = run_with(algorithm)
-            buf = input_data(dtype, count, rank)
-            if algorithm == NATIVE:
-                run(buf)
-            else:
-                cmpi.all_reduce(buf, comm, op=op.mpi, algorithm=algorithm, check=True)
-            wrong = comm.allreduce(int(np.count_nonzero(buf != want)))
-            seconds = timed(comm, run, buf, args.warmup_iters, args.iters)
-            times[algorithm] = seconds
-            algbw = nbytes / seconds / 1e9
-            busbw = algbw * factor
-            busbw_sum[algorithm] += busbw
-            wrong_total += wrong
-            if out:
-                print(f" {nbytes:>12} {count:>12} {dtype.name:>10} {args.op:>6} {algorithm:>19} {seconds * 1e6:>10.1f} "
-                      f"{algbw:>12.3f} {busbw:>12.3f} {wrong:>7}", file=out, flush=True)
-            if jsonl:
-                record = {"source": "measured", "collective": "allreduce", "algorithm": algorithm, "nranks": nranks,
-                          "size": nbytes, "count": count, "dtype": dtype.name, "op": args.op,
-                          "time_us": seconds * 1e6, "algbw": algbw, "busbw": busbw, "wrong": wrong}
-                jsonl.write(json.dumps(record) + "\n")
-        if out:
-            best = min(times, key=times.get)
-            print(f"#{'':>12} best at {nbytes} B: {best}", file=out, flush=True)
-        nsizes += 1
-        size *= args.stepfactor
-    if out:
-        print("#", file=out)
-        print(f"# Out of bounds values : {wrong_total} {'OK' if wrong_total == 0 else 'FAILED'}", file=out)
-        for algorithm, total in busbw_sum.items():
-            print(f"# Avg bus bandwidth    : {total / max(nsizes, 1):.3f} GB/s  ({algorithm})", file=out)
-        print("#", file=out, flush=True)
-    if jsonl:
-        jsonl.close()
-    return 1 if wrong_total else 0
+            fn = _runner(comm, algorithm, op)
+            wrong = None
+            if args.check:
+                x = _check_input(count, dtype, rank)
+                if algorithm == NATIVE:
+                    fn(x)
+                else:  # the first call also checks that all ranks agree on dtype, size, op, algorithm
+                    cmpi.all_reduce(x, comm, op=op, algorithm=algorithm, check=True)
+                wrong = comm.allreduce(int(np.count_nonzero(x != ref)))
+            buf = np.ones(count, dtype=dtype)
+            for _ in range(args.warmup_iters):
+                fn(buf)
+            comm.Barrier()
+            t0 = time.perf_counter()
+            for _ in range(args.iters):
+                fn(buf)
+            elapsed = comm.allreduce(time.perf_counter() - t0, op=MPI.MAX)
+            time_us = elapsed / args.iters * 1e6
+            algbw = nbytes / time_us / 1e3  # bytes/us = MB/s -> GB/s
+            busbw = algbw * (2 * (nranks - 1) / nranks)
+            rec = {
+                "source": "measured", "collective": "allreduce", "algorithm": algorithm, "nranks": nranks,
+                "size": nbytes, "count": count, "dtype": args.dtype, "op": args.op, "time_us": time_us,
+                "algbw": algbw, "busbw": busbw, "wrong": wrong, "backend": "mpi",
+            }
+            records.append(rec)
+            shown = str(wrong) if args.check else "N/A"
+            say(f"{nbytes:>12} {count:>12} {TYPE_NAMES.get(args.dtype, args.dtype):>8} {args.op:>6} {algorithm:>18} "
+                f"{time_us:>10.1f} {algbw:>11.3f} {busbw:>11.3f} {shown:>6}", flush=True)
+        if rank == 0:
+            print(f"[{i + 1}/{len(sizes)}] {nbytes} B done, {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
+    _summary(records, args, say)
+    if args.json and rank == 0:
+        with open(args.json, "w") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec) + "\n")
+        say(f"# wrote {len(records)} records to {args.json}")
+    return records
+
+
+def _summary(records: list[dict], args: argparse.Namespace, say) -> None:
+    ours = [a for a in args.algorithms if a != NATIVE]
+    say("#")
+    if ours:
+        say("# Best algorithm per size" + (" (time relative to native)" if NATIVE in args.algorithms else ""))
+        by_size: dict[int, list[dict]] = {}
+        for rec in records:
+            by_size.setdefault(rec["size"], []).append(rec)
+        for size, recs in by_size.items():
+            best = min((r for r in recs if r["algorithm"] != NATIVE), key=lambda r: r["time_us"])
+            native = next((r for r in recs if r["algorithm"] == NATIVE), None)
+            vs = f"  x{best['time_us'] / native['time_us']:.2f} of native" if native else ""
+            say(f"#  {size:>12}  {best['algorithm']:<18} {best['time_us']:>10.1f} us{vs}")
+        say("#")
+    wrong = sum(r["wrong"] or 0 for r in records)
+    say(f"# Out of bounds values : {wrong} {'OK' if wrong == 0 else 'FAILED'}" if args.check else "# Out of bounds values : N/A")
+    for algorithm in args.algorithms:
+        values = [r["busbw"] for r in records if r["algorithm"] == algorithm]
+        avg = sum(values) / len(values) if values else math.nan
+        say(f"# Avg bus bandwidth    : {avg:<10.5g} {algorithm}")
+    say("#")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _validate(parser, args)
+    records = run(args)
+    failed = args.check and any(r["wrong"] for r in records)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
