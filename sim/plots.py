@@ -132,7 +132,7 @@ def draw_utilization(G, result, path: str | os.PathLike, title: str | None = Non
     if title is None:
         top = max(result.utilization, default=0.0)
         title = (
-            f"{result.collective} {result.algorithm}, {result.nbytes} B on {result.topology} ({result.nranks} ranks): "
-            f"{result.time * 1e6:.1f} us, busiest link {100 * top:.0f}% (red)"
+            f"{result.collective} {result.algorithm}, {result.nbytes} B on {result.topology} ({result.nranks} ranks)\n"
+            f"{result.time * 1e6:.1f} us, busbw {result.busbw:.2f} GB/s; busiest links {100 * top:.0f}% (red)"
         )
     return topologies.draw(G, path, utilization=result.utilization_map(), highlight=result.bottlenecks, title=title)
