@@ -110,6 +110,9 @@ OPS: dict[str, _Op] = {
     )
 }
 
+#: torch.distributed's name for PROD, so op names work in both runtimes
+_OP_ALIASES = {"PRODUCT": "PROD"}
+
 _KIND_NAMES = {"i": "integer", "u": "integer", "f": "floating point", "c": "complex", "b": "bool"}
 
 
@@ -119,7 +122,7 @@ _KIND_NAMES = {"i": "integer", "u": "integer", "f": "floating point", "c": "comp
 
 def _resolve_op(op: Any) -> _Op:
     if isinstance(op, str):
-        found = OPS.get(op.upper())
+        found = OPS.get(_OP_ALIASES.get(op.upper(), op.upper()))
         if found is not None:
             return found
     elif isinstance(op, MPI.Op):

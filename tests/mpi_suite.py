@@ -307,6 +307,11 @@ def buffer_kinds_and_layouts(comm: MPI.Intracomm) -> int:
     comm.Allreduce(MPI.IN_PLACE, want, op=MPI.MAX)
     cmpi.all_reduce(arr, comm, op="max", algorithm="recursive_doubling")
     checks += expect_equal(np.array(arr), want, "array.array")
+    got = np.arange(1, 6, dtype=np.int64) + rank
+    want = got.copy()
+    comm.Allreduce(MPI.IN_PLACE, want, op=MPI.PROD)
+    cmpi.all_reduce(got, comm, op="product", algorithm="ring")  # torch.distributed's name works too
+    checks += expect_equal(got, want, 'op="product"')
     return checks
 
 
