@@ -230,4 +230,7 @@ def test_busbw_never_exceeds_the_slowest_host_link(G, algorithm, collective, nby
     slowest = min(min(G.edges[h, next(iter(G.succ[h]))]["bandwidth"], G.edges[next(iter(G.succ[h])), h]["bandwidth"])
                   for h in G.graph["endpoints"])
     assert result.busbw * 1e9 <= slowest * (1 + 1e-9)
-    assert (result.utilization <= 1 + 1e-9).all()
+    # a rank's steps are sequential, so its own links never carry more than their capacity
+    hosts = set(G.graph["endpoints"])
+    host_arcs = [i for i, (u, v) in enumerate(result.arcs) if u in hosts or v in hosts]
+    assert (result.utilization[host_arcs] <= 1 + 1e-9).all()
