@@ -27,9 +27,15 @@ Model
 
 Flows of *different* steps do not share links in this model: steps are simulated one after the
 other, each starting from the ranks' ready times. In lock-step runs (symmetric topologies, the
-common case) no flows of different steps overlap in time, so nothing is lost; when ranks drift apart
-(heterogeneous links, pipelined trees) flows of neighbouring steps can overlap in reality and would
-contend, which this model leaves out.
+common case) no flows of different steps overlap in time, so nothing is lost. When ranks drift
+apart (heterogeneous links, pipelined trees), flows of neighbouring steps can overlap in reality and
+would contend on links between switches; the model leaves that out, so such a link can then show an
+average utilisation slightly above 1 (at most 1.02 over every algorithm and collective on the
+builders' default topologies, on a mesh). A rank's own links never can: its steps are sequential.
+
+Max-min sharing is not monotone: giving one flow more bandwidth can take a shared link's capacity
+from a flow on the critical path, so more bandwidth on one link can (rarely, slightly) make a
+collective slower (``tests/test_sim_flow.py`` keeps such a case). Faster links everywhere never do.
 
 On a fully connected topology with identical links, every transfer has a link of its own, so a step
 costs ``alpha + latency + bytes / bandwidth (+ gamma * bytes)``: exactly the analytic model
