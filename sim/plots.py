@@ -82,10 +82,9 @@ def plot_curves(records: Sequence[Record], path: str | os.PathLike, title: str |
             "markersize": 3.5,
             "markerfacecolor": "none" if simulated else algorithm_color(algorithm),
         }
-        where = f"{topology}, {model}" if simulated else (topology or "measured")
-        label = f"{algorithm} ({source}: {where})"
-        if len({k[2] for k in groups}) > 1 or len({k[3] for k in groups}) > 1:
-            label = f"{algorithm} {collective} p={nranks} ({source}: {where})"
+        where = f"{topology}, {model}" if simulated else topology
+        what = f"{algorithm} {collective} p={nranks}" if len({(k[2], k[3]) for k in groups}) > 1 else algorithm
+        label = f"{what} ({source}: {where})" if where else f"{what} ({source})"
         ax_bw.plot(sizes, [max(r.busbw, 1e-12) for r in rows], label=label, **style)
         ax_t.plot(sizes, [r.time_us for r in rows], label=label, **style)
     for ax in (ax_bw, ax_t):
