@@ -7,12 +7,14 @@ A message of ``s`` bytes from rank ``i`` to rank ``j`` takes, one way,
 ``t(s) = alpha + h_ij * hop_latency + s / (efficiency * B_ij)``
 
 where ``h_ij`` is the number of arcs on the route (``topologies.Router``, the routing the simulator
-uses) and ``B_ij`` the smallest nominal bandwidth on it. Ping-pong probes (``torch.distributed``
-``send``/``recv`` over Gloo, the transport the runtime uses) between a few rank pairs over a sweep of
-sizes give ``t``; one least-squares fit over all samples, weighted by ``1 / t`` so that small
-messages (which fix ``alpha``) count as much as large ones (which fix ``efficiency``), gives
-``alpha``, ``hop_latency`` and ``efficiency``. When every probed pair has the same hop count the
-hop latency cannot be told apart from ``alpha`` and is folded into it (``hop_latency = 0``).
+uses) and ``B_ij`` the smallest nominal bandwidth on it. Exchange probes (two ranks send each
+other ``s`` bytes at once with ``torch.distributed.batch_isend_irecv`` over Gloo, as the runtime
+runs a step) between a few rank pairs over a sweep of sizes give ``t``; least squares over the
+samples gives ``alpha`` and ``hop_latency`` from the tiny messages and ``efficiency`` from the
+others (:func:`fit_link`). When every probed pair has the same hop count the hop latency cannot be
+told apart from ``alpha`` and is folded into it (``hop_latency = 0``). A last probe, every rank
+exchanging tiny messages with a partner at the same time, measures the per-step overhead with all
+ranks busy; when larger, it is the ``alpha`` used (:func:`build_params`).
 
 ``gamma`` (s/byte) is the slope of a least-squares line through the time of reducing a received
 buffer into the local one (``buf.add_(recv)``, float32) at several sizes, measured in the rank
@@ -83,7 +85,7 @@ _STORE_PORT = 29511
 
 @dataclass(frozen=True)
 class Sample:
-    """One probe: ``size`` bytes from rank ``src`` to ``dst`` took ``seconds`` one way (median)."""
+    """One probe: ranks ``src`` and ``dst`` exchanged ``size`` bytes each way in ``seconds`` (median)."""
 
     src: int
     dst: int
@@ -182,7 +184,10 @@ def fit_link(samples: Sequence[Sample], info: dict[tuple[int, int], tuple[int, f
         else:
             alpha, lat = solve([one], t, tiny)[0], 0.0
         alpha = max(float(alpha), 0.0)
-        (inv_eff,) = solve([x], t - alpha - hops * lat, ~tiny)
+        # the bandwidth term: plain least squares, so the large messages that show the sustained
+        # rate decide it (small ones still ride on the shaper's bucket of two frames)
+        rows = ~tiny
+        (inv_eff,), *_ = np.linalg.lstsq(x[rows, None], (t - alpha - hops * lat)[rows], rcond=None)
     else:
         rows = np.ones_like(tiny)
         lat = 0.0
@@ -216,24 +221,38 @@ def fit_gamma(timings: Sequence[tuple[int, float]]) -> tuple[float, tuple[float,
     return gamma, residuals
 
 
-def build_params(samples: Sequence[Sample], gamma_timings: Sequence[tuple[int, float]], G, router) -> ModelParams:
-    """Fit everything and return the parameters with the calibration record in ``extra``."""
+def build_params(samples: Sequence[Sample], gamma_timings: Sequence[tuple[int, float]], G, router,
+                 step_overhead: float | None = None) -> ModelParams:
+    """Fit everything and return the parameters with the calibration record in ``extra``.
+
+    ``step_overhead`` (seconds per step of tiny simultaneous exchanges, all ranks busy), when
+    given and larger than the pairwise ``alpha``, replaces it: a message's overhead inside a
+    collective is paid with every rank active (on a shared machine, scheduling delays included),
+    which a probe of one quiet pair does not see. The per-hop latency of the probed pairs (average) is
+    subtracted, since the model adds it on top.
+    """
     pairs = sorted({(s.src, s.dst) for s in samples})
     info = {p: pair_info(G, router, *p) for p in pairs}
     fit = fit_link(samples, info)
     gamma, gamma_res = fit_gamma(gamma_timings)
+    alpha = fit.alpha
+    if step_overhead is not None:
+        mean_hops = sum(h for h, _ in info.values()) / len(info)
+        alpha = max(alpha, step_overhead - mean_hops * fit.hop_latency)
     record = {
         "topology": G.graph.get("name"),
-        "method": "ping-pong send/recv (torch.distributed, gloo) one-way medians; weighted least squares",
+        "method": "pairwise exchanges (batch_isend_irecv, gloo), medians; least squares (fit_link)",
         "pairs": [{"src": a, "dst": b, "hops": info[(a, b)][0], "bottleneck_bandwidth": info[(a, b)][1]} for a, b in pairs],
         "samples": [{"src": s.src, "dst": s.dst, "size": s.size, "seconds": s.seconds} for s in samples],
         "residuals": list(fit.residuals),
         "rms_relative_residual": fit.rms,
+        "pair_alpha": fit.alpha,
+        "step_overhead": step_overhead,
         "gamma_samples": [{"size": b, "seconds": t} for b, t in gamma_timings],
         "gamma_residuals": list(gamma_res),
     }
     return ModelParams(
-        alpha=fit.alpha,
+        alpha=alpha,
         gamma=gamma,
         bandwidth_efficiency=fit.efficiency,
         extra={"hop_latency": fit.hop_latency, "calibration": record},
@@ -243,27 +262,39 @@ def build_params(samples: Sequence[Sample], gamma_timings: Sequence[tuple[int, f
 # -- rank side -----------------------------------------------------------------------------------
 
 
-def _pingpong(peer: int, initiator: bool, sizes: Sequence[int], reps: int) -> list[tuple[int, float]]:
+def _exchange(peer: int, initiator: bool, sizes: Sequence[int], reps: int) -> list[tuple[int, float]]:
+    """Median time of exchanging ``size`` bytes with ``peer`` (both directions at once) per size.
+
+    The two ranks post a receive and a send to each other with ``batch_isend_irecv`` and wait, the
+    way the runtime runs a step; the link is used in both directions at once, as collectives use it
+    (the acknowledgements of one direction share the queue with the data of the other). A barrier
+    between exchanges (for the pair only: a zero-byte round trip) starts both sides together.
+    """
     import torch
     import torch.distributed as dist
 
     out = []
+    token = torch.zeros(1, dtype=torch.float32)
     for size in sizes:
-        buf = torch.zeros(max(size // 4, 1), dtype=torch.float32)
+        send = torch.zeros(max(size // 4, 1), dtype=torch.float32)
+        recv = torch.zeros_like(send)
         times = []
         # latency probes are short and noisy on a shared machine: take more of them
         n = reps * 4 if size <= LATENCY_PROBE else reps
-        for rep in range(n + 1):  # the first round trip warms the connection up
-            t0 = time.perf_counter()
-            if initiator:
-                dist.send(buf, peer)
-                dist.recv(buf, peer)
+        for rep in range(n + 1):  # the first exchange warms the connection up
+            if initiator:  # line both ranks up
+                dist.send(token, peer)
+                dist.recv(token, peer)
             else:
-                dist.recv(buf, peer)
-                dist.send(buf, peer)
+                dist.recv(token, peer)
+                dist.send(token, peer)
+            t0 = time.perf_counter()
+            ops = [dist.P2POp(dist.irecv, recv, peer), dist.P2POp(dist.isend, send, peer)]
+            for req in dist.batch_isend_irecv(ops):
+                req.wait()
             if rep:
-                times.append((time.perf_counter() - t0) / 2)
-        out.append((buf.numel() * 4, statistics.median(times)))
+                times.append(time.perf_counter() - t0)
+        out.append((send.numel() * 4, statistics.median(times)))
     return out
 
 
@@ -284,12 +315,42 @@ def _reduction_timing(sizes: Sequence[int], reps: int) -> list[tuple[int, float]
     return out
 
 
+def _exchange_overhead(reps: int, rounds: int = 30) -> float | None:
+    """Seconds per step of tiny simultaneous exchanges, every rank with partner ``rank ^ 1``.
+
+    The way the runtime runs a step (``batch_isend_irecv``, then wait), with every rank busy at
+    once: what a collective step costs besides moving its bytes. Returns None for a rank without
+    a partner (the last one of an odd world size).
+    """
+    import torch
+    import torch.distributed as dist
+
+    rank, n = dist.get_rank(), dist.get_world_size()
+    peer = rank ^ 1
+    out = torch.zeros(2, dtype=torch.float32)
+    inp = torch.zeros(2, dtype=torch.float32)
+    per_step = []
+    for rep in range(reps + 1):
+        dist.barrier()
+        if peer >= n:
+            continue
+        t0 = time.perf_counter()
+        for _ in range(rounds):
+            ops = [dist.P2POp(dist.irecv, inp, peer), dist.P2POp(dist.isend, out, peer)]
+            for req in dist.batch_isend_irecv(ops):
+                req.wait()
+        if rep:
+            per_step.append((time.perf_counter() - t0) / rounds)
+    return statistics.median(per_step) if per_step else None
+
+
 def run_probes(pairs: Sequence[tuple[int, int]], sizes: Sequence[int] = PROBE_SIZES, reps: int = 5,
-               gamma_sizes: Sequence[int] = GAMMA_SIZES) -> tuple[list[Sample], list[tuple[int, float]]] | None:
+               gamma_sizes: Sequence[int] = GAMMA_SIZES) -> tuple[list[Sample], list[tuple[int, float]], float | None] | None:
     """Run the probes in an initialised default process group; every rank calls it.
 
-    Pairs are probed one after the other (a barrier between them), so probes never share links.
-    Returns ``(samples, reduction timings)`` on rank 0 and None elsewhere.
+    Pairs are probed one after the other (a barrier between them), so probes never share links;
+    then every rank exchanges tiny messages with a partner at once (:func:`_exchange_overhead`).
+    Returns ``(samples, reduction timings, step overhead)`` on rank 0 and None elsewhere.
     """
     import torch.distributed as dist
 
@@ -298,17 +359,19 @@ def run_probes(pairs: Sequence[tuple[int, int]], sizes: Sequence[int] = PROBE_SI
     for a, b in pairs:
         dist.barrier()
         if rank in (a, b):
-            res = _pingpong(b if rank == a else a, rank == a, sizes, reps)
+            res = _exchange(b if rank == a else a, rank == a, sizes, reps)
             if rank == a:
                 mine.extend(Sample(a, b, s, t) for s, t in res)
+    overhead = _exchange_overhead(reps) if dist.get_world_size() > 2 else None
     dist.barrier()
     gamma = _reduction_timing(gamma_sizes, max(reps, 5)) if rank == 0 else []
     gathered: list = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, mine)
+    dist.all_gather_object(gathered, (mine, overhead))
     if rank != 0:
         return None
-    samples = [s for part in gathered for s in part]
-    return samples, gamma
+    samples = [s for part, _ in gathered for s in part]
+    overheads = [o for _, o in gathered if o is not None]
+    return samples, gamma, (statistics.median(overheads) if overheads else None)
 
 
 def _worker(args) -> int:
@@ -325,10 +388,11 @@ def _worker(args) -> int:
         sizes = [int(s) for s in args.sizes.split(",")]
         res = run_probes(pairs, sizes, args.reps)
         if res is not None:
-            samples, gamma = res
+            samples, gamma, overhead = res
             Path(args.out).write_text(json.dumps({
                 "samples": [s.__dict__ for s in samples],
                 "gamma": gamma,
+                "step_overhead": overhead,
             }))
     finally:
         dist.destroy_process_group()
@@ -338,8 +402,13 @@ def _worker(args) -> int:
 # -- driver side ---------------------------------------------------------------------------------
 
 
+#: Niceness of rank processes in an emulation: ranks on a cluster have cores of their own; on one
+#: shared machine a higher priority keeps their wake-up latency (which every step pays) small.
+RANK_NICE = -10
+
+
 def launch_ranks(emu, hosts: Sequence[int], argv: Sequence[str], *, timeout: float, label: str = "ranks",
-                 env: dict | None = None) -> None:
+                 env: dict | None = None, nice: int = RANK_NICE) -> None:
     """Run ``argv`` as one rank per host namespace (``hosts[k]`` runs rank ``k``) and wait.
 
     torch.distributed's env:// rendezvous is used: ``MASTER_ADDR`` is ``hosts[0]``'s address in the
@@ -365,7 +434,7 @@ def launch_ranks(emu, hosts: Sequence[int], argv: Sequence[str], *, timeout: flo
             log = tempfile.TemporaryFile(mode="w+")
             logs.append(log)
             procs.append(emu.run(h, list(argv), {**base, "RANK": str(k), "LOCAL_RANK": "0"},
-                                 stdout=log, stderr=subprocess.STDOUT))
+                                 stdout=log, stderr=subprocess.STDOUT, nice=nice))
         deadline = time.monotonic() + timeout
         while True:
             codes = [p.poll() for p in procs]
@@ -405,7 +474,7 @@ def calibrate_emulation(emu, *, sizes: Sequence[int] = PROBE_SIZES, reps: int = 
         With ``hop_latency`` and the ``calibration`` record in ``extra``.
     """
     pairs = list(pairs) if pairs is not None else probe_pairs(emu.G, emu.router)
-    hosts = sorted({h for p in pairs for h in p})
+    hosts = list(range(emu.nhosts))  # every rank: the step-overhead probe runs them all at once
     local = {h: k for k, h in enumerate(hosts)}
     if log is not None:
         print(f"calibrate: probing pairs {', '.join(f'{a}-{b}' for a, b in pairs)} at {len(sizes)} sizes", file=log)
@@ -420,7 +489,7 @@ def calibrate_emulation(emu, *, sizes: Sequence[int] = PROBE_SIZES, reps: int = 
         raw = json.loads(out.read_text())
     samples = [Sample(hosts[d["src"]], hosts[d["dst"]], d["size"], d["seconds"]) for d in raw["samples"]]
     gamma = [(int(b), float(t)) for b, t in raw["gamma"]]
-    return build_params(samples, gamma, emu.G, emu.router)
+    return build_params(samples, gamma, emu.G, emu.router, step_overhead=raw.get("step_overhead"))
 
 
 def calibrate_torchrun(G, out: str, *, sizes: Sequence[int] = PROBE_SIZES, reps: int = 5,
@@ -446,7 +515,7 @@ def calibrate_torchrun(G, out: str, *, sizes: Sequence[int] = PROBE_SIZES, reps:
         dist.destroy_process_group()
     if res is None:
         return None
-    params = build_params(res[0], res[1], G, router)
+    params = build_params(res[0], res[1], G, router, step_overhead=res[2])
     save_params(params, out)
     return params
 

@@ -195,6 +195,9 @@ _NS_SYSCTLS = {
     # Collectives idle between steps and repetitions; do not restart slow start after an idle
     # period, so a transfer's time depends on the link, not on how long the socket waited.
     "net.ipv4.tcp_slow_start_after_idle": "0",
+    # TCP small queues: a socket keeps at most this much in the qdisc, so the acknowledgements of
+    # the opposite direction (same queue) wait behind about a millisecond of data, not hundreds.
+    "net.ipv4.tcp_limit_output_bytes": "32768",
 }
 
 
@@ -203,7 +206,7 @@ def _tbf_params(rate: float) -> dict:
     small messages pass faster than the link rate, which a real link never does) and a deep queue (so TCP flows sharing a link queue rather than lose packets: a lost
     packet in a short transfer costs a retransmission timeout of 200 ms)."""
     burst = 2 * 1514 + 64
-    limit = int(min(max(rate * 0.5, 4 << 20), 64 << 20))
+    limit = int(max(rate * 10e-3, 64 << 10))
     return {"rate": f"{int(rate * 8)}bit", "burst": burst, "limit": limit}
 
 
@@ -608,13 +611,19 @@ class Emulation:
         host_index: int,
         argv: Sequence[str],
         env: Mapping[str, str] | None = None,
+        *,
+        nice: int = 0,
         **popen_kwargs,
     ) -> subprocess.Popen:
         """Start ``argv`` inside endpoint ``host_index``'s namespace; return the Popen.
 
         The process inherits this environment plus :meth:`env` plus ``env``; it runs in a session
-        of its own and is killed (its whole process group) when the emulation goes down.
+        of its own and is killed (its whole process group) when the emulation goes down. ``nice``
+        is added to its scheduling niceness (negative: more CPU priority, as a rank on a cluster
+        node has cores of its own; needs root).
         """
+        if not isinstance(nice, int) or not -20 <= nice <= 19:
+            raise ValueError(f"nice must be an integer in -20..19, got {nice!r}")
         if not self._is_up:
             raise RuntimeError("the emulation is not up; use it as a context manager or call up()")
         name = self.host_namespace(host_index)
@@ -629,6 +638,8 @@ class Emulation:
         def enter_namespace():
             if libc.setns(fd, _CLONE_NEWNET) != 0:
                 os._exit(126)
+            if nice:
+                os.nice(nice)
 
         try:
             proc = subprocess.Popen(

@@ -1,0 +1,301 @@
+"""Validate predictions against real runs on an emulated topology.
+
+Procedure (:func:`validate`)
+----------------------------
+1. Bring the topology up as an emulation (:class:`topologies.emulate.Emulation`): namespaces,
+   veth links shaped with ``tc tbf``, routes from ``topologies.Router``.
+2. Calibrate the model on it (:func:`sim.calibrate.calibrate_emulation`): point-to-point probes
+   and local reduction timing only, never the collectives judged here.
+3. Predict every (algorithm, size) with the flow model (:func:`sim.select.run_model`) on the same
+   topology, arc latencies replaced by the measured per-hop latency (an emulation cannot impose the
+   topology's latency).
+4. Measure: one rank process per host namespace runs ``collectives.distributed.all_reduce`` over
+   Gloo on the emulated network (rendezvous through a TCP store on rank 0's emulated address). Each
+   repetition runs every (size, algorithm) once, in an order rotated per repetition, so slow
+   periods of the shared machine hit every algorithm alike; one repetition's time is the slowest
+   rank's time from a barrier to the end of the collective; the reported time is the median over
+   repetitions. Every result is checked (``#wrong``).
+5. Compare per point: error ``(predicted - measured) / measured``; per size: the predicted best
+   algorithm, the measured best, and the *regret*: how much slower the predicted best measured than
+   the measured best.
+
+Targets (issue 7): median ``|error|`` at most 10 % for sizes >= 64 KiB; at >= 90 % of the sizes,
+regret at most 5 %.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "Point",
+    "Validation",
+    "predict",
+    "measure",
+    "compare",
+    "validate",
+    "format_report",
+    "main",
+]
+
+_REGRET_TARGET = 0.05
+
+
+@dataclass(frozen=True)
+class Point:
+    """Predicted and measured time of one (algorithm, size)."""
+
+    algorithm: str
+    size: int
+    predicted: float  # seconds
+    measured: float  # seconds (median over repetitions)
+    wrong: int
+
+    @property
+    def error(self) -> float:
+        """Relative error of the prediction: ``(predicted - measured) / measured``."""
+        return (self.predicted - self.measured) / self.measured
+
+
+@dataclass
+class Validation:
+    """Everything a validation produced: points, records, parameters, and the summary numbers."""
+
+    topology: str
+    nranks: int
+    points: list[Point]
+    params: dict
+    records: list = field(default_factory=list)  # sim.results.Record, simulated and measured
+
+    def errors(self, min_size: int = 0) -> list[float]:
+        return [p.error for p in self.points if p.size >= min_size]
+
+    def median_abs_error(self, min_size: int = 0) -> float:
+        errs = [abs(e) for e in self.errors(min_size)]
+        return statistics.median(errs) if errs else float("nan")
+
+    def per_size(self) -> list[dict]:
+        """Per size: predicted best, measured best, and the regret of following the prediction."""
+        out = []
+        for size in sorted({p.size for p in self.points}):
+            pts = [p for p in self.points if p.size == size]
+            pbest = min(pts, key=lambda p: p.predicted)
+            mbest = min(pts, key=lambda p: p.measured)
+            out.append({
+                "size": size,
+                "predicted_best": pbest.algorithm,
+                "measured_best": mbest.algorithm,
+                "regret": pbest.measured / mbest.measured - 1.0,
+            })
+        return out
+
+    def best_agreement(self, tolerance: float = _REGRET_TARGET) -> float:
+        """Fraction of sizes where the predicted best measured within ``tolerance`` of the best."""
+        rows = self.per_size()
+        return sum(r["regret"] <= tolerance for r in rows) / len(rows) if rows else float("nan")
+
+    def summary(self) -> dict:
+        return {
+            "topology": self.topology,
+            "nranks": self.nranks,
+            "points": len(self.points),
+            "median_abs_error": self.median_abs_error(),
+            "median_abs_error_ge_64KiB": self.median_abs_error(65536),
+            "best_within_5pct": self.best_agreement(),
+            "wrong": sum(p.wrong for p in self.points),
+        }
+
+
+def predict(G, params, sizes: Sequence[int], algorithms: Sequence[str], nranks: int | None = None) -> dict:
+    """Flow-model time (s) of every (algorithm, size) on ``G`` with calibrated ``params``.
+
+    Arc latencies are replaced by ``params.extra["hop_latency"]`` (0 when absent): the latency of
+    the emulated network, which the calibration measured.
+
+    Returns
+    -------
+    dict
+        ``{(algorithm, size): SimResult}``.
+    """
+    from sim.flow import Network
+    from sim.select import run_model
+
+    H = G.copy()
+    hop = float(params.extra.get("hop_latency", 0.0))
+    for _, _, d in H.edges(data=True):
+        d["latency"] = hop
+    net = Network(H, params)
+    n = len(G.graph["endpoints"]) if nranks is None else nranks
+    return {(a, s): run_model("flow", "allreduce", a, net, n, s) for s in sizes for a in algorithms}
+
+
+def _rank_main(args) -> int:
+    """One measuring rank (``python -m sim.validate --worker``)."""
+    import datetime
+
+    import torch
+    import torch.distributed as dist
+
+    from collectives.distributed import all_reduce
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=args.timeout))
+    try:
+        rank, n = dist.get_rank(), dist.get_world_size()
+        sizes = [int(s) for s in args.sizes.split(",")]
+        algorithms = args.algorithms.split(",")
+        expected = float(n * (n + 1) // 2)
+        bufs = {s: torch.empty(s // 4, dtype=torch.float32) for s in sizes}
+        times: dict[str, list[float]] = {}
+        wrong: dict[str, int] = {}
+
+        def once(alg: str, size: int) -> float:
+            buf = bufs[size]
+            buf.fill_(rank + 1)
+            dist.barrier()
+            t0 = time.perf_counter()
+            all_reduce(buf, "sum", algorithm=alg)
+            elapsed = time.perf_counter() - t0
+            key = f"{alg}:{size}"
+            wrong[key] = wrong.get(key, 0) + int((buf != expected).sum())
+            return elapsed
+
+        for size in sizes:  # warm-up: plans compiled, connections and TCP windows opened
+            for alg in algorithms:
+                for _ in range(args.warmup):
+                    once(alg, size)
+        wrong.clear()
+        for rep in range(args.reps):
+            order = algorithms[rep % len(algorithms):] + algorithms[: rep % len(algorithms)]
+            for size in sizes if rep % 2 == 0 else sizes[::-1]:
+                for alg in order:
+                    times.setdefault(f"{alg}:{size}", []).append(once(alg, size))
+        Path(args.out, f"rank{rank}.json").write_text(json.dumps({"rank": rank, "times": times, "wrong": wrong}))
+    finally:
+        dist.destroy_process_group()
+    return 0
+
+
+def measure(emu, sizes: Sequence[int], algorithms: Sequence[str], *, reps: int = 5, warmup: int = 1,
+            timeout: float = 600.0, log=None) -> dict:
+    """Run the collectives on the emulation; ``{(algorithm, size): (median seconds, wrong)}``.
+
+    One repetition's time is the slowest rank's; the median is over repetitions.
+    """
+    from sim.calibrate import launch_ranks
+
+    hosts = list(range(emu.nhosts))
+    with tempfile.TemporaryDirectory(prefix="collsim-validate-") as tmp:
+        argv = [
+            sys.executable, "-m", "sim.validate", "--worker", "--out", tmp,
+            "--sizes", ",".join(str(s) for s in sizes), "--algorithms", ",".join(algorithms),
+            "--reps", str(reps), "--warmup", str(warmup), "--timeout", str(timeout),
+        ]
+        if log is not None:
+            print(f"measure: {len(hosts)} ranks, {len(sizes)} sizes x {len(algorithms)} algorithms x {reps} repetitions",
+                  file=log)
+        launch_ranks(emu, hosts, argv, timeout=timeout, label="measurement")
+        ranks = [json.loads(Path(tmp, f"rank{r}.json").read_text()) for r in hosts]
+    out = {}
+    for alg in algorithms:
+        for size in sizes:
+            key = f"{alg}:{size}"
+            per_rep = [max(r["times"][key][k] for r in ranks) for k in range(reps)]
+            out[(alg, size)] = (statistics.median(per_rep), sum(r["wrong"].get(key, 0) for r in ranks))
+    return out
+
+
+def compare(G, predicted: dict, measured: dict, params) -> Validation:
+    """Pair predictions with measurements; build the records of both (``sim.results.Record``)."""
+    from sim.results import Record
+
+    n = len(G.graph["endpoints"])
+    name = str(G.graph.get("name", "topology"))
+    points, records = [], []
+    for (alg, size), res in predicted.items():
+        t_meas, wrong = measured[(alg, size)]
+        points.append(Point(alg, size, res.time, t_meas, wrong))
+        records.append(Record.from_result(res))
+        records.append(Record(
+            source="measured", collective="allreduce", algorithm=alg, nranks=n, size=size, count=size // 4,
+            dtype="float32", op="sum", time_us=t_meas * 1e6, wrong=wrong, topology=name,
+            extra={"emulated": True},
+        ))
+    points.sort(key=lambda p: (p.size, p.algorithm))
+    return Validation(topology=name, nranks=n, points=points, params=params.to_json(), records=records)
+
+
+def validate(G, sizes: Sequence[int], algorithms: Sequence[str], *, spec: str | None = None, reps: int = 5,
+             probe_reps: int = 5, probe_sizes: Sequence[int] | None = None, timeout: float = 600.0,
+             log=sys.stderr) -> Validation:
+    """Emulate ``G``, calibrate, predict, measure and compare (see the module docstring)."""
+    from collectives.algorithms import check_algorithm
+    from sim.calibrate import PROBE_SIZES, calibrate_emulation, format_params
+    from topologies.emulate import Emulation
+
+    for a in algorithms:
+        check_algorithm(a)
+    if not sizes or any(s < 4 for s in sizes):
+        raise ValueError("sizes must be at least 4 bytes (one float32)")
+    t0 = time.monotonic()
+    with Emulation(G, spec=spec) as emu:
+        if log is not None:
+            print(f"validate: emulation {emu.prefix} up ({len(emu.namespaces)} namespaces, {len(emu.links)} links)",
+                  file=log)
+        params = calibrate_emulation(emu, sizes=probe_sizes or PROBE_SIZES, reps=probe_reps, timeout=timeout, log=log)
+        if log is not None:
+            print(f"calibrate: {format_params(params)}", file=log)
+        predicted = predict(G, params, sizes, algorithms)
+        measured = measure(emu, sizes, algorithms, reps=reps, timeout=timeout, log=log)
+    result = compare(G, predicted, measured, params)
+    if log is not None:
+        print(f"validate: done in {time.monotonic() - t0:.0f} s", file=log)
+    return result
+
+
+def format_report(v: Validation) -> str:
+    """The per-(algorithm, size) table and the per-size winners, as text."""
+    lines = [
+        f"# validation on {v.topology}: {v.nranks} ranks, emulated (tc tbf), allreduce float32 sum",
+        f"# {'size(B)':>10} {'algorithm':>19} {'predicted(us)':>14} {'measured(us)':>13} {'error%':>8} {'#wrong':>7}",
+    ]
+    for p in v.points:
+        lines.append(
+            f"  {p.size:>10} {p.algorithm:>19} {p.predicted * 1e6:>14.1f} {p.measured * 1e6:>13.1f} "
+            f"{p.error * 100:>+8.1f} {p.wrong:>7}"
+        )
+    lines.append(f"# {'size(B)':>10} {'predicted best':>19} {'measured best':>19} {'regret%':>8}")
+    for r in v.per_size():
+        lines.append(f"  {r['size']:>10} {r['predicted_best']:>19} {r['measured_best']:>19} {r['regret'] * 100:>8.1f}")
+    s = v.summary()
+    lines.append(
+        f"# median |error| {s['median_abs_error'] * 100:.1f}% (sizes >= 64 KiB: {s['median_abs_error_ge_64KiB'] * 100:.1f}%); "
+        f"predicted best within 5% of measured best at {s['best_within_5pct'] * 100:.0f}% of sizes"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m sim.validate --worker ...``: one measuring rank (started by :func:`measure`)."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m sim.validate")
+    p.add_argument("--worker", action="store_true", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--sizes", required=True)
+    p.add_argument("--algorithms", required=True)
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--timeout", type=float, default=600.0)
+    return _rank_main(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
