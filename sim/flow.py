@@ -35,7 +35,8 @@ builders' default topologies, on a mesh). A rank's own links never can: its step
 
 Max-min sharing is not monotone: giving one flow more bandwidth can take a shared link's capacity
 from a flow on the critical path, so more bandwidth on one link can (rarely, slightly) make a
-collective slower (``tests/test_sim_flow.py`` keeps such a case). Faster links everywhere never do.
+collective slower (``tests/test_sim_flow.py`` keeps such a case). The property tests check that
+faster links everywhere, or one faster link where a step's flows have links of their own, never do.
 
 On a fully connected topology with identical links, every transfer has a link of its own, so a step
 costs ``alpha + latency + bytes / bandwidth (+ gamma * bytes)``: exactly the analytic model
