@@ -121,11 +121,26 @@ DEFAULT_TABLES: dict[str, TuningTable] = {
 }
 
 
+_loaded: dict[tuple[str, float], TuningTable] = {}
+
+
+def _load_cached(path: str) -> TuningTable:
+    """:func:`load_table`, re-read only when the file changes (``auto`` asks on every call)."""
+    try:
+        key = (path, os.stat(path).st_mtime)
+    except OSError as err:
+        raise ValueError(f"cannot read tuning table {path} (from COLLSIM_TUNING): {err}") from None
+    table = _loaded.get(key)
+    if table is None:
+        table = _loaded[key] = load_table(path)
+    return table
+
+
 def active_table(collective: str = "allreduce") -> TuningTable:
     """The table for ``collective``: from ``COLLSIM_TUNING`` if a file there covers it, else built in."""
     paths = os.environ.get("COLLSIM_TUNING", "")
     for path in filter(None, paths.split(os.pathsep)):
-        table = load_table(path)
+        table = _load_cached(path)
         if table.collective == collective:
             return table
     if collective not in DEFAULT_TABLES:

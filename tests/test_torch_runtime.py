@@ -140,11 +140,12 @@ def _compare(got, ref, nranks: int) -> str | None:
 _references: dict = {}
 
 
-def run_matrix(collective: str, algorithm: str, cases, group_ranks=None, segment_bytes=None) -> dict:
+def run_matrix(collective: str, algorithm: str, cases, group_ranks=None, settings=None) -> dict:
     """Run the (count, dtype, op) ``cases`` of ``collective`` on this rank; return failures and digests.
 
     Native results are cached per case, so the reference runs once per world size, not per algorithm.
-    ``segment_bytes`` overrides the runtime's lane segment size (small values force many lanes).
+    ``settings`` overrides runtime module attributes for this call (``SEGMENT_BYTES``: tiny values
+    force many lanes; ``BATCH_ON_CPU``: post through ``dist.batch_isend_irecv``, the CUDA path).
     """
     import torch
     import torch.distributed as dist
@@ -152,17 +153,19 @@ def run_matrix(collective: str, algorithm: str, cases, group_ranks=None, segment
     import collectives.distributed as runtime
     from collectives.distributed import all_gather, all_reduce, reduce_scatter
 
-    if segment_bytes is not None:
-        saved = runtime.SEGMENT_BYTES
-        runtime.SEGMENT_BYTES = segment_bytes
+    if settings:
+        saved = {name: getattr(runtime, name) for name in settings}
+        for name, value in settings.items():
+            setattr(runtime, name, value)
         try:
             runtime.clear_cache()
             result = run_matrix(collective, algorithm, cases, group_ranks)
-            result["max_lanes"] = max(len(plan.lanes) for plan in runtime._cache.values())
+            result["max_lanes"] = max((len(plan.lanes) for plan in runtime._cache.values()), default=0)
             return result
         finally:
+            for name, value in saved.items():
+                setattr(runtime, name, value)
             runtime.clear_cache()
-            runtime.SEGMENT_BYTES = saved
 
     group = _group(group_ranks)
     grank = dist.get_rank(group)
@@ -238,7 +241,8 @@ def test_matches_native(nranks, collective, algorithm):
     _check_results(results, f"p={nranks} {collective} {algorithm}")
 
 
-LANE_CASES = [(p, c, a) for p in (2, 3, 4, 5, 8) for c, a in
+SMALL_DTYPES = ("float32", "bfloat16", "int64", "uint8")
+LANE_CASES = [(p, c, a) for p in (2, 3, 5, 8) for c, a in
               [("allreduce", "ring"), ("allreduce", "tree"), ("allreduce", "recursive_halving"),
                ("allreduce", "recursive_doubling"), ("reduce_scatter", "recursive_halving"), ("allgather", "ring")]]
 
@@ -246,9 +250,25 @@ LANE_CASES = [(p, c, a) for p in (2, 3, 4, 5, 8) for c, a in
 @pytest.mark.parametrize(("nranks", "collective", "algorithm"), LANE_CASES, ids=[f"p{p}-{c}-{a}" for p, c, a in LANE_CASES])
 def test_lanes_match_native(nranks, collective, algorithm):
     """Large CPU buffers run in lanes (segments of every chunk, pipelined): force many with tiny segments."""
-    cases = [c for c in matrix_cases(nranks, collective) if c[0] >= nranks]
-    results = pool(nranks).run(run_matrix, collective, algorithm, cases, segment_bytes=64)
+    cases = matrix_cases(nranks, collective, dtypes=SMALL_DTYPES, counts=[nranks + 1, 1031])
+    results = pool(nranks).run(run_matrix, collective, algorithm, cases, settings={"SEGMENT_BYTES": 64})
     assert all(r["max_lanes"] == 16 for r in results), [r["max_lanes"] for r in results]
+    _check_results(results, f"p={nranks} {collective} {algorithm} (lanes)")
+
+
+BATCH_CASES = [(p, "allreduce", a) for p in (3, 4) for a in ALLREDUCE_ALGORITHMS] + [
+    (4, c, a) for c in ("reduce_scatter", "allgather") for a in BLOCKED_ALGORITHMS
+]
+
+
+@pytest.mark.parametrize(("nranks", "collective", "algorithm"), BATCH_CASES, ids=[f"p{p}-{c}-{a}" for p, c, a in BATCH_CASES])
+def test_batch_isend_irecv_path_matches_native(nranks, collective, algorithm):
+    """The ``dist.batch_isend_irecv`` posting path (the one CUDA tensors take), with and without lanes."""
+    cases = matrix_cases(nranks, collective, dtypes=SMALL_DTYPES, counts=[0, 1, nranks + 1, 1031])
+    for segment in (1 << 20, 64):
+        results = pool(nranks).run(run_matrix, collective, algorithm, cases,
+                                   settings={"BATCH_ON_CPU": True, "SEGMENT_BYTES": segment})
+        _check_results(results, f"p={nranks} {collective} {algorithm} (batch_isend_irecv, segment {segment} B)")
     _check_results(results, f"p={nranks} {collective} {algorithm} (lanes)")
 
 
