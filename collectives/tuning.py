@@ -54,9 +54,12 @@ class TuningTable:
             limits = [m for m, _ in rows[:-1]]
             if any(m is None for m in limits) or limits != sorted(limits):
                 raise ValueError(f"tuning table for {nranks} ranks: max_bytes must increase, null only last")
+            allowed = [a for a in ALGORITHMS if self.collective == "allreduce" or a != "tree"]
             for _, name in rows:
-                if name not in ALGORITHMS:
-                    raise ValueError(f"tuning table names unknown algorithm {name!r}; choose from: {', '.join(ALGORITHMS)}")
+                if name not in allowed:
+                    raise ValueError(
+                        f"tuning table for {self.collective} names algorithm {name!r}; choose from: {', '.join(allowed)}"
+                    )
 
     def choose(self, nranks: int, nbytes: int) -> str:
         """The algorithm for ``nbytes`` on ``nranks`` ranks."""

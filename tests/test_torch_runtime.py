@@ -543,3 +543,47 @@ def test_dead_rank_raises_within_timeout(tmp_path, how):
 
 def test_mp_context_is_forkserver():
     assert isinstance(mp_context(), type(mp.get_context("forkserver")))
+
+
+def test_tuning_table_from_environment(tmp_path, monkeypatch):
+    """COLLSIM_TUNING names one file per collective; collectives it does not cover use the built-in table."""
+    from collectives.tuning import DEFAULT_TABLES, TuningTable, active_table
+
+    path = tmp_path / "allreduce.json"
+    TuningTable({2: [(1024, "tree"), (None, "recursive_halving")]}, source="test").save(path)
+    monkeypatch.setenv("COLLSIM_TUNING", str(path))
+    table = active_table("allreduce")
+    assert table.choose(2, 100) == "tree" and table.choose(3, 1 << 20) == "recursive_halving"
+    assert active_table("reduce_scatter") is DEFAULT_TABLES["reduce_scatter"]
+    with pytest.raises(ValueError, match="reduce_scatter names algorithm 'tree'"):
+        TuningTable({2: [(None, "tree")]}, collective="reduce_scatter")
+    monkeypatch.setenv("COLLSIM_TUNING", str(tmp_path / "missing.json"))
+    with pytest.raises(ValueError, match="missing.json"):
+        active_table()
+
+
+def auto_with_table(path: str) -> list[str]:
+    """Run auto with COLLSIM_TUNING set on this rank; return the algorithms the cached plans used."""
+    import torch
+
+    import collectives.distributed as runtime
+
+    os.environ["COLLSIM_TUNING"] = path
+    try:
+        runtime.clear_cache()
+        for count in (10, 100000):
+            x = torch.ones(count)
+            runtime.all_reduce(x, algorithm="auto")
+            assert torch.equal(x, torch.full_like(x, 3.0))
+        return sorted(plan.algorithm for plan in runtime._cache.values())
+    finally:
+        del os.environ["COLLSIM_TUNING"]
+        runtime.clear_cache()
+
+
+def test_auto_reads_the_tuning_table(tmp_path):
+    from collectives.tuning import TuningTable
+
+    path = tmp_path / "table.json"
+    TuningTable({3: [(1000, "tree"), (None, "recursive_doubling")]}).save(path)
+    assert pool(3).run(auto_with_table, str(path)) == [["recursive_doubling", "tree"]] * 3
