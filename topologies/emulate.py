@@ -537,25 +537,43 @@ class Emulation:
         Asks each namespace along the way for its route lookup (``ip route get`` with the source
         address and the incoming interface), without sending a packet.
         """
+        return self.traces([(i, j)])[(i, j)]
+
+    def traces(self, pairs) -> dict[tuple[int, int], list[tuple[Hashable, Hashable]]]:
+        """:meth:`trace` for every ``(i, j)`` in ``pairs``, sharing one netlink socket per namespace."""
         from pyroute2 import NetNS
 
-        self._check_host(i)
-        self._check_host(j)
+        handles: dict[Hashable, NetNS] = {}
+        try:
+            out = {}
+            for i, j in pairs:
+                self._check_host(i)
+                self._check_host(j)
+                out[(i, j)] = self._trace(i, j, handles)
+            return out
+        finally:
+            for ns in handles.values():
+                with contextlib.suppress(Exception):
+                    ns.close()
+
+    def _trace(self, i: int, j: int, handles) -> list[tuple[Hashable, Hashable]]:
+        from pyroute2 import NetNS
+
         src, dst = self.host_address(i), self.host_address(j)
         node, iif = self.endpoints[i], None
         arcs: list[tuple[Hashable, Hashable]] = []
         for _ in range(self.G.number_of_nodes() + 1):
             if node == self.endpoints[j]:
                 return arcs
-            with NetNS(self.namespaces[node]) as ns:
-                kwargs = {"dst": dst}
-                if iif is None:
-                    kwargs["src"] = src
-                else:
-                    kwargs.update(src=src, iif=ns.link_lookup(ifname=iif)[0])
-                msg = ns.route("get", **kwargs)[0]
-                oif = msg.get_attr("RTA_OIF")
-                ifname = ns.get_links(oif)[0].get_attr("IFLA_IFNAME")
+            if node not in handles:
+                handles[node] = NetNS(self.namespaces[node])
+            ns = handles[node]
+            kwargs = {"dst": dst, "src": src}
+            if iif is not None:
+                kwargs["iif"] = ns.link_lookup(ifname=iif)[0]
+            msg = ns.route("get", **kwargs)[0]
+            oif = msg.get_attr("RTA_OIF")
+            ifname = ns.get_links(oif)[0].get_attr("IFLA_IFNAME")
             if (node, ifname) not in self._by_iface:
                 raise RuntimeError(f"{self.namespaces[node]} routes {src}->{dst} out of {ifname}, not a link")
             link, nxt = self._by_iface[(node, ifname)]
