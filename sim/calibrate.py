@@ -178,17 +178,20 @@ def fit_link(samples: Sequence[Sample], info: dict[tuple[int, int], tuple[int, f
 
     one = np.ones_like(t)
     if tiny.any() and (~tiny).any():
-        if len(set(hops[tiny].tolist())) > 1:
-            alpha, lat = solve([one, hops], t, tiny)
-            if lat < 0:
-                alpha, lat = solve([one], t, tiny)[0], 0.0
-        else:
-            alpha, lat = solve([one], t, tiny)[0], 0.0
-        alpha = max(float(alpha), 0.0)
-        # the bandwidth term: plain least squares, so the large messages that show the sustained
-        # rate decide it (small ones still ride on the shaper's bucket of two frames)
-        rows = ~tiny
-        (inv_eff,), *_ = np.linalg.lstsq(x[rows, None], (t - alpha - hops * lat)[rows], rcond=None)
+        inv_eff = 0.0
+        for _ in range(2):  # second pass: take the latency probes' own small bandwidth term out
+            y = t - x * inv_eff
+            if len(set(hops[tiny].tolist())) > 1:
+                alpha, lat = solve([one, hops], y, tiny)
+                if lat < 0:
+                    alpha, lat = solve([one], y, tiny)[0], 0.0
+            else:
+                alpha, lat = solve([one], y, tiny)[0], 0.0
+            alpha = max(float(alpha), 0.0)
+            # the bandwidth term: plain least squares, so the large messages that show the
+            # sustained rate decide it (small ones still ride on the shaper's bucket of two frames)
+            rows = ~tiny
+            (inv_eff,), *_ = np.linalg.lstsq(x[rows, None], (t - alpha - hops * lat)[rows], rcond=None)
     else:
         rows = np.ones_like(tiny)
         lat = 0.0

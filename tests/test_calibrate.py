@@ -1,0 +1,129 @@
+"""Calibration: the least-squares fits recover known parameters; ``collsim calibrate`` on an emulation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import topologies
+from sim.calibrate import (
+    LATENCY_PROBE,
+    Sample,
+    build_params,
+    busy_bandwidth,
+    fit_gamma,
+    fit_link,
+    probe_pairs,
+)
+from sim.params import ModelParams, load_params
+from topologies.emulate import emulation_unavailable_reason
+
+REASON = emulation_unavailable_reason()
+
+
+def _samples(alpha, lat, eff, info, sizes, noise, rng):
+    out = []
+    for (a, b), (hops, bw) in info.items():
+        for s in sizes:
+            t = alpha + hops * lat + s / (eff * bw)
+            out.append(Sample(a, b, s, t * (1 + noise * rng.standard_normal())))
+    return out
+
+
+@pytest.mark.parametrize("alpha,lat,eff", [(5e-5, 0.0, 0.95), (2e-4, 3e-5, 0.7), (1e-6, 1e-6, 1.0)])
+@pytest.mark.parametrize("noise", [0.0, 0.01])
+def test_fit_link_recovers_parameters(alpha, lat, eff, noise):
+    rng = np.random.default_rng(7)
+    info = {(0, 1): (2, 12.5e6), (0, 3): (4, 12.5e6), (0, 5): (4, 6.25e6)}
+    sizes = [8, 3 * 16384, 65536, 262144, 1 << 20, 3 << 20]
+    fit = fit_link(_samples(alpha, lat, eff, info, sizes, noise, rng), info)
+    assert fit.efficiency == pytest.approx(eff, rel=0.02 + 2 * noise)
+    assert fit.alpha + 3 * fit.hop_latency == pytest.approx(alpha + 3 * lat, rel=0.05 + 10 * noise, abs=5e-6)
+    assert len(fit.residuals) == len(info) * len(sizes)
+    assert fit.rms <= 3 * noise + 1e-6
+
+
+def test_fit_link_without_latency_probes_and_one_hop_class():
+    info = {(0, 1): (2, 1e8)}
+    samples = [Sample(0, 1, s, 1e-4 + s / 0.8e8) for s in (16384, 1 << 20, 4 << 20)]
+    fit = fit_link(samples, info)
+    assert fit.hop_latency == 0.0  # one hop count: folded into alpha
+    assert fit.alpha == pytest.approx(1e-4, rel=1e-6)
+    assert fit.efficiency == pytest.approx(0.8, rel=1e-9)
+
+
+def test_fit_rejects_bad_input():
+    with pytest.raises(ValueError, match="two or more sizes"):
+        fit_link([Sample(0, 1, 100, 1.0)], {(0, 1): (1, 1e6)})
+    with pytest.raises(ValueError, match="no route information"):
+        fit_link([Sample(0, 1, 100, 1.0), Sample(0, 2, 200, 2.0)], {(0, 1): (1, 1e6)})
+    with pytest.raises(ValueError, match="two or more sizes"):
+        fit_gamma([(100, 1e-6)])
+
+
+def test_fit_gamma_slope():
+    timings = [(b, 3e-6 + 8e-11 * b) for b in (1 << 16, 1 << 18, 1 << 20, 1 << 22)]
+    gamma, residuals = fit_gamma(timings)
+    assert gamma == pytest.approx(8e-11, rel=1e-9)
+    assert max(abs(r) for r in residuals) < 1e-9
+
+
+def test_build_params_writes_the_simulators_format(tmp_path):
+    G = topologies.from_spec("leaf_spine:leaves=2,spines=1,hosts_per_leaf=3,oversubscription=3,bandwidth=100Mbps")
+    router = topologies.Router(G)
+    pairs = probe_pairs(G, router)
+    assert pairs[0] == (0, 1) and any(j >= 3 for _, j in pairs)  # one pair in the rack, one across
+    from sim.calibrate import pair_info
+
+    info = {p: pair_info(G, router, *p) for p in pairs}
+    samples = _samples(6e-5, 1e-5, 0.93, info, [8, 65536, 1 << 20, 4 << 20], 0.0, np.random.default_rng(0))
+    # busy probe: pairs (0,1) (2,3) (4,5) at once; (2,3) crosses the uplink
+    bw = busy_bandwidth(G, router, 6)
+    assert bw == pytest.approx(12.5e6)
+    busy = {b: 3e-4 + b / (0.9 * bw) for b in (8, 65536, 1 << 20, 4 << 20)}
+    params = build_params(samples, [(1 << 16, 1e-6), (1 << 22, 5e-5)], G, router, busy=busy, nranks=6)
+    assert params.bandwidth_efficiency == pytest.approx(0.9, rel=1e-4)
+    assert params.alpha > 6e-5  # busy steps cost more than a quiet pair's messages
+    assert params.extra["calibration"]["pair_fit"]["bandwidth_efficiency"] == pytest.approx(0.93, rel=1e-4)
+    from sim.params import save_params
+
+    save_params(params, tmp_path / "p.json")
+    back = load_params(tmp_path / "p.json")
+    assert isinstance(back, ModelParams) and back.alpha == params.alpha and back.gamma > 0
+    assert back.extra["hop_latency"] == pytest.approx(1e-5, rel=1e-3)
+    assert LATENCY_PROBE >= 8
+
+
+@pytest.mark.skipif(REASON is not None, reason=f"emulation unavailable: {REASON}")
+def test_calibrate_command_on_an_emulation(tmp_path):
+    out = tmp_path / "calib.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "sim", "calibrate", "--topology", "switch:n=4,bandwidth=200Mbps", "--out", str(out),
+         "--sizes", "64KiB:1MiB:x4", "--reps", "3"],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr
+    params = load_params(out)
+    cal = params.extra["calibration"]
+    # the fitted efficiency is what TCP gets through tbf: below 1448/1514 of nominal, well above half
+    assert 0.5 < params.bandwidth_efficiency <= 0.97, params
+    assert params.alpha >= 0 and params.gamma > 0
+    assert {s["size"] for s in cal["samples"]} == {8, 65536, 262144, 1048576}
+    assert len(cal["residuals"]) == len(cal["samples"])
+    assert "busy_fit" in cal and len(cal["busy_fit"]["samples"]) == 4
+    assert "bandwidth_efficiency=" in proc.stdout
+
+
+def test_calibrate_command_bad_arguments(tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "sim", "calibrate", *args], capture_output=True, text=True, timeout=60)
+
+    bad = run("--topology", "switch:n=4,bandwidth=200Mbps", "--out", str(tmp_path / "nope" / "x.json"))
+    assert bad.returncode == 2 and bad.stderr.startswith("collsim: error: --out") and bad.stderr.count("\n") == 1
+    bad = run("--topology", "nosuch:n=4", "--out", str(tmp_path / "x.json"))
+    assert bad.returncode == 2 and "--topology" in bad.stderr and bad.stderr.count("\n") == 1
+    bad = run("--topology", "switch:n=4,bandwidth=200Mbps", "--out", str(tmp_path / "x.json"), "--reps", "0")
+    assert bad.returncode == 2 and "--reps" in bad.stderr
