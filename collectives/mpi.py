@@ -53,7 +53,6 @@ Run with ``mpiexec -n 2 python script.py``::
 
 from __future__ import annotations
 
-import os
 import sys
 import zlib
 from dataclasses import dataclass
@@ -65,7 +64,7 @@ from mpi4py import MPI
 
 from collectives.algorithms import ALGORITHMS, algorithm_params, get_schedule
 from collectives.plan import RankProgram, program_for
-from collectives.tuning import TuningTable, active_table, load_table
+from collectives.tuning import active_table
 
 __all__ = [
     "OPS",
@@ -206,38 +205,21 @@ def allowed_algorithms(collective: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _tuning_table() -> TuningTable:
-    """:func:`collectives.tuning.active_table`, without reading the file on every call."""
-    path = os.environ.get("COLLSIM_TUNING")
-    if not path:
-        return active_table()
-    try:
-        stamp = os.stat(path).st_mtime_ns
-    except OSError as err:
-        raise ValueError(f"COLLSIM_TUNING names {path!r}, which cannot be read: {err}") from None
-    return _load_table_cached(path, stamp)
-
-
-@lru_cache(maxsize=8)
-def _load_table_cached(path: str, stamp: int) -> TuningTable:
-    """The table at ``path``, read again only when its modification time ``stamp`` changes."""
-    return load_table(path)
-
-
 def resolve_algorithm(collective: str, algorithm: str, nranks: int, nbytes: int) -> str:
     """The algorithm name that runs: ``algorithm`` itself, or the tuning table's choice for ``"auto"``.
 
-    For reduce_scatter and allgather ``"auto"`` falls back to ``"ring"`` when the table names an
-    algorithm that is allreduce-only.
+    ``"auto"`` reads :func:`collectives.tuning.active_table` for ``collective`` (a table from
+    ``COLLSIM_TUNING`` if one there covers the collective, else the built-in one).
 
     Raises
     ------
     ValueError
-        ``algorithm`` is not ``"auto"`` or one of :func:`allowed_algorithms` for ``collective``.
+        ``algorithm`` is not ``"auto"`` or one of :func:`allowed_algorithms` for ``collective``, or
+        the tuning table cannot be read.
     """
     if algorithm == AUTO:
-        choice = _tuning_table().choose(nranks, nbytes)
-        return choice if choice in allowed_algorithms(collective) else "ring"
+        choice = active_table(collective).choose(nranks, nbytes)
+        return _check_algorithm(collective, choice)
     return _check_algorithm(collective, algorithm)
 
 

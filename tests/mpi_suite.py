@@ -318,29 +318,50 @@ def buffer_kinds_and_layouts(comm: MPI.Intracomm) -> int:
 
 @case
 def auto_reads_tuning_table(comm: MPI.Intracomm) -> int:
+    """``auto`` follows COLLSIM_TUNING: one file per collective, joined with the path separator."""
+    from collectives.tuning import active_table
+
     n, rank = comm.Get_size(), comm.Get_rank()
-    path = None
+    tables = {
+        "allreduce": '{"format": "collsim-tuning/1", "tables": {"1": [[100, "recursive_doubling"], [null, "tree"]]}}',
+        "reduce_scatter": '{"format": "collsim-tuning/1", "collective": "reduce_scatter", '
+                          '"tables": {"1": [[100, "ring"], [null, "recursive_doubling"]]}}',
+    }
+    paths = []
     if rank == 0:
-        fd, path = tempfile.mkstemp(suffix=".json")
-        with os.fdopen(fd, "w") as f:
-            f.write('{"format": "collsim-tuning/1", "tables": {"1": [[100, "recursive_doubling"], [null, "tree"]]}}')
-    path = comm.bcast(path)
-    os.environ["COLLSIM_TUNING"] = path
+        for text in tables.values():
+            fd, path = tempfile.mkstemp(suffix=".json")
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            paths.append(path)
+    paths = comm.bcast(paths)
+    os.environ["COLLSIM_TUNING"] = os.pathsep.join(paths)
+    checks = 0
     try:
-        assert cmpi.resolve_algorithm("allreduce", "auto", n, 64) == "recursive_doubling"
-        assert cmpi.resolve_algorithm("allreduce", "auto", n, 4096) == "tree"
-        assert cmpi.resolve_algorithm("reduce_scatter", "auto", n, 4096) == "ring", "tree is allreduce-only"
+        for collective, nbytes, want in (("allreduce", 64, "recursive_doubling"), ("allreduce", 4096, "tree"),
+                                         ("reduce_scatter", 64, "ring"), ("reduce_scatter", 4096, "recursive_doubling"),
+                                         ("allgather", 4096, active_table("allgather").choose(n, 4096))):
+            got = cmpi.resolve_algorithm(collective, "auto", n, nbytes)
+            assert got == want, f"auto for {collective} at {nbytes} B chose {got}, the table says {want}"
+            checks += 1
         got = np.arange(300, dtype=np.float64) + rank
         want = got.copy()
         comm.Allreduce(MPI.IN_PLACE, want)
         cmpi.all_reduce(got, comm)
-        expect_equal(got, want, "auto from a tuning table")
+        checks += expect_equal(got, want, "all_reduce auto from a tuning table")
+        send = np.arange(300 * n, dtype=np.float64) + rank
+        got, want = np.empty(300), np.empty(300)
+        comm.Reduce_scatter_block(send, want)
+        cmpi.reduce_scatter(send, got, comm)
+        checks += expect_equal(got, want, "reduce_scatter auto from a tuning table")
+        os.environ["COLLSIM_TUNING"] = paths[0] + ".missing" if paths else "missing.json"
+        checks += expect_error(ValueError, ("tuning table",), lambda: cmpi.all_reduce(np.ones(4), comm), "unreadable table")
     finally:
         del os.environ["COLLSIM_TUNING"]
         comm.Barrier()
-        if rank == 0:
+        for path in paths if rank == 0 else []:
             os.unlink(path)
-    return 4
+    return checks
 
 
 @case
