@@ -18,20 +18,24 @@ they are used in place, never copied. They must be contiguous (C or Fortran orde
 works on memory order, as MPI does) and, where written, writable. torch is not imported unless a
 tensor is passed.
 
-Ops are MPI's predefined reductions with MPI's datatype rules:
+Ops are MPI's predefined reductions with MPI's datatype rules (or their names, as strings):
 
-==========================  ==============================================
-op                          dtypes
-==========================  ==============================================
-``SUM``, ``PROD``           integer, floating point, complex
-``MIN``, ``MAX``            integer, floating point
-``BAND``, ``BOR``, ``BXOR``  integer
-``LAND``, ``LOR``, ``LXOR``  integer, bool
-==========================  ==============================================
+============================  ==================================
+op                            dtypes
+============================  ==================================
+``SUM``, ``PROD``             integer, floating point, complex
+``MIN``, ``MAX``              integer, floating point
+``BAND``, ``BOR``, ``BXOR``   integer
+``LAND``, ``LOR``, ``LXOR``   integer, bool
+============================  ==================================
 
 Every rank ends with bitwise identical results: each chunk is reduced on one rank and copied to
 the others, except in recursive doubling, where both partners of an exchange reduce; there the
 operands are applied in rank order (lower rank's value first) on both sides.
+
+``algorithm="auto"`` takes the tuning table's choice (:func:`collectives.tuning.active_table`).
+With ``check=True`` (the default) one tiny allreduce first makes sure every rank passed the same
+dtype, size, op and algorithm and that none refused its input; otherwise every rank raises.
 
 Not thread safe: one collective at a time per process (like ``MPI_THREAD_SERIALIZED``).
 
