@@ -2,7 +2,7 @@
 
 A *schedule* says, step by step, which rank sends which chunks of the buffer to which rank, and
 whether the receiver *reduces* them into its own copy of those chunks or *copies* them over. The
-same schedule object is executed by the runtimes (``collectives.torch``, ``collectives.mpi``),
+same schedule object is executed by the runtimes (``collectives.distributed``, ``collectives.mpi``),
 proved correct by :func:`collectives.verify`, and costed by ``sim``.
 
 Model
