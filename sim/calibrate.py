@@ -86,7 +86,11 @@ _STORE_PORT = 29511
 
 @dataclass(frozen=True)
 class Sample:
-    """One probe: ranks ``src`` and ``dst`` exchanged ``size`` bytes each way in ``seconds`` (median)."""
+    """One probe: ranks ``src`` and ``dst`` exchanged ``size`` bytes each way in ``seconds``.
+
+    The median over repetitions; for latency probes (at most :data:`LATENCY_PROBE` bytes) the
+    minimum, since scheduling noise only ever adds to a tiny message's time.
+    """
 
     src: int
     dst: int
@@ -296,7 +300,7 @@ def build_params(samples: Sequence[Sample], gamma_timings: Sequence[tuple[int, f
 
 
 def _exchange(peer: int, initiator: bool, sizes: Sequence[int], reps: int) -> list[tuple[int, float]]:
-    """Median time of exchanging ``size`` bytes with ``peer`` (both directions at once) per size.
+    """Time of exchanging ``size`` bytes with ``peer`` (both directions at once), per size.
 
     The two ranks post a receive and a send to each other with ``batch_isend_irecv`` and wait, the
     way the runtime runs a step; the link is used in both directions at once, as collectives use it
@@ -327,7 +331,8 @@ def _exchange(peer: int, initiator: bool, sizes: Sequence[int], reps: int) -> li
                 req.wait()
             if rep:
                 times.append(time.perf_counter() - t0)
-        out.append((send.numel() * 4, statistics.median(times)))
+        # latency: the quickest exchange (scheduling noise only ever adds); bandwidth: the median
+        out.append((send.numel() * 4, min(times) if size <= LATENCY_PROBE else statistics.median(times)))
     return out
 
 
