@@ -102,10 +102,12 @@ def load_table(path: str | os.PathLike) -> TuningTable:
 
 
 #: Built-in defaults, used when no table is configured: latency-bound sizes go to recursive
-#: doubling, the middle to Rabenseifner, large messages to the ring (as MPICH and Gloo do).
+#: doubling (log2 p steps), the middle to the double binary tree (few steps, pipelined segments),
+#: large messages to the ring (bandwidth-optimal). Thresholds from benchmarks/runtime_vs_native.py
+#: on Gloo over loopback (p = 2 and 4); a simulator-written table replaces them.
 DEFAULT_TABLE = TuningTable(
-    {1: [(None, "ring")], 2: [(1 << 16, "recursive_doubling"), (None, "ring")],
-     4: [(1 << 15, "recursive_doubling"), (1 << 21, "recursive_halving"), (None, "ring")]},
+    {1: [(None, "ring")], 2: [(1 << 21, "recursive_doubling"), (None, "ring")],
+     4: [(1 << 17, "recursive_doubling"), (1 << 21, "tree"), (None, "ring")]},
     source="built-in defaults",
 )
 
