@@ -21,7 +21,7 @@ Targets: median ``|error|`` <= 10 % over the points of sizes >= 64 KiB; at >= 90
 
 Writes into ``--out``: ``validation_<topology>.json`` (records of both sources, calibrated
 parameters, summary), ``validation_<topology>.png`` (overlay: predicted dashed, measured solid),
-``validation.md`` (the tables) and ``validation.json`` (the summary).
+``validation_report.md`` (the tables) and ``validation_summary.json`` (the summary).
 """
 
 from __future__ import annotations
@@ -97,11 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{'MET' if ok else 'NOT MET'}"
     )
     print(verdict)
-    (out / "validation.json").write_text(json.dumps({
+    (out / "validation_summary.json").write_text(json.dumps({
         "topologies": summaries, "median_abs_error": median, "best_within_5pct": best, "targets_met": ok,
         "sizes": sizes, "reps": args.reps,
     }, indent=1))
-    (out / "validation.md").write_text(
+    (out / "validation_report.md").write_text(
         "# Predicted vs measured allreduce on emulated topologies\n\n"
         f"Command: `python benchmarks/validation.py --sizes {args.sizes} --reps {args.reps}`\n\n"
         + "\n".join(reports) + f"\n**{verdict}**\n"
