@@ -47,7 +47,7 @@ def train(hook: str | None, algorithm: str, steps: int, bucket_kb: int, seed: in
     losses = []
     for _ in range(steps):
         x = torch.randn(32, 16, generator=data)
-        y = torch.sin(x @ true_w) + 0.05 * torch.randn(32, 1, generator=data)
+        y = torch.sin(0.3 * (x @ true_w)) + 0.05 * torch.randn(32, 1, generator=data)
         loss = nn.functional.mse_loss(ddp(x), y)
         opt.zero_grad()
         loss.backward()
