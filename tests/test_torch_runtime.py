@@ -587,3 +587,47 @@ def test_auto_reads_the_tuning_table(tmp_path):
     path = tmp_path / "table.json"
     TuningTable({3: [(1000, "tree"), (None, "recursive_doubling")]}).save(path)
     assert pool(3).run(auto_with_table, str(path)) == [["recursive_doubling", "tree"]] * 3
+
+
+# ----------------------------------------------------------------------------------------------
+# the main job, end to end
+
+
+@pytest.mark.parametrize(("nranks", "extra"), [
+    (4, []),
+    (3, ["--dtype", "int32", "--op", "bxor", "--algorithms", "ring,tree,recursive_halving,recursive_doubling,auto,native"]),
+    (2, ["--dtype", "float16", "--op", "avg", "--algorithms", "auto,native"]),
+], ids=["p4-float32-sum", "p3-int32-bxor", "p2-float16-avg"])
+def test_allreduce_example_under_torchrun(tmp_path, nranks, extra):
+    """`torchrun examples/allreduce.py`: nccl-tests table, #wrong 0, summary lines, JSON records."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "allreduce.py"
+    out = tmp_path / "out.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nranks}", str(script),
+         "-b", "1K", "-e", "64K", "-f", "8", "-n", "2", "-w", "1", "--json", str(out), *extra],
+        cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[2].split() == ["#", "size(B)", "count", "type", "redop", "algorithm", "time(us)",
+                                "algbw(GB/s)", "busbw(GB/s)", "#wrong"], lines[:3]
+    rows = [line.split() for line in lines if line.strip()[:1].isdigit()]
+    algorithms = (extra[extra.index("--algorithms") + 1] if "--algorithms" in extra
+                  else "ring,tree,recursive_halving,recursive_doubling,native").split(",")
+    assert len(rows) == 3 * len(algorithms) and {r[4] for r in rows} == set(algorithms)
+    assert all(r[-1] == "0" for r in rows), proc.stdout
+    for r in rows:  # busbw = algbw * 2 (n - 1) / n
+        assert float(r[7]) == pytest.approx(float(r[6]) * 2 * (nranks - 1) / nranks, abs=2e-3)
+    assert "# Out of bounds values : 0 OK" in proc.stdout
+    assert sum(line.startswith("# Avg bus bandwidth") for line in lines) == len(algorithms)
+    assert "# Best algorithm per size" in proc.stdout
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == len(rows)
+    assert {k for k in records[0]} >= {"source", "collective", "algorithm", "nranks", "size", "count", "dtype",
+                                       "op", "time_us", "algbw", "busbw", "wrong"}
+    assert {r["source"] for r in records} == {"measured"} and {r["nranks"] for r in records} == {nranks}
