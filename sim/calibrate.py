@@ -577,7 +577,8 @@ def format_params(params: ModelParams) -> str:
         f"alpha={params.alpha * 1e6:.1f} us  hop_latency={params.extra.get('hop_latency', 0) * 1e6:.1f} us  "
         f"bandwidth_efficiency={params.bandwidth_efficiency:.3f}  gamma={params.gamma:.3g} s/B "
         f"({1 / params.gamma / 1e9 if params.gamma else float('inf'):.2f} GB/s)  "
-        f"fit rms residual={cal.get('rms_relative_residual', float('nan')) * 100:.1f}%"
+        f"rms residual: pairs {cal.get('rms_relative_residual', float('nan')) * 100:.1f}%"
+        + (f", busy {cal['busy_fit']['rms_relative_residual'] * 100:.1f}%" if "busy_fit" in cal else "")
     )
 
 
