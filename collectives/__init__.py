@@ -19,15 +19,14 @@ __all__ = [
     "Schedule",
     "ScheduleError",
     "Step",
-    "all_gather",
-    "all_reduce",
     "VerifyReport",
     "algorithm_params",
     "chunk_offsets",
     "get_schedule",
-    "reduce_scatter",
     "verify",
 ]
+# all_reduce, reduce_scatter and all_gather (the torch runtime) stay out of __all__: a star import
+# would otherwise import torch.
 
 
 def __getattr__(name: str):
