@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -178,27 +178,55 @@ _WIDTHS = (13, 12, 9, 7, 19, 12, 12, 12, 7)
 _TITLES = ("size(B)", "count", "type", "redop", "algorithm", "time(us)", "algbw(GB/s)", "busbw(GB/s)", "#wrong")
 
 
-def format_header() -> str:
-    """The column header line (starts with ``#``, like nccl-tests)."""
-    cells = [t.rjust(w) for t, w in zip(_TITLES, _WIDTHS, strict=True)]
-    return "#" + "".join(cells)[1:]
+def format_header(widths: Sequence[int] = _WIDTHS, sep: str = "") -> str:
+    """The column header line (starts with ``#``, like nccl-tests); ``widths``, ``sep`` as in :func:`format_row`."""
+    cells = [t.rjust(w) for t, w in zip(_TITLES, widths, strict=True)]
+    return "#" + sep.join(cells)[1:]
 
 
-def format_row(rec: Record) -> str:
-    """One table line for ``rec``."""
+def format_row(
+    rec: Record,
+    widths: Sequence[int] = _WIDTHS,
+    sep: str = "",
+    *,
+    time_format: str = ".2f",
+    type_names: Mapping[str, str] | None = None,
+) -> str:
+    """One table line for ``rec``.
+
+    Parameters
+    ----------
+    rec : Record
+        The row.
+    widths : sequence of int
+        Characters per column, each cell right-aligned (a longer cell takes the room it needs).
+    sep : str
+        Put between the columns.
+    time_format : str
+        Format spec of ``time(us)``.
+    type_names : mapping, optional
+        Names to print in the ``type`` column instead of ``rec.dtype`` (e.g. nccl-tests' ``float``
+        for ``float32``); dtypes it lacks print as they are.
+
+    Examples
+    --------
+    >>> rec = Record("measured", "allreduce", "ring", 2, 1024, 256, "float32", "sum", 10.0, wrong=0)
+    >>> format_row(rec, (5, 4, 5, 3, 4, 5, 6, 6, 2), " ", time_format=".1f", type_names={"float32": "float"})
+    ' 1024  256 float sum ring  10.0  0.102  0.102  0'
+    """
     wrong = "N/A" if rec.wrong is None else str(rec.wrong)
     cells = (
         str(rec.size),
         str(rec.count),
-        rec.dtype,
+        (type_names or {}).get(rec.dtype, rec.dtype),
         rec.op,
         rec.algorithm,
-        f"{rec.time_us:.2f}",
+        f"{rec.time_us:{time_format}}",
         f"{rec.algbw:.3f}",
         f"{rec.busbw:.3f}",
         wrong,
     )
-    return "".join(c.rjust(w) for c, w in zip(cells, _WIDTHS, strict=True))
+    return sep.join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
 
 
 def format_table(records: Iterable[Record], title: str | None = None) -> str:
