@@ -29,6 +29,8 @@ import sysconfig
 import time
 from pathlib import Path
 
+from sim.bench import size_arg
+
 __all__ = ["main", "worker", "TARGET_RATIO", "TARGET_FROM_BYTES"]
 
 ALGORITHMS = ["ring", "recursive_halving", "tree", "recursive_doubling"]
@@ -36,12 +38,6 @@ TARGET_RATIO = 1.1
 TARGET_FROM_BYTES = 16 << 20
 TARGET_ALGORITHMS = ("ring", "recursive_halving")
 SAMPLE_SECONDS = 0.004  # aim for samples of a few ms: enough for the clock, short enough to interleave
-
-
-def parse_size(text: str) -> int:
-    units = {"K": 10, "M": 20, "G": 30}
-    text = text.strip().upper().removesuffix("IB").removesuffix("B")
-    return int(text[:-1]) << units[text[-1]] if text and text[-1] in units else int(text)
 
 
 def human(nbytes: int) -> str:
@@ -178,8 +174,8 @@ def plot(records: list[dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nranks", type=int, nargs="+", default=[2, 4], help="world sizes (default 2 4)")
-    parser.add_argument("-b", "--minbytes", type=parse_size, default=parse_size("4K"))
-    parser.add_argument("-e", "--maxbytes", type=parse_size, default=parse_size("64M"))
+    parser.add_argument("-b", "--minbytes", type=size_arg, default=size_arg("4K"))
+    parser.add_argument("-e", "--maxbytes", type=size_arg, default=size_arg("64M"))
     parser.add_argument("--reps", type=int, default=15, help="interleaved rounds per size (default 15)")
     parser.add_argument("--algorithms", nargs="+", default=ALGORITHMS, choices=ALGORITHMS)
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results"),
