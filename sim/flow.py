@@ -53,8 +53,12 @@ arcs). Routes are cached per rank pair and the compiled flows of a step are cach
 * A step pattern whose flows never share an arc (a ring on a switch or a fat tree) is costed with
   one vectorised update per step: each flow runs at the rate of its slowest arc.
 * Flows that share arcs are split into independent groups (flows that share an arc during time
-  windows that may overlap); every group runs its own event clock (large groups in a loop of their
-  own, the small ones vectorised together).
+  windows that may overlap); every group runs its own event clock. Large groups get a loop of their
+  own while the step's exact events (below) last; the small groups and the large ones left are
+  vectorised together, one event of every group per iteration.
+* Per event, the flows in flight are a list of (arc, flow) entries and the max-min rates are found
+  by progressive filling over the arcs (the lowest ``capacity left / flows left`` freezes the flows
+  that cross it), with no per-flow loop and no incidence matrix rebuilt.
 * Exactness has a bound: after ``EXACT_EVENTS`` (64) rate recomputations in one step, flow starts
   and ends closer together than ``EVENT_WINDOW`` (10 %) of the step's shortest transfer time are
   merged into one event. Only long pipelines of ranks that drift apart (a segmented tree on a
@@ -219,15 +223,28 @@ class _Pattern:
         comp = self._groups(start, size)
         counts = np.bincount(comp)
         end = np.empty(size.shape[0])
-        # large groups get an event loop of their own; the small ones share one, each with its clock
+        # large groups get an event loop of their own while the step's exact events last, one after the other
         large = np.flatnonzero(counts > LARGE_GROUP)
         budget = [EXACT_EVENTS]  # exact rate recomputations left for this step
+        done = np.zeros(counts.size, dtype=bool)
         for g in large.tolist():
+            if budget[0] <= 0:
+                break
             mine = np.flatnonzero(comp == g)
             end[mine] = _one_clock_events(self, start, size, mine, budget)
-        rest = np.flatnonzero(~np.isin(comp, large)) if large.size else np.arange(size.shape[0])
+            done[g] = True
+        # The large groups left merge close events from their first event on (the budget is spent);
+        # they and the small groups (always exact) share one vectorised loop, each with its own clock.
+        rest = np.flatnonzero(~done[comp])
         if rest.size:
-            end[rest] = _grouped_events(self, comp, start, size, rest)
+            late = large[~done[large]]
+            window = None
+            if late.size:
+                shortest = np.full(counts.size, np.inf)
+                np.minimum.at(shortest, comp, size / self.static_rate)
+                window = np.zeros(counts.size)
+                window[late] = EVENT_WINDOW * shortest[late]
+            end[rest] = _grouped_events(self, comp, start, size, rest, window)
         return end
 
     def _groups(self, start: np.ndarray, size: np.ndarray) -> np.ndarray:
@@ -269,100 +286,101 @@ def _one_clock_events(pat: _Pattern, start: np.ndarray, size: np.ndarray, flows:
     pipelines whose ranks have drifted apart, such as a segmented tree on thousands of ranks), flow
     starts and ends closer together than :data:`EVENT_WINDOW` times the shortest transfer time of
     the step are handled as one event, which bounds the work per step.
+
+    The flows in flight are kept as a list of (arc, flow) entries, extended when flows start and
+    filtered when they end, so no event rebuilds the incidence of the flows in flight.
     """
     nflows = flows.shape[0]
     order = flows[np.argsort(start[flows], kind="stable")]
     starts = start[order]
     rem = size.astype(float)
     end = np.empty(size.shape[0])
+    # every flow's arcs in start order, the group's arcs renumbered 0..m-1: flows order[a:b] own
+    # the entries eptr[a]:eptr[b]
+    lens = pat.lengths[order]
+    eptr = np.zeros(nflows + 1, dtype=np.int64)
+    np.cumsum(lens, out=eptr[1:])
+    arcs, all_arc = np.unique(pat.indices[np.repeat(pat.indptr[order] - eptr[:-1], lens) + np.arange(eptr[-1])],
+                              return_inverse=True)
+    all_flow = np.repeat(order, lens)
+    cap = pat.cap[arcs]
+    ent_arc, ent_flow = all_arc[:0], all_flow[:0]  # entries of the flows in flight
+    rate = np.empty(size.shape[0])
+    gone = np.zeros(size.shape[0], dtype=bool)
     act = np.zeros(0, dtype=np.int64)
     nxt = 0
     t = float(starts[0])
-    loc = _Local(pat, flows)
     window = 0.0 if budget[0] > 0 else EVENT_WINDOW * float(np.min(size[flows] / pat.static_rate[flows]))
     while True:
         j = int(np.searchsorted(starts, t + window, side="right"))
         if j > nxt:
             act = np.concatenate([act, order[nxt:j]])
+            ent_arc = np.concatenate([ent_arc, all_arc[eptr[nxt]:eptr[j]]])
+            ent_flow = np.concatenate([ent_flow, all_flow[eptr[nxt]:eptr[j]]])
             nxt = j
         if act.size == 0:
             if nxt >= nflows:
                 return end[flows]
             t = float(starts[nxt])
             continue
-        rate = _subset_maxmin(loc, act)
-        t_end = t + rem[act] / rate
+        _maxmin(ent_arc, ent_flow, cap, rate)
+        ract = rate[act]
+        t_end = t + rem[act] / ract
         t_next = min(float(t_end.min()), float(starts[nxt]) if nxt < nflows else np.inf)
         fin = t_end <= t_next * (1 + _REL) + window
-        end[act[fin]] = t_end[fin]
-        keep = ~fin
-        act = act[keep]
-        rem[act] = np.maximum(rem[act] - rate[keep] * (t_next - t), 0.0)
+        if fin.any():
+            done = act[fin]
+            end[done] = t_end[fin]
+            gone[done] = True
+            stay = ~gone[ent_flow]
+            ent_arc, ent_flow = ent_arc[stay], ent_flow[stay]
+            keep = ~fin
+            act, ract = act[keep], ract[keep]
+        rem[act] = np.maximum(rem[act] - ract * (t_next - t), 0.0)
         t = t_next
         budget[0] -= 1
         if budget[0] == 0:
             window = EVENT_WINDOW * float(np.min(size[flows] / pat.static_rate[flows]))
 
 
-class _Local:
-    """The arcs of a set of flows renumbered ``0..n-1``, with the flows' arc lists in that numbering."""
+def _maxmin(arc: np.ndarray, flow: np.ndarray, cap: np.ndarray, rate: np.ndarray) -> None:
+    """Max-min fair rates by progressive filling: set ``rate[f]`` for every flow ``f`` in ``flow``.
 
-    def __init__(self, pat: _Pattern, flows: np.ndarray):
-        lens = pat.lengths[flows]
-        ptr = np.zeros(flows.size + 1, dtype=np.int64)
-        np.cumsum(lens, out=ptr[1:])
-        arcs, local = np.unique(pat.indices[np.repeat(pat.indptr[flows] - ptr[:-1], lens) + np.arange(ptr[-1])],
-                                return_inverse=True)
-        self.cap = pat.cap[arcs]
-        self.lengths = np.zeros(pat.lengths.size, dtype=np.int64)
-        self.lengths[flows] = lens
-        self.indptr = np.zeros(pat.lengths.size, dtype=np.int64)
-        self.indptr[flows] = ptr[:-1]
-        self.indices = local
-
-
-def _subset_maxmin(loc: _Local, act: np.ndarray) -> np.ndarray:
-    """Max-min fair rates of the flows ``act`` by progressive filling (arcs numbered by ``loc``)."""
-    lens = loc.lengths[act]
-    ptr = np.zeros(act.size + 1, dtype=np.int64)
-    np.cumsum(lens, out=ptr[1:])
-    idx = loc.indices[np.repeat(loc.indptr[act] - ptr[:-1], lens) + np.arange(ptr[-1])]
-    narcs = loc.cap.size
-    capr = loc.cap
-    rate = np.empty(act.size)
-    rows = None
-    unfrozen = None
-    while True:
-        n = np.bincount(idx if unfrozen is None else idx[unfrozen[rows]], minlength=narcs)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            share = capr / n
-        fshare = np.minimum.reduceat(share[idx], ptr[:-1])
-        if unfrozen is not None:
-            fshare[~unfrozen] = np.inf
-        level = fshare.min()
-        freeze = fshare <= level * (1 + _REL)
-        rate[freeze] = level
-        if unfrozen is None:
-            if freeze.all():
-                return rate
-            rows = np.repeat(np.arange(act.size), lens)
-            unfrozen = ~freeze
-        else:
-            unfrozen &= ~freeze
-            if not unfrozen.any():
-                return rate
-        capr = np.maximum(capr - np.bincount(idx, weights=np.where(freeze[rows], level, 0.0), minlength=narcs), 0.0)
+    ``(arc[k], flow[k])`` lists every arc of every flow (arcs numbered ``0..cap.size-1``). Each
+    round finds the lowest fair share ``capacity left / flows left`` over the arcs, freezes the
+    flows that cross an arc at that level (a flow's share is the minimum over its arcs, so this is
+    the flows whose share is the level) and takes their rate off their arcs.
+    """
+    capr = cap
+    frozen = np.zeros(rate.shape[0], dtype=bool)
+    with np.errstate(divide="ignore", invalid="ignore"):  # inf or nan share on arcs no flow left uses
+        while True:
+            share = capr / np.bincount(arc, minlength=cap.size)
+            level = np.fmin.reduce(share)
+            hit = flow[(share <= level * (1 + _REL))[arc]]
+            rate[hit] = level
+            frozen[hit] = True
+            out = frozen[flow]
+            if out.all():
+                return
+            arc_out = arc[out]
+            capr = np.maximum(capr - np.bincount(arc_out, weights=np.full(arc_out.size, level), minlength=cap.size), 0.0)
+            stay = ~out
+            arc, flow = arc[stay], flow[stay]
 
 
 def _grouped_events(pat: _Pattern, comp: np.ndarray, start: np.ndarray, size: np.ndarray,
-                    flows: np.ndarray) -> np.ndarray:
+                    flows: np.ndarray, window: np.ndarray | None = None) -> np.ndarray:
     """Event-driven max-min sharing of ``flows``, each group with its own clock (see ``_Pattern.run``).
 
     ``comp`` labels the groups of all flows of the pattern; returns the end times of ``flows``.
+    ``window`` (indexed by ``comp`` label), when given, merges each group's flow starts and ends
+    closer than that into one event, as :func:`_one_clock_events` does once its budget is spent.
     """
     nflows = flows.shape[0]
-    labels = np.unique(comp[flows], return_inverse=True)[1]
-    ngroups = int(labels.max()) + 1
+    groups, labels = np.unique(comp[flows], return_inverse=True)
+    ngroups = groups.size
+    win = None if window is None else window[groups]
     order = np.lexsort((start[flows], labels))  # by group, then by start
     perm = flows[order]
     c = labels[order]
@@ -373,72 +391,68 @@ def _grouped_events(pat: _Pattern, comp: np.ndarray, start: np.ndarray, size: np
     np.cumsum(lens, out=ptr[1:])
     entry = np.repeat(pat.indptr[perm] - ptr[:-1], lens) + np.arange(ptr[-1])
     rows = np.repeat(np.arange(nflows), lens)
-    # one virtual arc per (group, arc): groups never share capacity
+    # one virtual arc per (group, arc): groups never share capacity; virtual arcs sorted by group
     varc, vidx = np.unique(c[rows] * pat.cap.size + pat.indices[entry], return_inverse=True)
     vcap = pat.cap[varc % pat.cap.size]
+    vgroup = varc // pat.cap.size
+    gptr = np.searchsorted(vgroup, np.arange(ngroups))  # first virtual arc of every group
     end = np.empty(nflows)
+    rate = np.empty(nflows)
     started = np.zeros(nflows, dtype=bool)
     active = np.zeros(nflows, dtype=bool)
     clock = np.full(ngroups, np.inf)
     np.minimum.at(clock, c, st)
+    first = np.searchsorted(c, np.arange(ngroups))  # every group's first flow (flows sorted by group)
     while True:
-        pending = ~started
-        newly = pending & (st <= clock[c])
+        newly = ~started & (st <= (clock if win is None else clock + win)[c])
         started |= newly
         active |= newly
         act = np.flatnonzero(active)
-        next_start = np.full(ngroups, np.inf)
-        still = np.flatnonzero(pending & ~newly)
-        np.minimum.at(next_start, c[still], st[still])
+        next_start = np.minimum.reduceat(np.where(started, np.inf, st), first)
         if act.size == 0:
-            if still.size == 0:
+            if started.all():
                 break
             clock = np.where(np.isfinite(next_start), next_start, clock)
             continue
-        rate = _grouped_maxmin(act, c, lens, ptr, vidx, vcap, ngroups)
-        ca = c[act]
-        t_end = clock[ca] + rem[act] / rate
+        live = active[rows]
+        _grouped_maxmin(vidx[live], rows[live], vcap, vgroup, gptr, rate)
+        ract, ca, left = rate[act], c[act], rem[act]
+        now = clock[ca]
+        t_end = now + left / ract
         next_end = np.full(ngroups, np.inf)
         np.minimum.at(next_end, ca, t_end)
         t_next = np.minimum(next_end, next_start)
-        fin = t_end <= t_next[ca] * (1 + _REL)
-        end[act[fin]] = t_end[fin]
-        active[act[fin]] = False
-        keep = ~fin
-        rem[act[keep]] = np.maximum(rem[act[keep]] - rate[keep] * (t_next[ca[keep]] - clock[ca[keep]]), 0.0)
+        then = t_next[ca]
+        fin = t_end <= then * (1 + _REL) if win is None else t_end <= then * (1 + _REL) + win[ca]
+        done = act[fin]
+        end[done] = t_end[fin]
+        active[done] = False
+        rem[act] = np.maximum(left - ract * (then - now), 0.0)  # what the flows that go on have left
         clock = np.where(np.isfinite(t_next), t_next, clock)
     out = np.empty(nflows)
     out[order] = end
     return out
 
 
-def _grouped_maxmin(act, c, lens, ptr, vidx, vcap, ngroups) -> np.ndarray:
-    """Max-min fair rates of the flows ``act`` by progressive filling, each group on its own."""
-    alen = lens[act]
-    aptr = np.zeros(act.size + 1, dtype=np.int64)
-    np.cumsum(alen, out=aptr[1:])
-    idx = vidx[np.repeat(ptr[act] - aptr[:-1], alen) + np.arange(aptr[-1])]
-    rows = np.repeat(np.arange(act.size), alen)
-    ca = c[act]
-    nv = vcap.size
-    capr = vcap.copy()
-    rate = np.zeros(act.size)
-    unfrozen = np.ones(act.size, dtype=bool)
-    while True:
-        n = np.bincount(idx[unfrozen[rows]], minlength=nv)
-        share = np.full(nv, np.inf)
-        np.divide(capr, n, out=share, where=n > 0)
-        fshare = np.minimum.reduceat(share[idx], aptr[:-1])
-        fshare[~unfrozen] = np.inf
-        level = np.full(ngroups, np.inf)
-        np.minimum.at(level, ca, fshare)
-        freeze = unfrozen & (fshare <= level[ca] * (1 + _REL))
-        rate[freeze] = level[ca[freeze]]
-        unfrozen &= ~freeze
-        if not unfrozen.any():
-            return rate
-        capr -= np.bincount(idx, weights=np.where(freeze[rows], rate[rows], 0.0), minlength=nv)
-        np.maximum(capr, 0.0, out=capr)
+def _grouped_maxmin(arc: np.ndarray, flow: np.ndarray, vcap: np.ndarray, vgroup: np.ndarray, gptr: np.ndarray,
+                    rate: np.ndarray) -> None:
+    """:func:`_maxmin` for every group at once, each on its own: virtual arcs ``vgroup`` sorted by group."""
+    capr = vcap
+    frozen = np.zeros(rate.shape[0], dtype=bool)
+    with np.errstate(divide="ignore", invalid="ignore"):  # inf or nan share on arcs no flow left uses
+        while True:
+            share = capr / np.bincount(arc, minlength=vcap.size)
+            level = np.fmin.reduceat(share, gptr)[vgroup]  # every virtual arc's group's level
+            hit = (share <= level * (1 + _REL))[arc]
+            rate[flow[hit]] = level[arc[hit]]
+            frozen[flow[hit]] = True
+            out = frozen[flow]
+            if out.all():
+                return
+            arc_out = arc[out]
+            capr = np.maximum(capr - np.bincount(arc_out, weights=level[arc_out], minlength=vcap.size), 0.0)
+            stay = ~out
+            arc, flow = arc[stay], flow[stay]
 
 
 @dataclass
