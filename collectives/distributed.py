@@ -718,6 +718,24 @@ def all_reduce(
     return _dispatch(run, tensor.device, async_op, tensor)
 
 
+def _check_blocks(fn: str, name: str, blocked, like_name: str, like: torch.Tensor, nranks: int) -> None:
+    """``blocked`` is ``p`` blocks shaped like ``like``: one tensor of ``p * like.numel()`` elements or
+    a list of ``p`` tensors (torch's two forms), with ``like``'s dtype and device."""
+    m = like.numel()
+    if isinstance(blocked, (list, tuple)):
+        if len(blocked) != nranks:
+            raise ValueError(f"{fn}: {name} list has {len(blocked)} tensors, the group has {nranks} ranks")
+        for i, t in enumerate(blocked):
+            if t.numel() != m or t.dtype != like.dtype or t.device != like.device:
+                raise ValueError(f"{fn}: {name}[{i}] must match {like_name} ({m} {like.dtype} elements on {like.device})")
+        return
+    if blocked.numel() != m * nranks:
+        raise ValueError(f"{fn}: {name} has {blocked.numel()} elements; it must be {nranks} x {like_name} ({m}) = {m * nranks}")
+    if blocked.dtype != like.dtype or blocked.device != like.device:
+        raise ValueError(f"{fn}: {name} ({blocked.dtype}, {blocked.device}) and {like_name} ({like.dtype}, "
+                         f"{like.device}) must have the same dtype and device")
+
+
 def reduce_scatter(
     output: torch.Tensor,
     input: torch.Tensor | list[torch.Tensor],
@@ -759,18 +777,7 @@ def reduce_scatter(
         return None
     rank, nranks = info
     m = output.numel()
-    if blocks is not None:
-        if len(blocks) != nranks:
-            raise ValueError(f"{fn}: input list has {len(blocks)} tensors, the group has {nranks} ranks")
-        for i, t in enumerate(blocks):
-            if t.numel() != m or t.dtype != output.dtype or t.device != output.device:
-                raise ValueError(f"{fn}: input[{i}] must match output ({m} {output.dtype} elements on {output.device})")
-    else:
-        if input.numel() != m * nranks:
-            raise ValueError(f"{fn}: input has {input.numel()} elements; it must be {nranks} x output ({m}) = {m * nranks}")
-        if input.dtype != output.dtype or input.device != output.device:
-            raise ValueError(f"{fn}: input ({input.dtype}, {input.device}) and output ({output.dtype}, "
-                             f"{output.device}) must have the same dtype and device")
+    _check_blocks(fn, "input", input if blocks is None else blocks, "output", output, nranks)
     nbytes = m * nranks * output.element_size()
     algorithm = _resolve_algorithm(algorithm, "reduce_scatter", nranks, nbytes, fn)
     if check and nranks > 1:
@@ -840,18 +847,7 @@ def all_gather(
         return None
     rank, nranks = info
     m = input.numel()
-    if outs is not None:
-        if len(outs) != nranks:
-            raise ValueError(f"{fn}: output list has {len(outs)} tensors, the group has {nranks} ranks")
-        for i, t in enumerate(outs):
-            if t.numel() != m or t.dtype != input.dtype or t.device != input.device:
-                raise ValueError(f"{fn}: output[{i}] must match input ({m} {input.dtype} elements on {input.device})")
-    else:
-        if output.numel() != m * nranks:
-            raise ValueError(f"{fn}: output has {output.numel()} elements; it must be {nranks} x input ({m}) = {m * nranks}")
-        if input.dtype != output.dtype or input.device != output.device:
-            raise ValueError(f"{fn}: input ({input.dtype}, {input.device}) and output ({output.dtype}, "
-                             f"{output.device}) must have the same dtype and device")
+    _check_blocks(fn, "output", output if outs is None else outs, "input", input, nranks)
     nbytes = m * nranks * input.element_size()
     algorithm = _resolve_algorithm(algorithm, "allgather", nranks, nbytes, fn)
     if check and nranks > 1:
