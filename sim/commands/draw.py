@@ -13,7 +13,7 @@ __all__ = ["NAME", "HELP", "add_arguments", "run"]
 
 
 def add_arguments(parser) -> None:
-    from sim.commands.simulate import add_model_arguments
+    from sim.commands._args import add_model_arguments
 
     add_model_arguments(parser, sizes=None)
     parser.add_argument("--algorithm", required=True, help=f"one of: {', '.join(ALGORITHMS)}")
@@ -23,9 +23,14 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import os
-
-    from sim.commands.simulate import itemsize_of, load_network, nranks_of, parse_algorithms
+    from sim.commands._args import (
+        check_output,
+        itemsize_of,
+        load_network,
+        nranks_of,
+        parse_algorithms,
+        parse_option,
+    )
     from sim.plots import draw_utilization
     from sim.results import parse_size
     from sim.select import run_model
@@ -33,14 +38,8 @@ def run(args) -> int:
     (algorithm,) = parse_algorithms(args.algorithm) if "," not in args.algorithm else (None,)
     if algorithm is None:
         raise ValueError(f"--algorithm: give one algorithm, got {args.algorithm!r}")
-    try:
-        size = parse_size(args.size)
-    except ValueError as err:
-        raise ValueError(f"--size: {err}") from None
-    if not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
-        raise ValueError(f"--output: folder of {args.output!r} does not exist")
-    if os.path.splitext(args.output)[1].lower() not in (".png", ".svg", ".pdf"):
-        raise ValueError(f"--output: use a .png, .svg or .pdf file name, got {args.output!r}")
+    size = parse_option(parse_size, args.size, "--size")
+    check_output(args.output, "--output", figure=True)
     itemsize = itemsize_of(args.dtype)
     G, net = load_network(args)
     p = nranks_of(args, net)

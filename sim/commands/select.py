@@ -13,7 +13,7 @@ __all__ = ["NAME", "HELP", "add_arguments", "run"]
 
 
 def add_arguments(parser) -> None:
-    from sim.commands.simulate import add_model_arguments
+    from sim.commands._args import add_model_arguments
 
     add_model_arguments(parser, sizes="1KiB:256MiB:x2")
     parser.add_argument("--algorithms", default="all", help=f"comma-separated, or 'all' ({', '.join(ALGORITHMS)})")
@@ -46,9 +46,7 @@ def _human(n: int) -> str:
 
 
 def run(args) -> int:
-    import os
-
-    from sim.commands.simulate import itemsize_of, load_network, parse_algorithms
+    from sim.commands._args import check_output, itemsize_of, load_network, parse_algorithms, parse_option
     from sim.results import Progress, parse_sizes
     from sim.select import MODELS, select, sweep, tuning_table
 
@@ -57,13 +55,9 @@ def run(args) -> int:
     if args.refine < 0:
         raise ValueError(f"--refine must be >= 0, got {args.refine}")
     algorithms = parse_algorithms(args.algorithms)
-    try:
-        sizes = parse_sizes(args.sizes)
-    except ValueError as err:
-        raise ValueError(f"--sizes: {err}") from None
+    sizes = parse_option(parse_sizes, args.sizes, "--sizes")
     itemsize = itemsize_of(args.dtype)
-    if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
-        raise ValueError(f"--output: folder of {args.output!r} does not exist")
+    check_output(args.output, "--output")
     G, net = load_network(args)
     worlds = _world_sizes(args.nranks, net)
     selections = []

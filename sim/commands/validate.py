@@ -44,7 +44,7 @@ def _check_out(path: str | None, option: str) -> None:
 def run(args: argparse.Namespace) -> int:
     import topologies
     from sim.cli import UsageError
-    from sim.commands.simulate import parse_algorithms
+    from sim.commands._args import parse_algorithms
     from sim.results import parse_sizes
     from sim.validate import format_report, validate
     from topologies.emulate import EmulationUnavailable

@@ -6,6 +6,7 @@ import math
 import sys
 
 from collectives import ALGORITHMS, COLLECTIVES, get_schedule, verify
+from sim.commands._args import parse_algorithms
 
 NAME = "verify"
 HELP = "prove every algorithm's schedules correct and print steps and bytes per rank next to the textbook values"
@@ -40,18 +41,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--ranks", default=None, help="world sizes to list in the table (default: 2,3,4,5,7,8,16,... up to --max-ranks)")
 
 
-def _algorithms(text: str) -> list[str]:
-    if text == "all":
-        return list(ALGORITHMS)
-    names = [a.strip() for a in text.split(",") if a.strip()]
-    for name in names:
-        if name not in ALGORITHMS:
-            raise ValueError(f"--algorithms: unknown algorithm {name!r}; choose from: all, {', '.join(ALGORITHMS)}")
-    return names
-
-
 def run(args) -> int:
-    algorithms = _algorithms(args.algorithms)
+    algorithms = parse_algorithms(args.algorithms)
     if args.max_ranks < 1:
         raise ValueError(f"--max-ranks must be >= 1, got {args.max_ranks}")
     shown = [p for p in (2, 3, 4, 5, 7, 8, 16, 31, 32, 64, 128, 256, 1024) if p <= args.max_ranks]
