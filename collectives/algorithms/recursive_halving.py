@@ -24,8 +24,11 @@ from collectives.schedule import Schedule, Step, concat_steps
 __all__ = ["allreduce", "reduce_scatter", "allgather", "halving_steps", "doubling_steps", "fold_step", "unfold_step"]
 
 
-def fold_step(fold: Folding, first: int, nchunks: int, reduce: bool, phase: str) -> tuple[int, callable]:
-    """Pre step: even rank ``2i`` sends chunks ``[first, first + nchunks)`` to ``2i + 1``."""
+def fold_step(fold: Folding, first, nchunks: int, reduce: bool, phase: str) -> tuple[int, callable]:
+    """Pre step: even rank ``2i`` sends chunks ``[first, first + nchunks)`` to ``2i + 1``.
+
+    ``first`` is one chunk for every pair, or an array with one entry per pair.
+    """
     if fold.rem == 0:
         return 0, None
     evens = fold.folded
@@ -128,7 +131,7 @@ def allgather(nranks: int, algorithm: str = "recursive_halving") -> Schedule:
     """Allgather by recursive doubling: folded ranks hand their block in first, get all back last."""
     fold = Folding(nranks)
     parts = [
-        _hand_in(fold),
+        fold_step(fold, fold.folded, 1, False, "allgather"),  # even rank 2i hands its block 2i in
         doubling_steps(fold, fold.first_block),
         unfold_step(fold, lambda i: 0, lambda i: nranks, "allgather"),
     ]
@@ -136,14 +139,3 @@ def allgather(nranks: int, algorithm: str = "recursive_halving") -> Schedule:
     owner = np.arange(nranks, dtype=np.int64)
     return Schedule("allgather", algorithm, nranks, nranks, owner, nsteps, make_step, nblocks=nranks)
 
-
-def _hand_in(fold: Folding):
-    """Allgather pre step: even rank ``2i`` copies its block ``2i`` to ``2i + 1``."""
-    if fold.rem == 0:
-        return 0, None
-    evens = fold.folded
-
-    def make_step(_: int) -> Step:
-        return Step.build(evens, evens + 1, evens, 1, False, key=("fold", "allgather"), phase="allgather")
-
-    return 1, make_step
