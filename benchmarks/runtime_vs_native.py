@@ -32,15 +32,11 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from sim.bench import size_arg
+
 __all__ = ["main"]
 
 ALGORITHMS = ("native", "ring", "tree", "recursive_halving", "recursive_doubling", "auto")
-
-
-def _size(text: str) -> int:
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    t = text.strip().upper().removesuffix("B")
-    return int(t[:-1]) * units[t[-1]] if t[-1:] in units else int(t)
 
 
 def _init(rank: int, nranks: int, store: str):
@@ -131,12 +127,12 @@ def _fmt_size(size: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nranks", type=int, nargs="+", default=[2, 4])
-    parser.add_argument("--min-size", type=_size, default=_size("4K"))
-    parser.add_argument("--max-size", type=_size, default=_size("64M"))
+    parser.add_argument("--min-size", type=size_arg, default=size_arg("4K"))
+    parser.add_argument("--max-size", type=size_arg, default=size_arg("64M"))
     parser.add_argument("--reps", type=int, default=10, help="repetitions (median of the ratios)")
     parser.add_argument("--algorithms", default=",".join(ALGORITHMS[1:]),
                         help=f"comma-separated, from: {', '.join(ALGORITHMS[1:])} (native always runs)")
-    parser.add_argument("--rss-size", type=_size, default=_size("64M"))
+    parser.add_argument("--rss-size", type=size_arg, default=size_arg("64M"))
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = parser.parse_args(argv)
     ours = [a.strip() for a in args.algorithms.split(",") if a.strip()]
