@@ -22,6 +22,11 @@ of the buffer, reduce-receives land in a slice of the scratch tensor, sends read
 buffer; after the step's waits the received slices are reduced into the buffer in place. There is
 no allocation and no host sync per step beyond the step's own waits.
 
+Small CPU buffers (at most :data:`PREPOST_BYTES`) post each step's receives one step ahead, while
+the step before is still in flight, whenever they land where that step does not touch: in Gloo a
+send whose receive is already posted goes straight out, one handshake fewer per step (the
+consecutive steps take tags 0 and 1, and their reduce-receives two scratch regions).
+
 Large CPU buffers (chunks of at least two :data:`SEGMENT_BYTES` segments) run in *lanes*: every
 chunk is cut into up to :data:`MAX_LANES` segments and lane ``j`` executes the schedule on segment
 ``j`` of every chunk, one ``batch_isend_irecv`` per (step, lane), with tag ``j``. Reductions are
@@ -48,6 +53,7 @@ recursive_halving  ``n / 2`` (``n`` when ``p`` is not 2^k)  the fold step receiv
 recursive_doubling ``n``                                    whole-vector exchange
 ================== ======================================= =====================================
 
+CPU buffers of at most :data:`PREPOST_BYTES` (receives posted a step ahead) use twice these.
 ``reduce_scatter`` additionally keeps a work copy of ``input`` (``p * m`` elements: the schedule
 reduces in place and ``input`` must stay untouched); ``all_gather`` into a tensor needs nothing
 extra (copy-only schedule, run in ``output``), into a list it keeps one ``p * m`` work buffer.
@@ -91,6 +97,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import itertools
 import os
 import threading
 from dataclasses import dataclass
@@ -113,6 +120,7 @@ __all__ = [
     "SEGMENT_BYTES",
     "MAX_LANES",
     "BATCH_ON_CPU",
+    "PREPOST_BYTES",
     "CollectiveError",
     "CollectiveWork",
     "algorithms_for",
@@ -258,6 +266,10 @@ SEGMENT_BYTES = int(os.environ.get("COLLSIM_SEGMENT_BYTES", 4 << 20))
 MAX_LANES = 16
 #: Post CPU steps through ``dist.batch_isend_irecv`` (True) or straight on the group (False, faster).
 BATCH_ON_CPU = False
+#: CPU buffers of at most this many bytes post each step's receives one step ahead (see
+#: :func:`_execute`); their reduce-receives alternate between two scratch regions. 0 turns it off;
+#: ``COLLSIM_PREPOST_BYTES`` overrides it at import.
+PREPOST_BYTES = int(os.environ.get("COLLSIM_PREPOST_BYTES", 4 << 20))
 
 
 @dataclass(frozen=True)
@@ -275,6 +287,7 @@ class _Plan:
     to_global: tuple[int, ...]  # group rank -> global rank
     scratch: torch.Tensor | None
     work: torch.Tensor | None  # reduce_scatter input copy / all_gather list workspace
+    ahead: tuple[bool, ...] | None = None  # one lane: may step k + 1's receives be posted during step k
 
 
 _cache: collections.OrderedDict[tuple, _Plan] = collections.OrderedDict()
@@ -325,7 +338,8 @@ def _pieces(lo: int, hi: int, offsets, nlanes: int) -> list[list[tuple[int, int]
 def _plan(collective: str, algorithm: str, group, rank: int, nranks: int, count: int,
           dtype: torch.dtype, device: torch.device, nbytes: int, need_work: bool) -> _Plan:
     params = tuple(sorted(algorithm_params(algorithm, nranks, nbytes).items()))
-    key = (_group_name(group), collective, algorithm, params, count, dtype, device, need_work, SEGMENT_BYTES)
+    key = (_group_name(group), collective, algorithm, params, count, dtype, device, need_work, SEGMENT_BYTES,
+           PREPOST_BYTES)
     with _cache_lock:
         plan = _cache.get(key)
         if plan is not None:
@@ -333,7 +347,7 @@ def _plan(collective: str, algorithm: str, group, rank: int, nranks: int, count:
             return plan
     program = program_for(collective, algorithm, nranks, rank, count, params)
     schedule = get_schedule(collective, algorithm, nranks, **dict(params))
-    nlanes = _nlanes(schedule, count, torch.empty((), dtype=dtype).element_size(), device)
+    nlanes = _nlanes(schedule, count, _itemsize(dtype), device)
     offsets = schedule.chunk_offsets(count)
     pg = group if group is not None else dist.group.WORLD
     to_global = [dist.get_global_rank(pg, r) for r in range(nranks)]
@@ -359,21 +373,26 @@ def _plan(collective: str, algorithm: str, group, rank: int, nranks: int, count:
         for j, (sends, recvs, reduces, used) in enumerate(per_lane):
             if sends or recvs:
                 raw[j].append((rs.index, sends, recvs, reduces, used))
-    # lane j's scratch region starts after the largest reductions of lanes 0 .. j-1
+    # lane j's scratch region starts after the largest reductions of lanes 0 .. j-1; a plan whose
+    # receives go out a step ahead alternates its steps between two regions of that size
     sizes = [max((used for *_, used in steps), default=0) for steps in raw]
+    prepost = nlanes == 1 and device.type == "cpu" and count * _itemsize(dtype) <= PREPOST_BYTES
+    shift = sizes[0] if prepost else 0
     base = np.concatenate([[0], np.cumsum(sizes)]).astype(int).tolist()
     lanes = tuple(
         tuple(
             _Step(index, tuple(sends),
-                  tuple((q, x, y, off + base[j] if off >= 0 else -1) for q, x, y, off in recvs),
-                  tuple((x, y, off + base[j], first) for x, y, off, first in reduces))
-            for index, sends, recvs, reduces, _ in steps
+                  tuple((q, x, y, off + base[j] + (k % 2) * shift if off >= 0 else -1) for q, x, y, off in recvs),
+                  tuple((x, y, off + base[j] + (k % 2) * shift, first) for x, y, off, first in reduces))
+            for k, (index, sends, recvs, reduces, _) in enumerate(steps)
         )
         for j, steps in enumerate(raw)
     )
-    scratch = torch.empty(base[-1], dtype=dtype, device=device) if base[-1] else None
+    nscratch = base[-1] + shift
+    scratch = torch.empty(nscratch, dtype=dtype, device=device) if nscratch else None
     work = torch.empty(count, dtype=dtype, device=device) if need_work else None
-    plan = _Plan(algorithm, lanes, tuple(to_global), scratch, work)
+    ahead = tuple(_can_post_ahead(a, b) for a, b in itertools.pairwise(lanes[0])) if prepost else None
+    plan = _Plan(algorithm, lanes, tuple(to_global), scratch, work, ahead)
     with _cache_lock:
         _cache[key] = plan
         while len(_cache) > CACHE_SIZE:
@@ -381,16 +400,35 @@ def _plan(collective: str, algorithm: str, group, rank: int, nranks: int, count:
     return plan
 
 
-def extra_memory(collective: str, algorithm: str, nranks: int, count: int, itemsize: int, rank: int = 0) -> int:
+def _itemsize(dtype: torch.dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()
+
+
+def _can_post_ahead(step: _Step, following: _Step) -> bool:
+    """Whether ``following``'s receives may be posted while ``step`` runs.
+
+    Its reduce-receives land in the other scratch region, so only its copy-receives matter: each
+    writes its slice of the buffer as soon as the peer's message arrives, so that slice must not
+    be one ``step`` sends, receives into or reduces into.
+    """
+    busy = [(lo, hi) for _, lo, hi in step.sends] + [(lo, hi) for _, lo, hi, _ in step.recvs]
+    return all(hi <= a or b <= lo for _, lo, hi, off in following.recvs if off < 0 for a, b in busy)
+
+
+def extra_memory(collective: str, algorithm: str, nranks: int, count: int, itemsize: int, rank: int = 0,
+                 device: str = "cpu") -> int:
     """Bytes of scratch ``rank`` allocates to run ``collective`` on a buffer of ``count`` elements.
 
     ``count`` is the full buffer (for reduce_scatter the input, for all_gather the output). The
     work copy reduce_scatter keeps of its input is included. (Lanes reuse one region each, so the
-    total stays the per-step maximum up to rounding.)
+    total stays the per-step maximum up to rounding.) CPU buffers of at most :data:`PREPOST_BYTES`
+    post their receives a step ahead into a second region, which doubles their scratch.
     """
     nbytes = count * itemsize
     params = tuple(sorted(algorithm_params(algorithm, nranks, nbytes).items()))
     scratch = program_for(collective, algorithm, nranks, rank, count, params).scratch
+    if device == "cpu" and nbytes <= PREPOST_BYTES:
+        scratch *= 2
     work = count if collective == "reduce_scatter" else 0
     return (scratch + work) * itemsize
 
@@ -414,7 +452,9 @@ def _execute(plan: _Plan, buf: torch.Tensor, op: str, group, timeout: timedelta 
     CPU (Gloo, which does not coalesce: ``batch_isend_irecv`` is a loop of ``isend``/``irecv``) the
     same receives and sends are issued straight on the process group, ``group.recv``/``group.send``
     with group ranks, which skips about 0.1 ms of Python argument checking per step (set
-    :data:`BATCH_ON_CPU` to use ``batch_isend_irecv`` there too). With several lanes (large
+    :data:`BATCH_ON_CPU` to use ``batch_isend_irecv`` there too). A plan with ``ahead`` (small CPU
+    buffers) posts step ``k + 1``'s receives right after step ``k``'s sends when ``ahead[k]``
+    allows it, and otherwise right after step ``k`` is reduced. With several lanes (large
     CPU buffers) the chunks are cut into segments and lane ``j`` runs the schedule on segment ``j``
     of every chunk: lanes are independent (reductions are elementwise), so lane ``j``'s next step
     is posted as soon as its current one is reduced, and reducing one lane overlaps the transfers
@@ -439,11 +479,15 @@ def _execute(plan: _Plan, buf: torch.Tensor, op: str, group, timeout: timedelta 
         pg = group if group is not None else dist.group.WORLD
         recv, send = pg.recv, pg.send
 
+        def post_recvs(step: _Step, tag: int) -> list:
+            return [recv([buf[lo:hi] if off < 0 else scratch[off:off + hi - lo]], peer, tag)
+                    for peer, lo, hi, off in step.recvs]
+
+        def post_sends(step: _Step, tag: int) -> list:
+            return [send([buf[lo:hi]], peer, tag) for peer, lo, hi in step.sends]
+
         def post(step: _Step, tag: int) -> list:
-            works = [recv([buf[lo:hi] if off < 0 else scratch[off:off + hi - lo]], peer, tag)
-                     for peer, lo, hi, off in step.recvs]
-            works.extend(send([buf[lo:hi]], peer, tag) for peer, lo, hi in step.sends)
-            return works
+            return post_recvs(step, tag) + post_sends(step, tag)
 
     def finish(step: _Step, works: list) -> None:
         for work in works:
@@ -457,6 +501,23 @@ def _execute(plan: _Plan, buf: torch.Tensor, op: str, group, timeout: timedelta 
                 reduce_fn(theirs, mine, out=mine)
             else:
                 reduce_fn(mine, theirs, out=mine)
+
+    if plan.ahead is not None and buf.device.type == "cpu" and not BATCH_ON_CPU:
+        steps, ahead = lanes[0], plan.ahead
+        step = steps[0]
+        try:
+            recvs = post_recvs(step, step.index & 1)
+            for k, step in enumerate(steps):
+                works = recvs + post_sends(step, step.index & 1)
+                recvs = None
+                if k < len(ahead) and ahead[k]:
+                    recvs = post_recvs(steps[k + 1], steps[k + 1].index & 1)
+                finish(step, works)
+                if recvs is None and k + 1 < len(steps):
+                    recvs = post_recvs(steps[k + 1], steps[k + 1].index & 1)
+        except RuntimeError as err:
+            raise _fail(plan, step, err, what, rank, nranks) from err
+        return
 
     if len(lanes) == 1:
         for step in lanes[0]:

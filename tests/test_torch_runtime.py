@@ -256,6 +256,33 @@ def test_lanes_match_native(nranks, collective, algorithm):
     _check_results(results, f"p={nranks} {collective} {algorithm} (lanes)")
 
 
+PREPOST_CASES = [(p, "allreduce", a) for p in (2, 3, 4) for a in ALLREDUCE_ALGORITHMS] + [
+    (4, c, a) for c in ("reduce_scatter", "allgather") for a in BLOCKED_ALGORITHMS
+]
+
+
+@pytest.mark.parametrize(("nranks", "collective", "algorithm"), PREPOST_CASES,
+                         ids=[f"p{p}-{c}-{a}" for p, c, a in PREPOST_CASES])
+def test_without_posting_ahead_matches_native(nranks, collective, algorithm):
+    """Small buffers post receives a step ahead by default; the plain path (``PREPOST_BYTES = 0``) too."""
+    cases = matrix_cases(nranks, collective, dtypes=SMALL_DTYPES, counts=[0, 1, nranks + 1, 1031])
+    results = pool(nranks).run(run_matrix, collective, algorithm, cases, settings={"PREPOST_BYTES": 0})
+    _check_results(results, f"p={nranks} {collective} {algorithm} (receives posted in their own step)")
+
+
+def test_post_ahead_only_into_slices_the_step_leaves_alone():
+    """A copy-receive may be posted a step early only into a slice the current step does not touch."""
+    from collectives.distributed import _can_post_ahead, _Step
+
+    step = _Step(0, sends=((1, 0, 10),), recvs=((1, 10, 20, -1),), reduces=())
+    assert _can_post_ahead(step, _Step(1, (), ((1, 20, 30, -1),), ()))       # disjoint copy-receive
+    assert not _can_post_ahead(step, _Step(1, (), ((1, 5, 15, -1),), ()))    # overwrites what is sent
+    assert not _can_post_ahead(step, _Step(1, (), ((1, 19, 25, -1),), ()))   # overlaps what is received
+    assert _can_post_ahead(step, _Step(1, (), ((1, 0, 20, 0),), ((0, 20, 0, False),)))  # lands in scratch
+    reducing = _Step(0, (), ((1, 0, 10, 0),), ((0, 10, 0, True),))
+    assert not _can_post_ahead(reducing, _Step(1, (), ((1, 8, 12, -1),), ()))  # overwrites what is reduced
+
+
 BATCH_CASES = [(p, "allreduce", a) for p in (3, 4) for a in ALLREDUCE_ALGORITHMS] + [
     (4, c, a) for c in ("reduce_scatter", "allgather") for a in BLOCKED_ALGORITHMS
 ]
@@ -451,9 +478,13 @@ def test_complex_avg():
 def test_extra_memory_ring_is_one_chunk():
     from collectives.distributed import extra_memory
 
-    assert extra_memory("allreduce", "ring", 4, 1 << 20, 4) == (1 << 20)  # one chunk of n/p elements
-    assert extra_memory("allreduce", "ring", 3, 10, 8) == 4 * 8
-    assert extra_memory("allreduce", "recursive_doubling", 4, 1000, 4) == 4000
+    assert extra_memory("allreduce", "ring", 4, 4 << 20, 4) == (4 << 20)  # one chunk of n/p elements
+    assert extra_memory("allreduce", "recursive_doubling", 4, 4 << 20, 4) == 16 << 20
+    # buffers up to PREPOST_BYTES post receives a step ahead into a second region: two chunks
+    assert extra_memory("allreduce", "ring", 4, 1 << 20, 4) == 2 * (1 << 20)
+    assert extra_memory("allreduce", "ring", 3, 10, 8) == 2 * 4 * 8
+    assert extra_memory("allreduce", "recursive_doubling", 4, 1000, 4) == 2 * 4000
+    assert extra_memory("allreduce", "ring", 4, 1 << 20, 4, device="cuda") == (1 << 20)
     assert extra_memory("allgather", "ring", 4, 1000, 4) == 0
 
 
