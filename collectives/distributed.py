@@ -347,7 +347,7 @@ def _plan(collective: str, algorithm: str, group, rank: int, nranks: int, count:
             return plan
     program = program_for(collective, algorithm, nranks, rank, count, params)
     schedule = get_schedule(collective, algorithm, nranks, **dict(params))
-    nlanes = _nlanes(schedule, count, _itemsize(dtype), device)
+    nlanes = _nlanes(schedule, count, dtype.itemsize, device)
     offsets = schedule.chunk_offsets(count)
     pg = group if group is not None else dist.group.WORLD
     to_global = [dist.get_global_rank(pg, r) for r in range(nranks)]
@@ -376,7 +376,7 @@ def _plan(collective: str, algorithm: str, group, rank: int, nranks: int, count:
     # lane j's scratch region starts after the largest reductions of lanes 0 .. j-1; a plan whose
     # receives go out a step ahead alternates its steps between two regions of that size
     sizes = [max((used for *_, used in steps), default=0) for steps in raw]
-    prepost = nlanes == 1 and device.type == "cpu" and count * _itemsize(dtype) <= PREPOST_BYTES
+    prepost = nlanes == 1 and _posts_ahead(count * dtype.itemsize, device.type)
     shift = sizes[0] if prepost else 0
     base = np.concatenate([[0], np.cumsum(sizes)]).astype(int).tolist()
     lanes = tuple(
@@ -400,8 +400,9 @@ def _plan(collective: str, algorithm: str, group, rank: int, nranks: int, count:
     return plan
 
 
-def _itemsize(dtype: torch.dtype) -> int:
-    return torch.empty((), dtype=dtype).element_size()
+def _posts_ahead(nbytes: int, device_type: str) -> bool:
+    """Whether a buffer of ``nbytes`` posts its receives a step ahead (two scratch regions)."""
+    return device_type == "cpu" and nbytes <= PREPOST_BYTES
 
 
 def _can_post_ahead(step: _Step, following: _Step) -> bool:
@@ -427,7 +428,7 @@ def extra_memory(collective: str, algorithm: str, nranks: int, count: int, items
     nbytes = count * itemsize
     params = tuple(sorted(algorithm_params(algorithm, nranks, nbytes).items()))
     scratch = program_for(collective, algorithm, nranks, rank, count, params).scratch
-    if device == "cpu" and nbytes <= PREPOST_BYTES:
+    if _posts_ahead(nbytes, device):
         scratch *= 2
     work = count if collective == "reduce_scatter" else 0
     return (scratch + work) * itemsize
@@ -454,7 +455,8 @@ def _execute(plan: _Plan, buf: torch.Tensor, op: str, group, timeout: timedelta 
     with group ranks, which skips about 0.1 ms of Python argument checking per step (set
     :data:`BATCH_ON_CPU` to use ``batch_isend_irecv`` there too). A plan with ``ahead`` (small CPU
     buffers) posts step ``k + 1``'s receives right after step ``k``'s sends when ``ahead[k]``
-    allows it, and otherwise right after step ``k`` is reduced. With several lanes (large
+    allows it, and otherwise right after step ``k`` is reduced; a batch (CUDA) posts a step's
+    receives with its sends, so nothing goes ahead there. With several lanes (large
     CPU buffers) the chunks are cut into segments and lane ``j`` runs the schedule on segment ``j``
     of every chunk: lanes are independent (reductions are elementwise), so lane ``j``'s next step
     is posted as soon as its current one is reduced, and reducing one lane overlaps the transfers
@@ -475,6 +477,11 @@ def _execute(plan: _Plan, buf: torch.Tensor, op: str, group, timeout: timedelta 
                    for peer, lo, hi, off in step.recvs]
             ops.extend(P2POp(isend, buf[lo:hi], to_global[peer], group, tag) for peer, lo, hi in step.sends)
             return dist.batch_isend_irecv(ops)
+
+        def post_recvs(step: _Step, tag: int) -> list:
+            return []  # one batch carries a step's receives together with its sends
+
+        post_sends = post
     else:
         pg = group if group is not None else dist.group.WORLD
         recv, send = pg.recv, pg.send
@@ -502,29 +509,24 @@ def _execute(plan: _Plan, buf: torch.Tensor, op: str, group, timeout: timedelta 
             else:
                 reduce_fn(mine, theirs, out=mine)
 
-    if plan.ahead is not None and buf.device.type == "cpu" and not BATCH_ON_CPU:
-        steps, ahead = lanes[0], plan.ahead
-        step = steps[0]
+    if len(lanes) == 1:
+        # step k + 1's receives go out during step k where the plan allows it (``ahead``), else
+        # once step k is reduced; consecutive steps alternate tags 0 and 1
+        steps, ahead = lanes[0], plan.ahead or ()
+        step = steps[0] if steps else None
         try:
-            recvs = post_recvs(step, step.index & 1)
+            recvs = post_recvs(step, step.index & 1) if steps else []
             for k, step in enumerate(steps):
                 works = recvs + post_sends(step, step.index & 1)
-                recvs = None
-                if k < len(ahead) and ahead[k]:
-                    recvs = post_recvs(steps[k + 1], steps[k + 1].index & 1)
+                following = steps[k + 1] if k + 1 < len(steps) else None
+                early = following is not None and k < len(ahead) and ahead[k]
+                if early:
+                    recvs = post_recvs(following, following.index & 1)
                 finish(step, works)
-                if recvs is None and k + 1 < len(steps):
-                    recvs = post_recvs(steps[k + 1], steps[k + 1].index & 1)
+                if following is not None and not early:
+                    recvs = post_recvs(following, following.index & 1)
         except RuntimeError as err:
             raise _fail(plan, step, err, what, rank, nranks) from err
-        return
-
-    if len(lanes) == 1:
-        for step in lanes[0]:
-            try:
-                finish(step, post(step, 0))
-            except RuntimeError as err:
-                raise _fail(plan, step, err, what, rank, nranks) from err
         return
 
     nexts = [0] * len(lanes)
