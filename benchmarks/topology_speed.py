@@ -37,11 +37,17 @@ __all__ = ["CASES", "main"]
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _fat_tree_ring():
-    G = topologies.from_spec("fat_tree:k=32")
+def _route_ring(spec: str):
+    """Build ``spec``, make a Router and route every ring-neighbour pair: (graph, ranks, arcs routed)."""
+    G = topologies.from_spec(spec)
     router = topologies.Router(G)
     n = len(G.graph["endpoints"])
     hops = sum(len(router.route_ranks(i, (i + 1) % n)) for i in range(n))
+    return G, n, hops
+
+
+def _fat_tree_ring():
+    _, n, hops = _route_ring("fat_tree:k=32")
     return f"{n} hosts, {n} routes, {hops} arcs"
 
 
@@ -60,20 +66,12 @@ def _gpu_build():
 
 
 def _gpu_ring():
-    G = topologies.from_spec("gpu_cluster:nodes=128")
-    router = topologies.Router(G)
-    n = len(G.graph["endpoints"])
-    for i in range(n):
-        router.route_ranks(i, (i + 1) % n)
+    _, n, _ = _route_ring("gpu_cluster:nodes=128")
     return f"{n} routes"
 
 
 def _torus_ring():
-    G = topologies.from_spec("torus:dims=32x32x32")
-    router = topologies.Router(G)
-    n = len(G.graph["endpoints"])
-    for i in range(n):
-        router.route_ranks(i, (i + 1) % n)
+    _, n, _ = _route_ring("torus:dims=32x32x32")
     return f"{n} hosts, {n} routes"
 
 
