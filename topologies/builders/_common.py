@@ -8,6 +8,7 @@ __all__ = [
     "MAX_LINKS",
     "check_int",
     "check_positive",
+    "check_link",
     "check_dims",
     "check_size",
     "hosts",
@@ -51,6 +52,14 @@ def check_positive(name: str, value, allow_zero: bool = False) -> float:
     return float(value)
 
 
+def check_link(bandwidth, latency, prefix: str = "") -> tuple[float, float]:
+    """Return a link's ``(bandwidth, latency)`` as floats: bandwidth > 0, latency >= 0.
+
+    The error names the argument as ``{prefix}bandwidth`` / ``{prefix}latency`` (e.g. ``nvlink_``).
+    """
+    return check_positive(f"{prefix}bandwidth", bandwidth), check_positive(f"{prefix}latency", latency, allow_zero=True)
+
+
 def check_dims(name: str, dims) -> tuple[int, ...]:
     """Return ``dims`` as a tuple of ints >= 1 (an int means one dimension)."""
     if isinstance(dims, int) and not isinstance(dims, bool):
@@ -65,7 +74,8 @@ def check_dims(name: str, dims) -> tuple[int, ...]:
 
 
 def hosts(G: nx.DiGraph, n: int, prefix: str = "h") -> list[str]:
-    """Add ``n`` host nodes ``h0 .. h{n-1}`` (layer 0) and return their ids."""
+    """Add ``n`` host nodes ``h0 .. h{n-1}`` (layer 0), make them ``G``'s endpoints in that order, return their ids."""
     ids = [f"{prefix}{i}" for i in range(n)]
     G.add_nodes_from(ids, kind="host", layer=0)
+    G.graph["endpoints"] = ids
     return ids

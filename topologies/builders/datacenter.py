@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from topologies.builders._common import GBPS_100, check_int, check_positive, check_size, hosts
+from topologies.builders._common import GBPS_100, check_int, check_link, check_positive, check_size, hosts
 from topologies.model import Bandwidth, Latency, add_link, new_topology
 
 __all__ = ["fat_tree", "leaf_spine", "dragonfly"]
@@ -50,11 +50,10 @@ def fat_tree(k: int = 4, *, bandwidth: Bandwidth = GBPS_100, latency: Latency = 
     """
     check_int("k", k, minimum=2, even=True)
     check_size(f"k={k}", k**3 // 4 + 5 * k * k // 4, 3 * k**3 // 4)
-    bw, lat = check_positive("bandwidth", bandwidth), check_positive("latency", latency, allow_zero=True)
+    bw, lat = check_link(bandwidth, latency)
     half = k // 2
     G = new_topology(f"fat_tree:k={k}")
     h = hosts(G, k**3 // 4)
-    G.graph["endpoints"] = h
     core = [f"core{j}" for j in range(half * half)]
     G.add_nodes_from(core, kind="switch", layer=3, role="core")
     for pod in range(k):
@@ -129,13 +128,12 @@ def leaf_spine(
         leaves * (hosts_per_leaf + spines),
     )
     over = check_positive("oversubscription", oversubscription)
-    bw, lat = check_positive("bandwidth", bandwidth), check_positive("latency", latency, allow_zero=True)
+    bw, lat = check_link(bandwidth, latency)
     uplink = hosts_per_leaf * bw / (spines * over)
     G = new_topology(
         f"leaf_spine:leaves={leaves},spines={spines},hosts_per_leaf={hosts_per_leaf},oversubscription={over:g}"
     )
     h = hosts(G, leaves * hosts_per_leaf)
-    G.graph["endpoints"] = h
     G.add_nodes_from((f"spine{s}" for s in range(spines)), kind="switch", layer=2, role="spine")
     for leaf in range(leaves):
         G.add_node(f"leaf{leaf}", kind="switch", layer=1, role="leaf")
@@ -201,7 +199,7 @@ def dragonfly(
         groups * routers_per_group * (hosts_per_router + 1),
         groups * routers_per_group * (hosts_per_router + routers_per_group) + groups * groups,
     )
-    bw, lat = check_positive("bandwidth", bandwidth), check_positive("latency", latency, allow_zero=True)
+    bw, lat = check_link(bandwidth, latency)
     gbw = bw if global_bandwidth is None else check_positive("global_bandwidth", global_bandwidth)
     glat = (
         lat if global_latency is None else check_positive("global_latency", global_latency, allow_zero=True)
@@ -209,7 +207,6 @@ def dragonfly(
     a, p = routers_per_group, hosts_per_router
     G = new_topology(f"dragonfly:groups={groups},routers_per_group={a},hosts_per_router={p}")
     h = hosts(G, groups * a * p)
-    G.graph["endpoints"] = h
     router = [[f"g{g}r{r}" for r in range(a)] for g in range(groups)]
     for g in range(groups):
         G.add_nodes_from(router[g], kind="switch", layer=1, role="router", group=g)

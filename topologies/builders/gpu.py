@@ -6,7 +6,7 @@ from typing import Literal
 
 import networkx as nx
 
-from topologies.builders._common import check_int, check_positive, check_size
+from topologies.builders._common import check_int, check_link, check_size
 from topologies.model import Bandwidth, Latency, add_link, new_topology
 
 __all__ = ["gpu_cluster"]
@@ -91,11 +91,9 @@ def gpu_cluster(
         raise ValueError(f"fabric must be one of: rail, single; got {fabric!r}")
     if intra not in ("nvswitch", "nvlink"):
         raise ValueError(f"intra must be one of: nvswitch, nvlink; got {intra!r}")
-    bw, lat = check_positive("bandwidth", bandwidth), check_positive("latency", latency, allow_zero=True)
-    nvbw = check_positive("nvlink_bandwidth", nvlink_bandwidth)
-    nvlat = check_positive("nvlink_latency", nvlink_latency, allow_zero=True)
-    pbw = check_positive("pcie_bandwidth", pcie_bandwidth)
-    plat = check_positive("pcie_latency", pcie_latency, allow_zero=True)
+    bw, lat = check_link(bandwidth, latency)
+    nvbw, nvlat = check_link(nvlink_bandwidth, nvlink_latency, "nvlink_")
+    pbw, plat = check_link(pcie_bandwidth, pcie_latency, "pcie_")
 
     gpn = gpus_per_node
     name = f"gpu_cluster:nodes={nodes},gpus_per_node={gpn}"

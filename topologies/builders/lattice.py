@@ -11,7 +11,7 @@ import math
 
 import networkx as nx
 
-from topologies.builders._common import GBPS_100, check_dims, check_int, check_positive, check_size, hosts
+from topologies.builders._common import GBPS_100, check_dims, check_int, check_link, check_size, hosts
 from topologies.model import Bandwidth, Latency, add_link, new_topology
 
 __all__ = ["torus", "mesh", "hypercube"]
@@ -22,7 +22,6 @@ def _lattice(kind: str, dims: tuple[int, ...], wrap: bool, bw: float, lat: float
     check_size(f"dims={'x'.join(map(str, dims))}", total, total * len(dims))
     G = new_topology(f"{kind}:dims={'x'.join(map(str, dims))}")
     h = hosts(G, total)
-    G.graph["endpoints"] = h
     strides = [math.prod(dims[k + 1 :]) for k in range(len(dims))]
     if len(dims) <= 3:  # grid coordinates x, y, z (for drawing), last dimension first
         for i in range(total):
@@ -71,13 +70,7 @@ def torus(
     (12, 24, {4})
     """
     dims = check_dims("dims", dims)
-    return _lattice(
-        "torus",
-        dims,
-        True,
-        check_positive("bandwidth", bandwidth),
-        check_positive("latency", latency, allow_zero=True),
-    )
+    return _lattice("torus", dims, True, *check_link(bandwidth, latency))
 
 
 def mesh(
@@ -111,13 +104,7 @@ def mesh(
     (17, [2, 3, 4])
     """
     dims = check_dims("dims", dims)
-    return _lattice(
-        "mesh",
-        dims,
-        False,
-        check_positive("bandwidth", bandwidth),
-        check_positive("latency", latency, allow_zero=True),
-    )
+    return _lattice("mesh", dims, False, *check_link(bandwidth, latency))
 
 
 def hypercube(d: int = 3, *, bandwidth: Bandwidth = GBPS_100, latency: Latency = 1e-6) -> nx.DiGraph:
@@ -150,10 +137,9 @@ def hypercube(d: int = 3, *, bandwidth: Bandwidth = GBPS_100, latency: Latency =
     """
     check_int("d", d, minimum=0)
     check_size(f"d={d}", 2**d, d * 2 ** max(d - 1, 0))
-    bw, lat = check_positive("bandwidth", bandwidth), check_positive("latency", latency, allow_zero=True)
+    bw, lat = check_link(bandwidth, latency)
     G = new_topology(f"hypercube:d={d}")
     h = hosts(G, 2**d)
-    G.graph["endpoints"] = h
     for i in range(2**d):
         for b in range(d):
             j = i ^ (1 << b)

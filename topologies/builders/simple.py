@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from topologies.builders._common import GBPS_100, check_int, check_positive, check_size, hosts
+from topologies.builders._common import GBPS_100, check_int, check_link, check_size, hosts
 from topologies.model import Bandwidth, Latency, add_link, new_topology
 
 __all__ = ["ring", "line", "switch", "fully_connected"]
@@ -46,10 +46,9 @@ def ring(n: int = 8, *, bandwidth: Bandwidth = GBPS_100, latency: Latency = 1e-6
     """
     check_int("n", n)
     check_size(f"n={n}", n, n)
-    bw, lat = check_positive("bandwidth", bandwidth), check_positive("latency", latency, allow_zero=True)
+    bw, lat = check_link(bandwidth, latency)
     G = new_topology(f"ring:n={n}")
     h = hosts(G, n)
-    G.graph["endpoints"] = h
     for i in range(n if n > 2 else n - 1):
         add_link(G, h[i], h[(i + 1) % n], bw, lat)
     return G
@@ -85,10 +84,9 @@ def line(n: int = 8, *, bandwidth: Bandwidth = GBPS_100, latency: Latency = 1e-6
     """
     check_int("n", n)
     check_size(f"n={n}", n, n)
-    bw, lat = check_positive("bandwidth", bandwidth), check_positive("latency", latency, allow_zero=True)
+    bw, lat = check_link(bandwidth, latency)
     G = new_topology(f"line:n={n}")
     h = hosts(G, n)
-    G.graph["endpoints"] = h
     for i in range(n - 1):
         add_link(G, h[i], h[i + 1], bw, lat)
     return G
@@ -127,10 +125,9 @@ def switch(n: int = 8, *, bandwidth: Bandwidth = GBPS_100, latency: Latency = 1e
     """
     check_int("n", n)
     check_size(f"n={n}", n + 1, n)
-    bw, lat = check_positive("bandwidth", bandwidth), check_positive("latency", latency, allow_zero=True)
+    bw, lat = check_link(bandwidth, latency)
     G = new_topology(f"switch:n={n}")
     h = hosts(G, n)
-    G.graph["endpoints"] = h
     G.add_node("sw0", kind="switch", layer=1, role="switch")
     for x in h:
         add_link(G, x, "sw0", bw, lat)
@@ -169,10 +166,9 @@ def fully_connected(n: int = 8, *, bandwidth: Bandwidth = GBPS_100, latency: Lat
     """
     check_int("n", n)
     check_size(f"n={n}", n, n * (n - 1) // 2)
-    bw, lat = check_positive("bandwidth", bandwidth), check_positive("latency", latency, allow_zero=True)
+    bw, lat = check_link(bandwidth, latency)
     G = new_topology(f"fully_connected:n={n}")
     h = hosts(G, n)
-    G.graph["endpoints"] = h
     for i in range(n):
         for j in range(i + 1, n):
             add_link(G, h[i], h[j], bw, lat)
