@@ -5,6 +5,29 @@ process groups, ``async_op`` handles), plus an ``algorithm`` argument naming the
 (:data:`collectives.algorithms.ALGORITHMS` or ``"auto"``, which reads the tuning table of
 :mod:`collectives.tuning`). The same code runs CPU tensors over Gloo and CUDA tensors over NCCL.
 
+Layouts and channels
+--------------------
+Algorithms that follow the hardware (``ring``, ``tree``, ``hierarchical``: those whose generator
+takes a layout) run on the group's :class:`collectives.layout.Layout`, which ranks share a node.
+The runtime finds it once per group, the first time such an algorithm runs on it
+(:func:`find_layout`):
+
+1. ``COLLSIM_LAYOUT`` (a node label per world rank, ``0,0,1,1``) or ``COLLSIM_RANKS_PER_NODE``
+   (``2``: consecutive world ranks in twos), if set: no communication; this is how a test
+   simulates several nodes on one machine;
+2. otherwise one all-gather over the group of each rank's torchrun node (``GROUP_RANK``, set by
+   ``torchrun`` with ``LOCAL_RANK`` and ``LOCAL_WORLD_SIZE``) and host name: ranks share a node when
+   torchrun says so, or else when their host names are equal.
+
+A subgroup's layout is the world layout restricted to its members, in group rank order. An
+explicit ``layout=`` argument (a ``Layout`` of the group's size, group-local ranks) skips discovery.
+``COLLSIM_NICS_PER_NODE`` (default 1) sets ``nics_per_node``; ``channels="auto"`` (the default)
+runs that many channels, ``channels=k`` runs ``k``. The ``algorithm`` argument may also carry
+parameters as an algorithm spec, ``"ring:channels=2"`` or ``"hierarchical:outer=recursive_doubling"``
+(:func:`collectives.plan.parse_algorithm`); tuning tables use the same text. reduce_scatter and
+all_gather run a layout's schedule only when it is rank-blocked (block ``r`` on rank ``r``), and
+say so otherwise.
+
 Ranks
 -----
 Every rank in this module is **group-local**: a position ``0 .. p-1`` in ``group``, as
@@ -97,9 +120,12 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import hashlib
 import itertools
 import os
+import socket
 import threading
+import zlib
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -108,8 +134,20 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from collectives.algorithms import ALGORITHMS, algorithm_params, get_schedule
-from collectives.plan import program_for
+from collectives.algorithms import ALGORITHMS, get_schedule
+from collectives.layout import Layout
+from collectives.plan import (
+    check_layout,
+    format_algorithm,
+    labels_from_env,
+    layout_of_ranks,
+    nics_from_env,
+    parse_algorithm,
+    program_for,
+    rank_blocked,
+    run_params,
+    takes_layout,
+)
 from collectives.schedule import chunk_offsets
 from collectives.tuning import active_table
 
@@ -124,6 +162,7 @@ __all__ = [
     "CollectiveError",
     "CollectiveWork",
     "algorithms_for",
+    "find_layout",
     "all_reduce",
     "reduce_scatter",
     "all_gather",
@@ -225,18 +264,23 @@ def _check_op_dtype(op: str, dtype: torch.dtype, fn: str) -> None:
         raise ValueError(f"{fn}: op {op.upper()} is not supported for complex tensors ({dtype}); use SUM or AVG")
 
 
-def _resolve_algorithm(algorithm: str, collective: str, nranks: int, nbytes: int, fn: str) -> str:
+def _resolve_algorithm(algorithm: str, collective: str, nranks: int, nbytes: int, fn: str) -> tuple[str, dict]:
+    """(registered name, spec parameters) of ``algorithm`` (a spec, or ``"auto"``: the table's spec)."""
     allowed = algorithms_for(collective)
-    if algorithm not in allowed:
+    name = algorithm.partition(":")[0].strip() if isinstance(algorithm, str) else algorithm
+    if name not in allowed or (name == "auto" and algorithm != "auto"):
         extra = ""
-        if algorithm == "tree":
+        if name == "tree":
             extra = " (the tree's halves reduce onto two roots, they are not rank-blocked)"
         raise ValueError(f"{fn}: algorithm {algorithm!r} is not available{extra}; choose from: {', '.join(allowed)}")
     if algorithm == "auto":
         algorithm = active_table(collective).choose(nranks, nbytes)
-        if algorithm not in allowed:
+        if algorithm.partition(":")[0] not in allowed:
             raise ValueError(f"{fn}: the tuning table chose {algorithm!r}, which cannot run {collective}")
-    return algorithm
+    try:
+        return parse_algorithm(algorithm)
+    except ValueError as err:
+        raise ValueError(f"{fn}: {err}") from None
 
 
 def _as_timedelta(timeout: float | timedelta | None) -> timedelta | None:
@@ -292,13 +336,15 @@ class _Plan:
 
 _cache: collections.OrderedDict[tuple, _Plan] = collections.OrderedDict()
 _cache_lock = threading.Lock()
+_layouts: dict[tuple, Layout] = {}  # (group name, size, environment) -> layout found
 _initialized_nccl: set[str] = set()
 
 
 def clear_cache() -> None:
-    """Drop every cached plan and its scratch buffers."""
+    """Drop every cached plan and its scratch buffers, and the layouts found (call it on every rank)."""
     with _cache_lock:
         _cache.clear()
+        _layouts.clear()
 
 
 def _group_name(group: dist.ProcessGroup | None) -> str:
@@ -335,9 +381,8 @@ def _pieces(lo: int, hi: int, offsets, nlanes: int) -> list[list[tuple[int, int]
     return lanes
 
 
-def _plan(collective: str, algorithm: str, group, rank: int, nranks: int, count: int,
-          dtype: torch.dtype, device: torch.device, nbytes: int, need_work: bool) -> _Plan:
-    params = tuple(sorted(algorithm_params(algorithm, nranks, nbytes).items()))
+def _plan(collective: str, algorithm: str, params: tuple, label: str, group, rank: int, nranks: int, count: int,
+          dtype: torch.dtype, device: torch.device, need_work: bool) -> _Plan:
     key = (_group_name(group), collective, algorithm, params, count, dtype, device, need_work, SEGMENT_BYTES,
            PREPOST_BYTES)
     with _cache_lock:
@@ -392,7 +437,7 @@ def _plan(collective: str, algorithm: str, group, rank: int, nranks: int, count:
     scratch = torch.empty(nscratch, dtype=dtype, device=device) if nscratch else None
     work = torch.empty(count, dtype=dtype, device=device) if need_work else None
     ahead = tuple(_can_post_ahead(a, b) for a, b in itertools.pairwise(lanes[0])) if prepost else None
-    plan = _Plan(algorithm, lanes, tuple(to_global), scratch, work, ahead)
+    plan = _Plan(label, lanes, tuple(to_global), scratch, work, ahead)
     with _cache_lock:
         _cache[key] = plan
         while len(_cache) > CACHE_SIZE:
@@ -417,16 +462,20 @@ def _can_post_ahead(step: _Step, following: _Step) -> bool:
 
 
 def extra_memory(collective: str, algorithm: str, nranks: int, count: int, itemsize: int, rank: int = 0,
-                 device: str = "cpu") -> int:
+                 device: str = "cpu", *, layout: Layout | None = None, channels: int | str | None = None) -> int:
     """Bytes of scratch ``rank`` allocates to run ``collective`` on a buffer of ``count`` elements.
 
     ``count`` is the full buffer (for reduce_scatter the input, for all_gather the output). The
     work copy reduce_scatter keeps of its input is included. (Lanes reuse one region each, so the
     total stays the per-step maximum up to rounding.) CPU buffers of at most :data:`PREPOST_BYTES`
     post their receives a step ahead into a second region, which doubles their scratch.
+    ``algorithm`` may be a spec (``"ring:channels=2"``); ``layout`` and ``channels`` as in
+    :func:`all_reduce` (no layout: flat).
     """
     nbytes = count * itemsize
-    params = tuple(sorted(algorithm_params(algorithm, nranks, nbytes).items()))
+    name, spec = parse_algorithm(algorithm)
+    params = run_params(name, spec, nranks, nbytes, layout=layout, channels=channels)
+    algorithm = name
     scratch = program_for(collective, algorithm, nranks, rank, count, params).scratch
     if _posts_ahead(nbytes, device):
         scratch *= 2
@@ -641,6 +690,84 @@ def _dispatch(run, device: torch.device, async_op: bool, result) -> CollectiveWo
 # shared front half
 
 
+def _gather_int64(values: list[int], group, nranks: int, device: torch.device) -> list[list[int]]:
+    """All-gather a few int64 per rank over ``group`` (on ``device`` for NCCL); rows by group rank."""
+    on = device if dist.get_backend(group) == "nccl" else torch.device("cpu")
+    mine = torch.tensor(values, dtype=torch.int64, device=on)
+    everyone = torch.empty(nranks * mine.numel(), dtype=torch.int64, device=on)
+    dist.all_gather_into_tensor(everyone, mine, group=group)
+    return everyone.view(nranks, -1).cpu().tolist()
+
+
+def _host_id() -> int:
+    """This machine's host name as a signed 64-bit number (equal names, equal numbers)."""
+    digest = hashlib.blake2b(socket.gethostname().encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+def find_layout(group: dist.ProcessGroup | None = None, device: torch.device | str = "cpu") -> Layout:
+    """Which ranks of ``group`` share a node (group-local ranks); found once per group and cached.
+
+    From ``COLLSIM_LAYOUT`` / ``COLLSIM_RANKS_PER_NODE`` if set (no communication), else from one
+    all-gather over ``group`` of torchrun's ``GROUP_RANK`` and the host name (see the module
+    docstring). ``COLLSIM_NICS_PER_NODE`` gives ``nics_per_node``. Collective on first use for a
+    group unless the environment gives the layout: every rank of ``group`` must call it (the
+    collectives call it for the algorithms that take a layout). ``device``: where the all-gather's
+    tensors live on NCCL groups.
+
+    Raises
+    ------
+    ValueError
+        A malformed ``COLLSIM_*`` variable (the message names it).
+    """
+    info = _group_info(group, "find_layout")
+    if info is None:
+        raise ValueError("find_layout: this process is not a member of group")
+    _, nranks = info
+    pg = group if group is not None else dist.group.WORLD
+    env = tuple(os.environ.get(k) for k in ("COLLSIM_LAYOUT", "COLLSIM_RANKS_PER_NODE", "COLLSIM_NICS_PER_NODE",
+                                            "GROUP_RANK", "LOCAL_WORLD_SIZE"))
+    key = (_group_name(group), nranks, env)
+    layout = _layouts.get(key)
+    if layout is not None:
+        return layout
+    nics = nics_from_env()
+    labels = labels_from_env(dist.get_world_size())
+    if labels is not None:
+        layout = layout_of_ranks(labels, [dist.get_global_rank(pg, r) for r in range(nranks)], nics)
+    elif nranks == 1:
+        layout = Layout.flat(1)
+    else:
+        torchrun = "LOCAL_WORLD_SIZE" in os.environ and os.environ.get("GROUP_RANK", "").isdigit()
+        _drain()  # an all-gather on the group must not overtake pending async collectives
+        rows = _gather_int64([int(os.environ["GROUP_RANK"]) if torchrun else -1, _host_id()], group, nranks,
+                             torch.device(device))
+        by_torchrun = all(node >= 0 for node, _ in rows)
+        layout = Layout.from_nodes([node if by_torchrun else host for node, host in rows], nics)
+    _layouts[key] = layout
+    return layout
+
+
+def _params(fn: str, collective: str, name: str, spec: dict, group, nranks: int, nbytes: int,
+            layout: Layout | None, channels, device: torch.device) -> tuple:
+    """The generator parameters of this call (finding the layout if the algorithm takes one)."""
+    try:
+        if layout is not None:
+            layout = check_layout(layout, nranks)
+        elif nranks > 1 and takes_layout(name):
+            layout = find_layout(group, device)
+        params = run_params(name, spec, nranks, nbytes, layout=layout, channels=channels)
+        if collective != "allreduce" and nranks > 1 and not rank_blocked(
+                get_schedule(collective, name, nranks, **dict(params))):
+            where = f" on layout {layout.describe()}" if layout is not None else ""
+            raise ValueError(f"{format_algorithm(name, spec)}{where} does not leave block r on rank r, so it cannot run "
+                             f"{collective}; use it for all_reduce, or choose from: "
+                             f"{', '.join(a for a in algorithms_for(collective) if a != name)}")
+    except ValueError as err:
+        raise ValueError(f"{fn}: {err}") from None
+    return params
+
+
 def _group_info(group, fn: str) -> tuple[int, int] | None:
     """(group rank, group size), or None when this process is not in ``group``."""
     if not dist.is_initialized():
@@ -665,12 +792,7 @@ def _ensure_nccl(group, device: torch.device) -> None:
 def _check_metadata(fn: str, group, nranks: int, device: torch.device, fields: dict[str, int],
                     names: dict[str, Any]) -> None:
     """All-gather a few integers and raise the same clear ValueError on every rank on a mismatch."""
-    mine = torch.tensor(list(fields.values()), dtype=torch.int64)
-    on = device if dist.get_backend(group) == "nccl" else torch.device("cpu")
-    mine = mine.to(on)
-    everyone = torch.empty(nranks * mine.numel(), dtype=torch.int64, device=on)
-    dist.all_gather_into_tensor(everyone, mine, group=group)
-    table = everyone.view(nranks, -1).cpu().tolist()
+    table = _gather_int64(list(fields.values()), group, nranks, device)
     for j, field in enumerate(fields):
         values = [row[j] for row in table]
         if len(set(values)) > 1:
@@ -679,18 +801,22 @@ def _check_metadata(fn: str, group, nranks: int, device: torch.device, fields: d
             raise ValueError(f"{fn}: ranks disagree on {field} ({shown})")
 
 
-def _metadata(count: int, dtype: torch.dtype, op: str, algorithm: str) -> tuple[dict, dict]:
+def _metadata(count: int, dtype: torch.dtype, op: str, algorithm: str, params: tuple) -> tuple[dict, dict]:
     algos = tuple(ALGORITHMS)
+    shown = ", ".join(f"{k}={v.describe() if isinstance(v, Layout) else v}" for k, v in params) or "none"
+    code = zlib.crc32(shown.encode())
     fields = {
         "element count": count,
         "dtype": DTYPES.index(dtype),
         "op": OPS.index(op),
         "algorithm": algos.index(algorithm),
+        "algorithm parameters": code,
     }
     names = {
         "dtype": {i: str(d).removeprefix("torch.") for i, d in enumerate(DTYPES)},
         "op": {i: o.upper() for i, o in enumerate(OPS)},
         "algorithm": dict(enumerate(algos)),
+        "algorithm parameters": {code: shown},
     }
     return fields, names
 
@@ -706,6 +832,8 @@ def all_reduce(
     algorithm: str = "auto",
     async_op: bool = False,
     *,
+    layout: Layout | None = None,
+    channels: int | str | None = None,
     check: bool = False,
     timeout: float | timedelta | None = None,
 ) -> CollectiveWork | None:
@@ -720,13 +848,21 @@ def all_reduce(
     group : ProcessGroup, optional
         Default: the world. Ranks outside it return None at once.
     algorithm : str
-        ``"ring"``, ``"tree"``, ``"recursive_halving"``, ``"recursive_doubling"`` or ``"auto"``
-        (the tuning table's choice for this world size and message size).
+        A name from :data:`collectives.algorithms.ALGORITHMS` (``"ring"``, ``"tree"``,
+        ``"hierarchical"``, ``"recursive_halving"``, ``"recursive_doubling"``), optionally with
+        parameters (``"ring:channels=2"``), or ``"auto"`` (the tuning table's choice for this world
+        size and message size).
     async_op : bool
         Return a :class:`CollectiveWork` instead of waiting.
+    layout : Layout, optional
+        Which ranks of ``group`` share a node (group-local ranks). Default: found by
+        :func:`find_layout` when the algorithm takes a layout.
+    channels : int or "auto", optional
+        Concurrent channels for ``ring``, ``tree`` and ``hierarchical``; ``"auto"`` (what None
+        means unless the algorithm spec says otherwise): the layout's ``nics_per_node``.
     check : bool
-        First exchange (element count, dtype, op, algorithm) with every rank and raise ValueError on
-        every rank if they differ (one small all-gather).
+        First exchange (element count, dtype, op, algorithm and its parameters) with every rank and
+        raise ValueError on every rank if they differ (one small all-gather).
     timeout : float seconds or timedelta, optional
         Bound on each step's wait; default: the process group's timeout.
 
@@ -740,8 +876,8 @@ def all_reduce(
     TypeError
         Not a tensor, or an unsupported dtype.
     ValueError
-        Non-contiguous tensor, op not allowed for the dtype, unknown algorithm, or (``check=True``)
-        ranks that disagree.
+        Non-contiguous tensor, op not allowed for the dtype, unknown algorithm or parameter, a
+        layout of the wrong size, or (``check=True``) ranks that disagree.
     CollectiveError
         A peer died or a step timed out.
 
@@ -763,17 +899,19 @@ def all_reduce(
     rank, nranks = info
     buf = _flat(tensor)
     nbytes = tensor.numel() * tensor.element_size()
-    algorithm = _resolve_algorithm(algorithm, "allreduce", nranks, nbytes, fn)
+    algorithm, spec = _resolve_algorithm(algorithm, "allreduce", nranks, nbytes, fn)
+    params = _params(fn, "allreduce", algorithm, spec, group, nranks, nbytes, layout, channels, tensor.device)
     if check and nranks > 1:
-        fields, names = _metadata(tensor.numel(), tensor.dtype, op, algorithm)
+        fields, names = _metadata(tensor.numel(), tensor.dtype, op, algorithm, params)
         _check_metadata(fn, group, nranks, tensor.device, fields, names)
+    label = format_algorithm(algorithm, spec)
 
     def run() -> None:
         with torch.no_grad():
             if nranks > 1 and buf.numel() > 0:
                 _ensure_nccl(group, tensor.device)
-                plan = _plan("allreduce", algorithm, group, rank, nranks, buf.numel(), buf.dtype,
-                             buf.device, nbytes, need_work=False)
+                plan = _plan("allreduce", algorithm, params, label, group, rank, nranks, buf.numel(), buf.dtype,
+                             buf.device, need_work=False)
                 _execute(plan, buf, op, group, timeout, fn, rank, nranks)
             if op == "avg" and nranks > 1:
                 buf.div_(nranks)
@@ -807,6 +945,8 @@ def reduce_scatter(
     algorithm: str = "auto",
     async_op: bool = False,
     *,
+    layout: Layout | None = None,
+    channels: int | str | None = None,
     check: bool = False,
     timeout: float | timedelta | None = None,
 ) -> CollectiveWork | None:
@@ -814,8 +954,9 @@ def reduce_scatter(
 
     ``input`` holds ``p`` blocks of ``output.numel()`` elements (block ``r`` goes to group rank
     ``r``); a list of ``p`` tensors shaped like ``output`` (``dist.reduce_scatter``'s form) is
-    accepted too. ``input`` is not modified. Algorithms: ring, recursive_halving, recursive_doubling,
-    auto. Other parameters, return value and errors as :func:`all_reduce`.
+    accepted too. ``input`` is not modified. Algorithms: :func:`algorithms_for` ``("reduce_scatter")``
+    (not the tree), on layouts where the schedule is rank-blocked. Other parameters, return value
+    and errors as :func:`all_reduce`.
 
     Examples
     --------
@@ -842,10 +983,12 @@ def reduce_scatter(
     m = output.numel()
     _check_blocks(fn, "input", input if blocks is None else blocks, "output", output, nranks)
     nbytes = m * nranks * output.element_size()
-    algorithm = _resolve_algorithm(algorithm, "reduce_scatter", nranks, nbytes, fn)
+    algorithm, spec = _resolve_algorithm(algorithm, "reduce_scatter", nranks, nbytes, fn)
+    params = _params(fn, "reduce_scatter", algorithm, spec, group, nranks, nbytes, layout, channels, output.device)
     if check and nranks > 1:
-        fields, names = _metadata(m, output.dtype, op, algorithm)
+        fields, names = _metadata(m, output.dtype, op, algorithm, params)
         _check_metadata(fn, group, nranks, output.device, fields, names)
+    label = format_algorithm(algorithm, spec)
 
     def run() -> None:
         with torch.no_grad():
@@ -857,8 +1000,8 @@ def reduce_scatter(
             else:
                 _ensure_nccl(group, output.device)
                 count = out.numel() * nranks
-                plan = _plan("reduce_scatter", algorithm, group, rank, nranks, count, out.dtype,
-                             out.device, nbytes, need_work=True)
+                plan = _plan("reduce_scatter", algorithm, params, label, group, rank, nranks, count, out.dtype,
+                             out.device, need_work=True)
                 work = plan.work
                 if blocks is not None:
                     for i, t in enumerate(blocks):
@@ -880,6 +1023,8 @@ def all_gather(
     algorithm: str = "auto",
     async_op: bool = False,
     *,
+    layout: Layout | None = None,
+    channels: int | str | None = None,
     check: bool = False,
     timeout: float | timedelta | None = None,
 ) -> CollectiveWork | None:
@@ -887,8 +1032,8 @@ def all_gather(
 
     ``output`` holds ``p`` blocks of ``input.numel()`` elements (block ``r`` from group rank ``r``);
     a list of ``p`` tensors shaped like ``input`` (``dist.all_gather``'s form) is accepted too.
-    Algorithms: ring, recursive_halving, recursive_doubling, auto. Other parameters, return value
-    and errors as :func:`all_reduce`.
+    Algorithms: :func:`algorithms_for` ``("allgather")`` (not the tree), on layouts where the
+    schedule is rank-blocked. Other parameters, return value and errors as :func:`all_reduce`.
 
     Examples
     --------
@@ -912,10 +1057,12 @@ def all_gather(
     m = input.numel()
     _check_blocks(fn, "output", output if outs is None else outs, "input", input, nranks)
     nbytes = m * nranks * input.element_size()
-    algorithm = _resolve_algorithm(algorithm, "allgather", nranks, nbytes, fn)
+    algorithm, spec = _resolve_algorithm(algorithm, "allgather", nranks, nbytes, fn)
+    params = _params(fn, "allgather", algorithm, spec, group, nranks, nbytes, layout, channels, input.device)
     if check and nranks > 1:
-        fields, names = _metadata(m, input.dtype, "sum", algorithm)
+        fields, names = _metadata(m, input.dtype, "sum", algorithm, params)
         _check_metadata(fn, group, nranks, input.device, fields, names)
+    label = format_algorithm(algorithm, spec)
 
     def run() -> None:
         with torch.no_grad():
@@ -924,8 +1071,8 @@ def all_gather(
             plan = None
             if nranks > 1 and k > 0:
                 _ensure_nccl(group, input.device)
-                plan = _plan("allgather", algorithm, group, rank, nranks, k * nranks, src.dtype,
-                             src.device, nbytes, need_work=outs is not None)
+                plan = _plan("allgather", algorithm, params, label, group, rank, nranks, k * nranks, src.dtype,
+                             src.device, need_work=outs is not None)
             buf = (plan.work if plan is not None else None) if outs is not None else _flat(output)
             if buf is None:  # list output, nothing to communicate
                 for t in outs:

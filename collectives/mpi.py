@@ -34,8 +34,21 @@ the others, except in recursive doubling, where both partners of an exchange red
 operands are applied in rank order (lower rank's value first) on both sides.
 
 ``algorithm="auto"`` takes the tuning table's choice (:func:`collectives.tuning.active_table`).
+An algorithm may carry parameters as a spec, ``"ring:channels=2"`` (:func:`collectives.plan.parse_algorithm`).
 With ``check=True`` (the default) one tiny allreduce first makes sure every rank passed the same
-dtype, size, op and algorithm and that none refused its input; otherwise every rank raises.
+dtype, size, op, algorithm and parameters and that none refused its input; otherwise every rank raises.
+
+Layouts
+-------
+Algorithms whose schedules follow the hardware (``ring``, ``tree``, ``hierarchical``) run on the
+communicator's :class:`collectives.layout.Layout`, found once per communicator (:func:`find_layout`):
+from ``COLLSIM_LAYOUT`` (a node label per ``COMM_WORLD`` rank, ``0,0,1,1``) or
+``COLLSIM_RANKS_PER_NODE`` (``2``: consecutive world ranks in twos) when set, which simulates
+several nodes on one machine; otherwise from ``comm.Split_type(MPI.COMM_TYPE_SHARED)``, the ranks
+that share memory. ``COLLSIM_NICS_PER_NODE`` (default 1) is the NICs per node that
+``channels="auto"`` runs as channels. An explicit ``layout=`` skips discovery. A sub-communicator's
+layout is its members' nodes, in communicator rank order. reduce_scatter and all_gather run a
+layout's schedule only where it is rank-blocked (block ``r`` on rank ``r``).
 
 Not thread safe: one collective at a time per process (like ``MPI_THREAD_SERIALIZED``).
 
@@ -57,6 +70,7 @@ Run with ``mpiexec -n 2 python script.py``::
 
 from __future__ import annotations
 
+import os
 import sys
 import zlib
 from dataclasses import dataclass
@@ -66,8 +80,20 @@ from typing import Any, NamedTuple
 import numpy as np
 from mpi4py import MPI
 
-from collectives.algorithms import ALGORITHMS, algorithm_params, get_schedule
-from collectives.plan import RankProgram, program_for
+from collectives.algorithms import ALGORITHMS, get_schedule
+from collectives.layout import Layout
+from collectives.plan import (
+    RankProgram,
+    check_layout,
+    labels_from_env,
+    layout_of_ranks,
+    nics_from_env,
+    parse_algorithm,
+    program_for,
+    rank_blocked,
+    run_params,
+    takes_layout,
+)
 from collectives.tuning import active_table
 
 __all__ = [
@@ -78,6 +104,7 @@ __all__ = [
     "all_gather",
     "allowed_algorithms",
     "resolve_algorithm",
+    "find_layout",
     "release_buffers",
 ]
 
@@ -201,25 +228,21 @@ def allowed_algorithms(collective: str) -> tuple[str, ...]:
     """
     if collective == "allreduce":
         return tuple(ALGORITHMS)
-    names = []
-    for name in ALGORITHMS:
-        schedule = get_schedule(collective, name, 3)
-        if schedule.nblocks == 3 and np.array_equal(schedule.owner, np.arange(3)):
-            names.append(name)
-    return tuple(names)
+    return tuple(name for name in ALGORITHMS if rank_blocked(get_schedule(collective, name, 3)))
 
 
 def resolve_algorithm(collective: str, algorithm: str, nranks: int, nbytes: int) -> str:
-    """The algorithm name that runs: ``algorithm`` itself, or the tuning table's choice for ``"auto"``.
+    """The algorithm spec that runs: ``algorithm`` itself, or the tuning table's choice for ``"auto"``.
 
     ``"auto"`` reads :func:`collectives.tuning.active_table` for ``collective`` (a table from
-    ``COLLSIM_TUNING`` if one there covers the collective, else the built-in one).
+    ``COLLSIM_TUNING`` if one there covers the collective, else the built-in one). A spec may
+    carry parameters (``"ring:channels=2"``).
 
     Raises
     ------
     ValueError
-        ``algorithm`` is not ``"auto"`` or one of :func:`allowed_algorithms` for ``collective``, or
-        the tuning table cannot be read.
+        ``algorithm`` is not ``"auto"`` or one of :func:`allowed_algorithms` for ``collective``
+        (with parameters its generator takes), or the tuning table cannot be read.
     """
     if algorithm == AUTO:
         choice = active_table(collective).choose(nranks, nbytes)
@@ -229,10 +252,12 @@ def resolve_algorithm(collective: str, algorithm: str, nranks: int, nbytes: int)
 
 def _check_algorithm(collective: str, algorithm: str) -> str:
     allowed = allowed_algorithms(collective)
-    if algorithm != AUTO and algorithm not in allowed:
-        extra = (f" ({algorithm} is allreduce-only: its halves are not rank-blocked)" if algorithm in ALGORITHMS else "")
+    name = algorithm.partition(":")[0].strip() if isinstance(algorithm, str) else algorithm
+    if name not in allowed:
+        extra = (f" ({name} is allreduce-only: its halves are not rank-blocked)" if name in ALGORITHMS else "")
         raise ValueError(f"algorithm {algorithm!r} is not available for {collective}{extra}; "
                          f"choose from: {', '.join((AUTO, *allowed))}")
+    parse_algorithm(algorithm)
     return algorithm
 
 
@@ -284,6 +309,52 @@ def _private_comm(comm: MPI.Intracomm) -> MPI.Intracomm:
         private = comm.Dup()
         comm.Set_attr(_KEYVAL, private)
     return private
+
+
+_LAYOUT_KEYVAL: int | None = None
+
+
+def find_layout(comm: MPI.Intracomm = MPI.COMM_WORLD) -> Layout:
+    """Which ranks of ``comm`` share a node (communicator ranks); found once per communicator.
+
+    From ``COLLSIM_LAYOUT`` / ``COLLSIM_RANKS_PER_NODE`` when set (no communication), else from
+    ``Split_type(MPI.COMM_TYPE_SHARED)`` and one allgather of each rank's node leader. Collective
+    on ``comm`` the first time unless the environment gives the layout; cached on ``comm`` (an MPI
+    attribute) per value of those variables and ``COLLSIM_NICS_PER_NODE``.
+
+    Raises
+    ------
+    ValueError
+        A malformed ``COLLSIM_*`` variable (the message names it).
+    """
+    global _LAYOUT_KEYVAL
+    comm = _check_comm(comm)
+    if _LAYOUT_KEYVAL is None:
+        _LAYOUT_KEYVAL = MPI.Comm.Create_keyval()
+    found = comm.Get_attr(_LAYOUT_KEYVAL)
+    if found is None:
+        found = {}
+        comm.Set_attr(_LAYOUT_KEYVAL, found)
+    key = tuple(os.environ.get(k) for k in ("COLLSIM_LAYOUT", "COLLSIM_RANKS_PER_NODE", "COLLSIM_NICS_PER_NODE"))
+    if key in found:
+        return found[key]
+    nics = nics_from_env()
+    labels = labels_from_env(MPI.COMM_WORLD.Get_size())
+    if labels is not None:
+        world_ranks = MPI.Group.Translate_ranks(comm.Get_group(), list(range(comm.Get_size())), MPI.COMM_WORLD.Get_group())
+        layout = layout_of_ranks(labels, world_ranks, nics)
+    elif comm.Get_size() == 1:
+        layout = Layout.flat(1)
+    else:
+        private = _private_comm(comm)
+        node = private.Split_type(MPI.COMM_TYPE_SHARED, key=private.Get_rank())
+        try:
+            leader = node.bcast(private.Get_rank(), root=0)  # the node's lowest rank names it
+        finally:
+            node.Free()
+        layout = Layout.from_nodes(private.allgather(leader), nics)
+    found[key] = layout
+    return layout
 
 
 # ----------------------------------------------------------------------------------------------
@@ -343,10 +414,38 @@ def _layout(program: RankProgram) -> _Exec:
     return _Exec(tuple(steps), scratch)
 
 
-def _run(comm: MPI.Intracomm, collective: str, algorithm: str, flat: np.ndarray, ufunc: np.ufunc | None) -> None:
+def _params(comm: MPI.Intracomm, collective: str, spec: str, nbytes: int, layout: Layout | None, channels) -> tuple:
+    """(name, generator parameters) of a call, finding the layout (collectively) if the algorithm takes one.
+
+    Every rank reaches it with the same arguments (checked before), so a ValueError here is
+    raised on every rank.
+    """
+    nranks = comm.Get_size()
+    name, params = parse_algorithm(spec)
+    if layout is None and nranks > 1 and takes_layout(name):
+        layout = find_layout(comm)
+    params = run_params(name, params, nranks, nbytes, layout=layout, channels=channels)
+    if collective != "allreduce" and nranks > 1 and not rank_blocked(get_schedule(collective, name, nranks, **dict(params))):
+        raise ValueError(f"{collective}: {spec} on layout {layout.describe() if layout else 'flat'} does not leave "
+                         f"block r on rank r; use it for all_reduce, or choose from: "
+                         f"{', '.join(a for a in (AUTO, *allowed_algorithms(collective)) if a != name)}")
+    return name, params
+
+
+def _local_checks(spec: str, nranks: int, nbytes: int, layout, channels) -> str:
+    """Check ``layout`` and ``channels`` locally (before ranks agree); the text ranks compare."""
+    name, params = parse_algorithm(spec)
+    if layout is not None:
+        check_layout(layout, nranks)
+    run_params(name, params, nranks, nbytes, channels=channels)  # channels the algorithm takes?
+    return f"{spec} channels={channels} layout={None if layout is None else layout.node_of}/" \
+           f"{None if layout is None else layout.nics_per_node}"
+
+
+def _run(comm: MPI.Intracomm, collective: str, name: str, params: tuple, flat: np.ndarray,
+         ufunc: np.ufunc | None) -> None:
     nranks, rank, count = comm.Get_size(), comm.Get_rank(), flat.size
-    params = tuple(sorted(algorithm_params(algorithm, nranks, flat.nbytes).items()))
-    _execute(comm, _executable(collective, algorithm, nranks, rank, count, params), flat, ufunc)
+    _execute(comm, _executable(collective, name, nranks, rank, count, params), flat, ufunc)
 
 
 def _execute(comm: MPI.Intracomm, plan: _Exec, flat: np.ndarray, ufunc: np.ufunc | None) -> None:
@@ -428,7 +527,8 @@ def _prologue(what: str, comm: Any, check: bool, keys: tuple[str, ...], validate
 
 
 def all_reduce(buf: Any, comm: MPI.Intracomm = MPI.COMM_WORLD, op: MPI.Op | str = MPI.SUM,
-               algorithm: str = AUTO, check: bool = True) -> Any:
+               algorithm: str = AUTO, check: bool = True, *, layout: Layout | None = None,
+               channels: int | str | None = None) -> Any:
     """Reduce ``buf`` across the ranks of ``comm`` in place, so every rank holds the result.
 
     Parameters
@@ -441,12 +541,19 @@ def all_reduce(buf: Any, comm: MPI.Intracomm = MPI.COMM_WORLD, op: MPI.Op | str 
         One of :data:`OPS` (``MPI.SUM``, ``MPI.PROD``, ``MPI.MIN``, ``MPI.MAX``, ``MPI.BAND``,
         ``MPI.BOR``, ``MPI.BXOR``, ``MPI.LAND``, ``MPI.LOR``, ``MPI.LXOR``) or its name.
     algorithm : str
-        ``"auto"`` (the tuning table's choice for this size) or a registered algorithm name.
+        ``"auto"`` (the tuning table's choice for this size) or a registered algorithm name,
+        optionally with parameters (``"ring:channels=2"``, ``"hierarchical:outer=tree"``).
     check : bool
-        First verify, with one tiny allreduce, that every rank passed the same dtype, size, op
-        and algorithm and that no rank refused its input: then every rank raises a clear error
-        instead of hanging or computing garbage. ``False`` saves that latency (a few microseconds)
-        but a rank that raises leaves the others waiting.
+        First verify, with one tiny allreduce, that every rank passed the same dtype, size, op,
+        algorithm, layout and channels and that no rank refused its input: then every rank raises
+        a clear error instead of hanging or computing garbage. ``False`` saves that latency (a few
+        microseconds) but a rank that raises leaves the others waiting.
+    layout : Layout, optional
+        Which ranks of ``comm`` share a node. Default: :func:`find_layout`, when the algorithm
+        takes a layout.
+    channels : int or "auto", optional
+        Concurrent channels for ``ring``, ``tree`` and ``hierarchical``; ``"auto"`` (what None
+        means unless the spec says otherwise) runs the layout's ``nics_per_node``.
 
     Returns
     -------
@@ -471,17 +578,20 @@ def all_reduce(buf: Any, comm: MPI.Intracomm = MPI.COMM_WORLD, op: MPI.Op | str 
         flat = _flat_view(buf, "buf", writable=True)
         red = _resolve_op(op)
         _check_op_dtype(red, flat.dtype)
-        name = resolve_algorithm("allreduce", algorithm, nranks, flat.nbytes)
-        return {"dtype": flat.dtype.str, "count": flat.size, "op": red.name, "algorithm": name}, (flat, red, name)
+        spec = resolve_algorithm("allreduce", algorithm, nranks, flat.nbytes)
+        text = _local_checks(spec, nranks, flat.nbytes, layout, channels)
+        return {"dtype": flat.dtype.str, "count": flat.size, "op": red.name, "algorithm": text}, (flat, red, spec)
 
-    private, (flat, red, name) = _prologue("all_reduce", comm, check, ("dtype", "count", "op", "algorithm"), validate)
+    private, (flat, red, spec) = _prologue("all_reduce", comm, check, ("dtype", "count", "op", "algorithm"), validate)
     if private is not None and flat.size:
-        _run(private, "allreduce", name, flat, red.ufunc)
+        name, params = _params(comm, "allreduce", spec, flat.nbytes, layout, channels)
+        _run(private, "allreduce", name, params, flat, red.ufunc)
     return buf
 
 
 def reduce_scatter(sendbuf: Any, recvbuf: Any, comm: MPI.Intracomm = MPI.COMM_WORLD,
-                   op: MPI.Op | str = MPI.SUM, algorithm: str = AUTO, check: bool = True) -> Any:
+                   op: MPI.Op | str = MPI.SUM, algorithm: str = AUTO, check: bool = True, *,
+                   layout: Layout | None = None, channels: int | str | None = None) -> Any:
     """Reduce ``sendbuf`` across ranks and leave block ``rank`` of the result in ``recvbuf``.
 
     ``sendbuf`` holds ``p`` blocks of ``recvbuf.size`` elements (``p = comm.Get_size()``); rank ``r``
@@ -494,10 +604,11 @@ def reduce_scatter(sendbuf: Any, recvbuf: Any, comm: MPI.Intracomm = MPI.COMM_WO
         Contiguous, ``p * recvbuf.size`` elements, same dtype as ``recvbuf``.
     recvbuf : numpy array, CPU torch tensor or writable buffer-protocol object
         Contiguous, writable.
-    comm, op, check
+    comm, op, check, layout, channels
         As in :func:`all_reduce`.
     algorithm : str
-        ``"auto"`` or one of :func:`allowed_algorithms` ``("reduce_scatter")`` (not ``"tree"``).
+        ``"auto"`` or one of :func:`allowed_algorithms` ``("reduce_scatter")`` (not ``"tree"``),
+        where its schedule on the layout is rank-blocked.
 
     Returns
     -------
@@ -521,24 +632,27 @@ def reduce_scatter(sendbuf: Any, recvbuf: Any, comm: MPI.Intracomm = MPI.COMM_WO
         _check_pair(send, recv, nranks, "sendbuf", "recvbuf")
         red = _resolve_op(op)
         _check_op_dtype(red, recv.dtype)
-        name = resolve_algorithm("reduce_scatter", algorithm, nranks, send.nbytes)
-        fields = {"dtype": recv.dtype.str, "recv count": recv.size, "op": red.name, "algorithm": name}
-        return fields, (send, recv, red, name, rank)
+        spec = resolve_algorithm("reduce_scatter", algorithm, nranks, send.nbytes)
+        text = _local_checks(spec, nranks, send.nbytes, layout, channels)
+        fields = {"dtype": recv.dtype.str, "recv count": recv.size, "op": red.name, "algorithm": text}
+        return fields, (send, recv, red, spec, rank)
 
     keys = ("dtype", "recv count", "op", "algorithm")
-    private, (send, recv, red, name, rank) = _prologue("reduce_scatter", comm, check, keys, validate)
+    private, (send, recv, red, spec, rank) = _prologue("reduce_scatter", comm, check, keys, validate)
     if private is None:
         recv[:] = send
     elif recv.size:
+        name, params = _params(comm, "reduce_scatter", spec, send.nbytes, layout, channels)
         work = _POOL.get("work", send.dtype, send.size)
         work[:] = send
-        _run(private, "reduce_scatter", name, work, red.ufunc)
+        _run(private, "reduce_scatter", name, params, work, red.ufunc)
         recv[:] = work[rank * recv.size:(rank + 1) * recv.size]
     return recvbuf
 
 
 def all_gather(sendbuf: Any, recvbuf: Any, comm: MPI.Intracomm = MPI.COMM_WORLD,
-               algorithm: str = AUTO, check: bool = True) -> Any:
+               algorithm: str = AUTO, check: bool = True, *, layout: Layout | None = None,
+               channels: int | str | None = None) -> Any:
     """Gather every rank's ``sendbuf`` into ``recvbuf``, block ``r`` from rank ``r``, on all ranks.
 
     Parameters
@@ -547,10 +661,11 @@ def all_gather(sendbuf: Any, recvbuf: Any, comm: MPI.Intracomm = MPI.COMM_WORLD,
         Contiguous, ``k`` elements, same dtype as ``recvbuf``.
     recvbuf : numpy array, CPU torch tensor or writable buffer-protocol object
         Contiguous, writable, ``p * k`` elements.
-    comm, check
+    comm, check, layout, channels
         As in :func:`all_reduce`.
     algorithm : str
-        ``"auto"`` or one of :func:`allowed_algorithms` ``("allgather")`` (not ``"tree"``).
+        ``"auto"`` or one of :func:`allowed_algorithms` ``("allgather")`` (not ``"tree"``), where
+        its schedule on the layout is rank-blocked.
 
     Returns
     -------
@@ -566,15 +681,17 @@ def all_gather(sendbuf: Any, recvbuf: Any, comm: MPI.Intracomm = MPI.COMM_WORLD,
         send = _flat_view(sendbuf, "sendbuf", writable=False)
         recv = _flat_view(recvbuf, "recvbuf", writable=True)
         _check_pair(recv, send, nranks, "recvbuf", "sendbuf")
-        name = resolve_algorithm("allgather", algorithm, nranks, recv.nbytes)
-        return {"dtype": recv.dtype.str, "send count": send.size, "algorithm": name}, (send, recv, name, rank)
+        spec = resolve_algorithm("allgather", algorithm, nranks, recv.nbytes)
+        text = _local_checks(spec, nranks, recv.nbytes, layout, channels)
+        return {"dtype": recv.dtype.str, "send count": send.size, "algorithm": text}, (send, recv, spec, rank)
 
-    private, (send, recv, name, rank) = _prologue("all_gather", comm, check, ("dtype", "send count", "algorithm"), validate)
+    private, (send, recv, spec, rank) = _prologue("all_gather", comm, check, ("dtype", "send count", "algorithm"), validate)
     if private is None:
         recv[:] = send
     elif send.size:
+        name, params = _params(comm, "allgather", spec, recv.nbytes, layout, channels)
         recv[rank * send.size:(rank + 1) * send.size] = send
-        _run(private, "allgather", name, recv, None)
+        _run(private, "allgather", name, params, recv, None)
     return recvbuf
 
 

@@ -14,7 +14,9 @@ A tuning table is a small JSON file, written by ``collsim select`` (the simulato
 
 Each world size maps to rows ``[max_bytes, algorithm]`` in increasing order: the first row whose
 ``max_bytes`` is at least the message size (``null``: no limit) wins. A world size that is not listed
-uses the nearest listed one below it (or the smallest listed).
+uses the nearest listed one below it (or the smallest listed). The algorithm is a spec, a registered
+name with optional parameters (:func:`collectives.plan.parse_algorithm`): ``"hierarchical"``,
+``"ring:channels=2"``; the runtime runs it on the layout it finds.
 
 The runtime reads the files named by the ``COLLSIM_TUNING`` environment variable (one path, or
 several separated by ``os.pathsep``, one per collective); a collective no file covers uses its
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from collectives.algorithms import ALGORITHMS
+from collectives.plan import parse_algorithm
 
 __all__ = ["FORMAT", "TuningTable", "DEFAULT_TABLE", "DEFAULT_TABLES", "load_table", "active_table"]
 
@@ -55,14 +58,18 @@ class TuningTable:
             if any(m is None for m in limits) or limits != sorted(limits):
                 raise ValueError(f"tuning table for {nranks} ranks: max_bytes must increase, null only last")
             allowed = [a for a in ALGORITHMS if self.collective == "allreduce" or a != "tree"]
-            for _, name in rows:
-                if name not in allowed:
+            for _, spec in rows:
+                if not isinstance(spec, str) or spec.partition(":")[0] not in allowed:
                     raise ValueError(
-                        f"tuning table for {self.collective} names algorithm {name!r}; choose from: {', '.join(allowed)}"
+                        f"tuning table for {self.collective} names algorithm {spec!r}; choose from: {', '.join(allowed)}"
                     )
+                try:
+                    parse_algorithm(spec)
+                except ValueError as err:
+                    raise ValueError(f"tuning table for {self.collective}: {err}") from None
 
     def choose(self, nranks: int, nbytes: int) -> str:
-        """The algorithm for ``nbytes`` on ``nranks`` ranks."""
+        """The algorithm spec for ``nbytes`` on ``nranks`` ranks (a name, or ``name:key=value,...``)."""
         sizes = sorted(self.tables)
         below = [s for s in sizes if s <= nranks]
         rows = self.tables[below[-1] if below else sizes[0]]
