@@ -13,7 +13,21 @@ segment ``j`` to its parent in step ``j + h``; by then all its children, whose h
 phase): a rank at depth ``d`` receives segment ``j`` from its parent in step ``j + d - 1`` and
 forwards it in the next. Both trees run in the same steps; segments pipeline down and up the trees.
 
-Cost per rank: about ``2 (segments + log2 p)`` steps; each rank sends ``n / 2`` per tree it is
+Layouts and channels (NCCL's tree)
+----------------------------------
+With a multi-node :class:`collectives.layout.Layout` the trees follow the machine: inside each node
+a chain through the node's ranks, and a double binary tree across the nodes joining the chains'
+heads (:func:`tree_parents`). Tree A's chain runs in the channel's node order
+(:mod:`collectives.algorithms._channels`), tree B's in the reverse order, so the two trees' heads,
+the ranks that talk to the network, are different ranks (different NICs when the node has several),
+and inside the node the two trees use the links in opposite directions. With ``channels=k`` there
+are ``2k`` trees, two per channel, each carrying ``segments`` chunks (``2 k segments`` chunks in
+all); channel ``c``'s chains follow its own node order, so channels leave the nodes through
+different NICs. A flat layout keeps the double binary tree over the ranks (repeated per channel).
+The pipeline below is the same for any set of trees.
+
+Cost per rank: about ``2 (segments + log2 p)`` steps (the chains add up to ``2 (R - 1)`` on nodes of
+``R`` ranks); each rank sends ``n / 2`` per tree it is
 interior in (at most ``n`` in all), so every rank moves about ``n`` bytes each way.
 """
 
@@ -23,9 +37,11 @@ from functools import lru_cache
 
 import numpy as np
 
+from collectives.algorithms._channels import check_channels, layout_params, node_groups, resolve_layout
+from collectives.layout import Layout
 from collectives.schedule import Schedule, Step, concat_steps
 
-__all__ = ["allreduce", "reduce_scatter", "allgather", "btree_parents", "double_tree", "default_segments"]
+__all__ = ["allreduce", "reduce_scatter", "allgather", "btree_parents", "double_tree", "tree_parents", "default_segments"]
 
 #: Target bytes per segment and tree used by :func:`default_segments`.
 SEGMENT_BYTES = 1 << 19
@@ -67,34 +83,30 @@ def double_tree(nranks: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _heights_depths(parent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Height (leaves 0) and depth (root 0) of every rank of the tree ``parent`` (root: -1)."""
     n = parent.shape[0]
-    depth = np.zeros(n, dtype=np.int64)
-    order = []  # ranks in breadth-first order
-    children = [[] for _ in range(n)]
-    root = -1
-    for r, q in enumerate(parent.tolist()):
-        if q < 0:
-            root = r
-        else:
-            children[q].append(r)
-    frontier = [root]
-    while frontier:
-        order.extend(frontier)
-        nxt = []
-        for q in frontier:
-            for c in children[q]:
-                depth[c] = depth[q] + 1
-                nxt.append(c)
-        frontier = nxt
+    # depth by pointer jumping: anc[r] is r's ancestor 2**i levels up (the root points to itself)
+    ranks = np.arange(n, dtype=np.int64)
+    anc = np.where(parent < 0, ranks, parent)
+    depth = (parent >= 0).astype(np.int64)
+    while True:
+        up = anc[anc]
+        if np.array_equal(up, anc):
+            break
+        depth += depth[anc]
+        anc = up
+    # height level by level from the deepest: a parent is one above its highest child
     height = np.zeros(n, dtype=np.int64)
-    for r in reversed(order):
-        if parent[r] >= 0:
-            height[parent[r]] = max(height[parent[r]], height[r] + 1)
+    child = np.flatnonzero(parent >= 0)
+    for d in range(int(depth.max(initial=0)), 0, -1):
+        level = child[depth[child] == d]
+        np.maximum.at(height, parent[level], height[level] + 1)
     return height, depth
 
 
-def _tree_steps(nranks: int, segments: int):
-    trees = double_tree(nranks)
+def _tree_steps(trees: list[np.ndarray], segments: int):
+    """Pipelined reduce and broadcast steps of ``trees``; tree ``t`` carries chunks ``[t S, (t + 1) S)``."""
+    nranks = trees[0].shape[0]
     rows = []
     for t, parent in enumerate(trees):
         height, depth = _heights_depths(parent)
@@ -133,28 +145,68 @@ def _tree_steps(nranks: int, segments: int):
 
 
 def _check_segments(segments: int) -> int:
-    if not isinstance(segments, (int, np.integer)) or segments < 1:
+    if isinstance(segments, bool) or not isinstance(segments, (int, np.integer)) or segments < 1:
         raise ValueError(f"segments must be a positive integer, got {segments!r}")
     return int(segments)
 
 
-def allreduce(nranks: int, segments: int = 1) -> Schedule:
-    """Double-binary-tree allreduce: reduce to two roots, broadcast back, ``segments`` per tree."""
+def tree_parents(nranks: int, layout: Layout | None = None, channels: int = 1) -> list[np.ndarray]:
+    """Parent arrays of the trees, two per channel (A, B); a tree's root has parent -1.
+
+    A flat layout gives the double binary tree over the ranks, repeated for every channel. Otherwise
+    NCCL's tree: in each node a chain in the node order of the channel (tree A) or its reverse (tree
+    B), and the chains' heads joined by the double binary tree over the nodes.
+
+    >>> from collectives.layout import Layout
+    >>> [t.tolist() for t in tree_parents(4, Layout.regular(2, 2))]
+    [[-1, 0, 0, 2], [1, 3, 3, -1]]
+    """
+    layout = resolve_layout(layout, nranks)
+    channels = check_channels(channels)
+    if layout.is_flat:
+        return list(double_tree(nranks)) * channels
+    node_trees = double_tree(layout.nnodes)
+    trees = []
+    for c in range(channels):
+        for node_parent, backwards in zip(node_trees, (False, True), strict=True):
+            parent = np.full(nranks, -1, dtype=np.int64)
+            head = np.empty(layout.nnodes, dtype=np.int64)
+            for group in node_groups(layout):
+                chain = group.ordered(layout, c)
+                if backwards:
+                    chain = chain[:, ::-1]
+                head[group.nodes] = chain[:, 0]
+                parent[chain[:, 1:]] = chain[:, :-1]  # toward the head
+            has = node_parent >= 0
+            parent[head[has]] = head[node_parent[has]]
+            trees.append(parent)
+    return trees
+
+
+def _schedule(collective: str, nranks: int, segments, layout, channels) -> Schedule:
     segments = _check_segments(segments)
-    reduce, bcast, owner = _tree_steps(nranks, segments)
-    nsteps, make_step = concat_steps(reduce, bcast)
-    return Schedule("allreduce", "tree", nranks, 2 * segments, owner, nsteps, make_step, params={"segments": segments})
+    layout = resolve_layout(layout, nranks)
+    channels = check_channels(channels)
+    trees = tree_parents(nranks, layout, channels)
+    reduce, bcast, owner = _tree_steps(trees, segments)
+    if collective == "allreduce":
+        nsteps, make_step = concat_steps(reduce, bcast)
+    else:
+        nsteps, make_step = reduce if collective == "reduce_scatter" else bcast
+    params = {"segments": segments, **layout_params(layout, channels)}
+    return Schedule(collective, "tree", nranks, len(trees) * segments, owner, nsteps, make_step, params=params)
 
 
-def reduce_scatter(nranks: int, segments: int = 1) -> Schedule:
-    """The reduce half: each tree reduces its half of the buffer onto its root (see ``owner``)."""
-    segments = _check_segments(segments)
-    reduce, _, owner = _tree_steps(nranks, segments)
-    return Schedule("reduce_scatter", "tree", nranks, 2 * segments, owner, reduce[0], reduce[1], params={"segments": segments})
+def allreduce(nranks: int, segments: int = 1, layout: Layout | None = None, channels: int = 1) -> Schedule:
+    """Double-binary-tree allreduce: reduce to the roots, broadcast back, ``segments`` per tree."""
+    return _schedule("allreduce", nranks, segments, layout, channels)
 
 
-def allgather(nranks: int, segments: int = 1) -> Schedule:
-    """The broadcast half: each tree's root sends its half of the buffer down its tree."""
-    segments = _check_segments(segments)
-    _, bcast, owner = _tree_steps(nranks, segments)
-    return Schedule("allgather", "tree", nranks, 2 * segments, owner, bcast[0], bcast[1], params={"segments": segments})
+def reduce_scatter(nranks: int, segments: int = 1, layout: Layout | None = None, channels: int = 1) -> Schedule:
+    """The reduce half: each tree reduces its share of the buffer onto its root (see ``owner``)."""
+    return _schedule("reduce_scatter", nranks, segments, layout, channels)
+
+
+def allgather(nranks: int, segments: int = 1, layout: Layout | None = None, channels: int = 1) -> Schedule:
+    """The broadcast half: each tree's root sends its share of the buffer down its tree."""
+    return _schedule("allgather", nranks, segments, layout, channels)
