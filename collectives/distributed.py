@@ -146,6 +146,7 @@ from collectives.plan import (
     program_for,
     rank_blocked,
     run_params,
+    runnable_algorithms,
     takes_layout,
 )
 from collectives.schedule import chunk_offsets
@@ -203,12 +204,10 @@ def algorithms_for(collective: str) -> tuple[str, ...]:
     """Algorithms that implement ``collective`` with torch semantics (plus ``"auto"``).
 
     The tree's reduce_scatter/allgather halves reduce onto / broadcast from two roots; their blocks
-    are not rank-blocked, so they are allreduce-only here.
+    are not rank-blocked, so they are allreduce-only here, as is ``hierarchical``
+    (:func:`collectives.plan.runnable_algorithms`).
     """
-    names = tuple(ALGORITHMS)
-    if collective != "allreduce":
-        names = tuple(a for a in names if a != "tree")
-    return (*names, "auto")
+    return (*runnable_algorithms(collective), "auto")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -752,6 +751,7 @@ def _params(fn: str, collective: str, name: str, spec: dict, group, nranks: int,
             layout: Layout | None, channels, device: torch.device) -> tuple:
     """The generator parameters of this call (finding the layout if the algorithm takes one)."""
     try:
+        run_params(name, spec, nranks, nbytes, channels=channels)  # bad channels or spec: before any communication
         if layout is not None:
             layout = check_layout(layout, nranks)
         elif nranks > 1 and takes_layout(name):

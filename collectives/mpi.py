@@ -92,6 +92,7 @@ from collectives.plan import (
     program_for,
     rank_blocked,
     run_params,
+    runnable_algorithms,
     takes_layout,
 )
 from collectives.tuning import active_table
@@ -226,9 +227,7 @@ def allowed_algorithms(collective: str) -> tuple[str, ...]:
     rank ``r``); the registry says which algorithms have them (the tree's halves reduce onto and
     broadcast from its two roots, so it is allreduce-only).
     """
-    if collective == "allreduce":
-        return tuple(ALGORITHMS)
-    return tuple(name for name in ALGORITHMS if rank_blocked(get_schedule(collective, name, 3)))
+    return runnable_algorithms(collective)
 
 
 def resolve_algorithm(collective: str, algorithm: str, nranks: int, nbytes: int) -> str:
@@ -254,7 +253,7 @@ def _check_algorithm(collective: str, algorithm: str) -> str:
     allowed = allowed_algorithms(collective)
     name = algorithm.partition(":")[0].strip() if isinstance(algorithm, str) else algorithm
     if name not in allowed:
-        extra = (f" ({name} is allreduce-only: its halves are not rank-blocked)" if name in ALGORITHMS else "")
+        extra = f" ({name} is allreduce-only)" if name in ALGORITHMS else ""
         raise ValueError(f"algorithm {algorithm!r} is not available for {collective}{extra}; "
                          f"choose from: {', '.join((AUTO, *allowed))}")
     parse_algorithm(algorithm)

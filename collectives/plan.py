@@ -45,11 +45,18 @@ import inspect
 import os
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 
-from collectives.algorithms import ALGORITHMS, algorithm_params, check_algorithm, get_schedule
+from collectives.algorithms import (
+    ALGORITHMS,
+    algorithm_params,
+    check_algorithm,
+    collectives_of,
+    get_schedule,
+    takes,
+)
 from collectives.layout import Layout
 from collectives.schedule import Schedule
 
@@ -64,7 +71,9 @@ __all__ = [
     "NICS_ENV",
     "parse_algorithm",
     "format_algorithm",
+    "split_algorithms",
     "takes_layout",
+    "runnable_algorithms",
     "labels_from_env",
     "nics_from_env",
     "layout_of_ranks",
@@ -168,7 +177,20 @@ def _generator_parameters(algorithm: str) -> tuple[str, ...]:
 
 def takes_layout(algorithm: str) -> bool:
     """Whether ``algorithm``'s schedules follow a :class:`Layout` (the runtime must find one)."""
-    return "layout" in _generator_parameters(algorithm)
+    return takes(algorithm, "layout")
+
+
+@cache
+def runnable_algorithms(collective: str) -> tuple[str, ...]:
+    """Registered algorithms the runtimes run for ``collective``, in registry order.
+
+    Every generator of ``collective`` for allreduce; for reduce_scatter and allgather only those
+    whose flat schedule is rank-blocked (:func:`rank_blocked`: block ``r`` ends on / starts from rank
+    ``r``, torch's and MPI's semantics). The tree's halves reduce onto and broadcast from its two
+    roots, so it is allreduce-only.
+    """
+    return tuple(a for a in ALGORITHMS if collective in collectives_of(a)
+                 and (collective == "allreduce" or rank_blocked(get_schedule(collective, a, 3))))
 
 
 def parse_algorithm(text: str) -> tuple[str, dict[str, int | str]]:
@@ -213,6 +235,27 @@ def format_algorithm(name: str, params: Mapping[str, int | str] | None = None) -
     if not params:
         return name
     return f"{name}:" + ",".join(f"{k}={v}" for k, v in params.items())
+
+
+def split_algorithms(text: str, also: Sequence[str] = ()) -> list[str]:
+    """Split a comma-separated list of algorithm specs; a ``key=value`` item belongs to the spec before it.
+
+    Every spec is checked (:func:`parse_algorithm`) except the names in ``also`` (a caller's own
+    choices, such as ``"auto"``); duplicates are dropped, order kept.
+
+    >>> split_algorithms("ring,ring:channels=2,hierarchical:outer=tree,channels=2")
+    ['ring', 'ring:channels=2', 'hierarchical:outer=tree,channels=2']
+    """
+    specs: list[str] = []
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        if "=" in item and ":" not in item and specs:
+            specs[-1] += f",{item}"
+        else:
+            specs.append(item)
+    for spec in specs:
+        if spec not in also:
+            parse_algorithm(spec)
+    return list(dict.fromkeys(specs))
 
 
 def labels_from_env(world_size: int, environ: Mapping[str, str] | None = None) -> list[Hashable] | None:
@@ -306,13 +349,12 @@ def run_params(algorithm: str, spec: Mapping[str, int | str], nranks: int, nbyte
             raise ValueError(f"channels={channels!r} contradicts the algorithm spec's channels={from_spec!r}")
         channels = from_spec
     kwargs = {}
-    accepted = _generator_parameters(algorithm)
-    if "layout" in accepted and layout is not None:
+    if takes(algorithm, "layout") and layout is not None:
         kwargs["layout"] = layout
     if channels is not None:
-        if "channels" not in accepted:
+        if not takes(algorithm, "channels"):
             raise ValueError(f"{algorithm} takes no channels; algorithms with channels: "
-                             f"{', '.join(a for a in ALGORITHMS if 'channels' in _generator_parameters(a))}")
+                             f"{', '.join(a for a in ALGORITHMS if takes(a, 'channels'))}")
         kwargs["channels"] = channels
     params = algorithm_params(algorithm, nranks, nbytes, **kwargs)
     params.update(spec)

@@ -21,7 +21,7 @@ name with optional parameters (:func:`collectives.plan.parse_algorithm`): ``"hie
 The runtime reads the files named by the ``COLLSIM_TUNING`` environment variable (one path, or
 several separated by ``os.pathsep``, one per collective); a collective no file covers uses its
 built-in table in :data:`DEFAULT_TABLES` (:data:`DEFAULT_TABLE` for allreduce). Tables for
-reduce_scatter and allgather may only name rank-blocked algorithms (not ``tree``).
+reduce_scatter and allgather may only name rank-blocked algorithms (not ``tree`` or ``hierarchical``).
 """
 
 from __future__ import annotations
@@ -31,8 +31,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from collectives.algorithms import ALGORITHMS
-from collectives.plan import parse_algorithm
+from collectives.plan import parse_algorithm, runnable_algorithms
 
 __all__ = ["FORMAT", "TuningTable", "DEFAULT_TABLE", "DEFAULT_TABLES", "load_table", "active_table"]
 
@@ -57,7 +56,7 @@ class TuningTable:
             limits = [m for m, _ in rows[:-1]]
             if any(m is None for m in limits) or limits != sorted(limits):
                 raise ValueError(f"tuning table for {nranks} ranks: max_bytes must increase, null only last")
-            allowed = [a for a in ALGORITHMS if self.collective == "allreduce" or a != "tree"]
+            allowed = runnable_algorithms(self.collective)
             for _, spec in rows:
                 if not isinstance(spec, str) or spec.partition(":")[0] not in allowed:
                     raise ValueError(

@@ -97,15 +97,22 @@ def size_arg(text: str) -> int:
 def algorithms_arg(text: str) -> list[str]:
     """Parse a comma-separated list of :data:`CHOICES` (duplicates dropped, order kept).
 
-    >>> algorithms_arg("tree, native,tree")
-    ['tree', 'native']
+    An algorithm may carry parameters (``ring:channels=2``, :func:`collectives.plan.parse_algorithm`).
+
+    >>> algorithms_arg("tree, native,tree,ring:channels=2")
+    ['tree', 'native', 'ring:channels=2']
     """
+    from collectives.plan import split_algorithms
+
     names = [a.strip() for a in text.split(",") if a.strip()]
-    bad = [a for a in names if a not in CHOICES]
+    bad = [a for a in names if a.partition(":")[0] not in CHOICES and not ("=" in a and ":" not in a)]
     if bad or not names:
         raise argparse.ArgumentTypeError(
             f"unknown algorithm(s) {', '.join(bad) or '(none)'}; choose from: {', '.join(CHOICES)}")
-    return list(dict.fromkeys(names))
+    try:
+        return split_algorithms(text, also=(AUTO, NATIVE))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, ops: Sequence[str], dtypes: Sequence[str],

@@ -15,6 +15,7 @@ about a second. :func:`pool` keeps the pool of the most recent world size alive 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import multiprocessing as mp
 import os
 import queue
@@ -22,10 +23,15 @@ import shutil
 import tempfile
 import time
 import traceback
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-__all__ = ["WorkerError", "WorkerPool", "pool", "close_pools", "mp_context"]
+__all__ = ["WorkerError", "WorkerPool", "pool", "close_pools", "mp_context", "node_environment"]
+
+#: Variables that place a rank on a node: collsim's overrides and torchrun's own.
+NODE_VARIABLES = ("COLLSIM_LAYOUT", "COLLSIM_RANKS_PER_NODE", "COLLSIM_NICS_PER_NODE", "LOCAL_WORLD_SIZE",
+                  "LOCAL_RANK", "GROUP_RANK")
 
 _PRELOAD = ["torch", "torch.distributed", "collectives.distributed"]
 
@@ -157,6 +163,36 @@ class WorkerPool:
                 proc.join(5.0)
         self._procs = []
         shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def node_environment(env: dict[str, str], torchrun_local: int | None = None) -> Iterator[None]:
+    """On a worker: place this rank on a node for the duration (and clear the runtime's caches).
+
+    ``env`` sets variables (``COLLSIM_LAYOUT``, ``COLLSIM_TUNING``, ...); ``torchrun_local=k`` also sets what
+    ``torchrun --nproc_per_node=k`` would on ``world / k`` nodes (``LOCAL_WORLD_SIZE``,
+    ``LOCAL_RANK``, ``GROUP_RANK``). Every other placement variable is unset meanwhile.
+    """
+    import torch.distributed as dist
+
+    import collectives.distributed as runtime
+
+    env = dict(env)
+    if torchrun_local is not None:
+        rank = dist.get_rank()
+        env.update(LOCAL_WORLD_SIZE=str(torchrun_local), LOCAL_RANK=str(rank % torchrun_local),
+                   GROUP_RANK=str(rank // torchrun_local))
+    saved = {k: os.environ.pop(k, None) for k in (*NODE_VARIABLES, *env)}
+    os.environ.update(env)
+    runtime.clear_cache()
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None)
+            if v is not None:
+                os.environ[k] = v
+        runtime.clear_cache()
 
 
 _current: WorkerPool | None = None
