@@ -7,6 +7,18 @@ Run one process per rank with torchrun::
         --algorithms ring,tree,recursive_halving,recursive_doubling,auto,native --op sum --dtype float32 \\
         --json allreduce.jsonl
 
+On several nodes (``torchrun --nnodes=2 --nproc_per_node=8 ...``) the algorithms that follow the
+hardware use the layout torchrun gives (``GROUP_RANK``, ``LOCAL_WORLD_SIZE``): ``hierarchical``
+(reduce-scatter inside nodes, allreduce across them, allgather inside), ``ring`` and ``tree`` as
+NCCL orders them, with as many channels as ``COLLSIM_NICS_PER_NODE`` (default 1) or as an
+algorithm's parameters say::
+
+    torchrun --nnodes=2 --nproc_per_node=8 ... examples/allreduce.py \\
+        --algorithms ring,ring:channels=4,hierarchical,hierarchical:outer=recursive_doubling,tree,native
+
+``COLLSIM_RANKS_PER_NODE=2 torchrun --nproc_per_node=4 examples/allreduce.py`` simulates two nodes
+of two ranks on one machine (``COLLSIM_LAYOUT=0,1,0,1`` places ranks by hand).
+
 The backend is NCCL when every rank has a GPU of its own (CUDA tensors), else Gloo (CPU tensors);
 ``--backend`` overrides. For every size and algorithm the script first checks the result against
 native ``dist.all_reduce`` on the same input (``#wrong``: elements that differ, summed over ranks;
@@ -29,7 +41,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from collectives.distributed import all_reduce
+from collectives.distributed import all_reduce, find_layout
 from sim import bench
 from sim.results import Record
 
@@ -161,7 +173,7 @@ def run(args: argparse.Namespace) -> list[Record]:
 
     itemsize = torch.empty((), dtype=dtype).element_size()
     return bench.run_sweep(args, measure, reference, rank=rank, nranks=nranks, itemsize=itemsize, backend=backend,
-                           transport=f"backend {backend} device {device.type}")
+                           transport=f"backend {backend} device {device.type} layout {find_layout(device=device).describe()}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,14 @@ Run one process per rank with mpiexec::
         --algorithms ring,tree,recursive_halving,recursive_doubling,auto,native --op sum --dtype float32 \\
         --json allreduce_mpi.jsonl
 
+The algorithms that follow the hardware (``hierarchical``, ``ring`` and ``tree`` with channels:
+``ring:channels=2``) run on the layout ``Split_type(COMM_TYPE_SHARED)`` finds, the ranks that share
+a node; ``COLLSIM_RANKS_PER_NODE=2`` (or ``COLLSIM_LAYOUT=0,0,1,1``) simulates nodes on one machine,
+``COLLSIM_NICS_PER_NODE`` sets the channels ``auto`` runs::
+
+    COLLSIM_RANKS_PER_NODE=2 mpiexec -n 4 python examples/allreduce_mpi.py \\
+        --algorithms ring,ring:channels=2,hierarchical,tree,native
+
 The same table as ``examples/allreduce.py`` (the torch.distributed one), with ``native`` meaning
 ``MPI_Allreduce``. For every size and algorithm the script first checks the result against native
 on the same input (``#wrong``: elements that differ, summed over ranks; the inputs are small
@@ -109,7 +117,7 @@ def run(args: argparse.Namespace) -> list[Record]:
 
     library = " ".join(MPI.Get_library_version().split()[:3])
     return bench.run_sweep(args, measure, reference, rank=rank, nranks=nranks, itemsize=dtype.itemsize, backend="mpi",
-                           transport=f"backend mpi ({library})")
+                           transport=f"backend mpi ({library}) layout {cmpi.find_layout(comm).describe()}")
 
 
 def main(argv: list[str] | None = None) -> int:
