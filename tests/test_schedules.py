@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collectives import ALGORITHMS, COLLECTIVES, algorithm_params, chunk_offsets, get_schedule, verify
+from collectives.algorithms import collectives_of
 from collectives.plan import compile_program
 
 POWERS_OF_TWO = [1, 2, 4, 8, 16, 32, 64]
@@ -20,6 +21,10 @@ POWERS_OF_TWO = [1, 2, 4, 8, 16, 32, 64]
 @pytest.mark.parametrize("collective", COLLECTIVES)
 @pytest.mark.parametrize("algorithm", list(ALGORITHMS))
 def test_verified(algorithm, collective, nranks):
+    if collective not in collectives_of(algorithm):
+        with pytest.raises(ValueError, match=f"{algorithm} generates only allreduce, not {collective}"):
+            get_schedule(collective, algorithm, nranks)
+        return
     schedule = get_schedule(collective, algorithm, nranks)
     report = verify(schedule)
     assert report.nsteps == schedule.nsteps
@@ -41,6 +46,8 @@ def test_tree_segments_verified(nranks, segments):
     count=st.integers(0, 5000),
 )
 def test_verified_sweep(algorithm, collective, nranks, segments, count):
+    if collective not in collectives_of(algorithm):
+        return
     params = {"segments": segments} if algorithm == "tree" else {}
     schedule = get_schedule(collective, algorithm, nranks, **params)
     count -= count % schedule.nblocks
@@ -51,9 +58,9 @@ def test_verified_sweep(algorithm, collective, nranks, segments, count):
 # --- textbook counts ------------------------------------------------------------------------------
 
 
-def _report(algorithm, nranks, collective="allreduce"):
+def _report(algorithm, nranks, collective="allreduce", **params):
     n = 1 << 20 if nranks in POWERS_OF_TWO else nranks * 4096  # n bytes, divisible into p chunks
-    return n, verify(get_schedule(collective, algorithm, nranks), count=n, itemsize=1)
+    return n, verify(get_schedule(collective, algorithm, nranks, **params), count=n, itemsize=1)
 
 
 @pytest.mark.parametrize("nranks", [1, 2, 3, 4, 5, 7, 8, 16, 31, 64])
@@ -66,13 +73,48 @@ def test_ring_textbook(nranks):
     assert (report.bytes_received == expected).all()
 
 
+@pytest.mark.parametrize("order", ["near_first", "far_first"])
 @pytest.mark.parametrize("nranks", POWERS_OF_TWO)
-def test_recursive_halving_textbook(nranks):
-    n, report = _report("recursive_halving", nranks)
+def test_recursive_halving_textbook(nranks, order):
+    n, report = _report("recursive_halving", nranks, order=order)
     log_p = int(math.log2(nranks))
     assert report.nsteps == 2 * log_p
     assert (report.steps == 2 * log_p).all()
     assert (report.bytes_sent == 2 * (nranks - 1) * n // nranks).all()
+    assert (report.bytes_received == 2 * (nranks - 1) * n // nranks).all()
+
+
+@pytest.mark.parametrize("order", ["near_first", "far_first"])
+@pytest.mark.parametrize("nranks", [1, 2, 3, 5, 6, 7, 8, 12, 13, 16, 31, 33, 64])
+def test_recursive_halving_orders_verified(nranks, order):
+    verify(get_schedule("allreduce", "recursive_halving", nranks, order=order), count=7 * nranks + 1)
+
+
+@pytest.mark.parametrize("nranks", [8, 16, 13])
+def test_recursive_halving_orders(nranks):
+    """near_first exchanges the largest half with the nearest rank (MPICH); far_first with the farthest."""
+    pof2 = 1 << (nranks.bit_length() - 1)
+    for order, distances in (("near_first", [1 << i for i in range(pof2.bit_length() - 1)]),
+                             ("far_first", [pof2 >> (i + 1) for i in range(pof2.bit_length() - 1)])):
+        schedule = get_schedule("allreduce", "recursive_halving", nranks, order=order)
+        halving = [step for step in schedule.steps() if step.phase == "reduce_scatter" and step.key[0] != "fold"]
+        sizes = [int(step.nchunks.max()) for step in halving]
+        assert sizes == [pof2 >> (i + 1) for i in range(len(halving))]  # largest half first
+        if nranks == pof2:  # virtual ranks are real ranks: the partner's distance is the mask
+            assert [int(np.abs(step.src - step.dst).max()) for step in halving] == distances
+        gathering = [step for step in schedule.steps() if step.phase == "allgather" and step.key[0] != "unfold"]
+        assert [int(step.nchunks.max()) for step in gathering] == sizes[::-1]  # the allgather mirrors it
+    assert get_schedule("allreduce", "recursive_halving", nranks).params == {"order": "near_first"}
+
+
+def test_recursive_halving_order_checked():
+    with pytest.raises(ValueError, match="order must be one of near_first, far_first"):
+        get_schedule("allreduce", "recursive_halving", 4, order="middle")
+    with pytest.raises(ValueError, match="reduce_scatter runs only order='far_first'"):
+        get_schedule("reduce_scatter", "recursive_halving", 4, order="near_first")
+    with pytest.raises(ValueError, match="allgather runs only order='far_first'"):
+        get_schedule("allgather", "recursive_halving", 4, order="near_first")
+    verify(get_schedule("reduce_scatter", "recursive_halving", 6, order="far_first"))
 
 
 @pytest.mark.parametrize("nranks", POWERS_OF_TWO)

@@ -11,6 +11,22 @@ has, so the held range doubles.
 Other ``p`` use the standard pre/post step (:mod:`collectives.algorithms._folding`): the extra
 ranks fold their whole buffer into a partner first and get the result back last.
 
+Order
+-----
+The allreduce takes ``order``:
+
+* ``"near_first"`` (default; MPICH's ``MPIR_Allreduce_intra_reduce_scatter_allgather``, SMPI's
+  ``rab_rdb``): the halving pairs ``r`` with ``r ^ mask`` for ``mask = 1, 2, ..., p/2``, so the
+  largest half is exchanged with the nearest rank, where it stays under one switch on a fat tree.
+  The rank whose ``mask`` bit is clear keeps the lower half. Rank ``r`` ends with chunk
+  ``bitreverse(r)`` (``owner``); the allgather mirrors the halving (``mask = p/2, ..., 1``).
+* ``"far_first"`` (the order above): the largest half with the farthest rank, distance ``p/2``.
+
+Both send the same sizes (``n/2, n/4, ...`` in the halving), so steps and bytes per rank are the
+same. The reduce_scatter and allgather collectives are far-first only: block ``r`` must end on
+(start from) rank ``r`` in the buffer's order, and halving a contiguous range of blocks with the
+nearest rank first cannot keep each rank's own block (MPICH's reduce_scatter is far-first too).
+
 Textbook cost per rank for ``p = 2**k``: ``2 log2 p`` steps, ``2 (p - 1) / p * n`` bytes sent.
 """
 
@@ -21,7 +37,32 @@ import numpy as np
 from collectives.algorithms._folding import Folding
 from collectives.schedule import Schedule, Step, concat_steps
 
-__all__ = ["allreduce", "reduce_scatter", "allgather", "halving_steps", "doubling_steps", "fold_step", "unfold_step"]
+__all__ = [
+    "ORDERS",
+    "allreduce",
+    "reduce_scatter",
+    "allgather",
+    "halving_steps",
+    "doubling_steps",
+    "near_halving_steps",
+    "near_doubling_steps",
+    "fold_step",
+    "unfold_step",
+]
+
+#: Orders of the halving: largest half with the nearest rank first (MPICH's), or the farthest.
+ORDERS = ("near_first", "far_first")
+
+
+def _check_order(order: str, collective: str) -> str:
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {', '.join(ORDERS)}; got {order!r}")
+    if collective != "allreduce" and order != "far_first":
+        raise ValueError(
+            f"recursive_halving {collective} runs only order='far_first' (block r must end on rank r); "
+            f"order={order!r} is for allreduce"
+        )
+    return order
 
 
 def fold_step(fold: Folding, first, nchunks: int, reduce: bool, phase: str) -> tuple[int, callable]:
@@ -87,35 +128,91 @@ def doubling_steps(fold: Folding, start, phase: str = "allgather") -> tuple[int,
     return fold.levels, make_step
 
 
-def _allreduce_parts(fold: Folding):
+def _bitreverse(v: np.ndarray, bits: int) -> np.ndarray:
+    out = np.zeros_like(v)
+    for j in range(bits):
+        out |= ((v >> j) & 1) << (bits - 1 - j)
+    return out
+
+
+def near_halving_steps(fold: Folding) -> tuple[int, callable]:
+    """Reduce-scatter by recursive halving, nearest partner first, over ``pof2`` chunks.
+
+    Before the step with ``mask = 2**i`` virtual rank ``v`` holds the ``pof2 >> i`` chunks from
+    ``lo = bitreverse(v)`` with its low ``k - i`` bits cleared (its bits below ``i`` chose the halves
+    so far); it keeps the lower half when bit ``i`` is clear and sends the other half to ``v ^ mask``.
+    """
+    vranks = np.arange(fold.pof2, dtype=np.int64)
+    real = fold.real(vranks)
+    rev = _bitreverse(vranks, fold.levels)
+
+    def make_step(i: int) -> Step:
+        mask = 1 << i
+        half = fold.pof2 >> (i + 1)
+        lo = rev & ~(2 * half - 1)
+        first = np.where((vranks & mask) == 0, lo + half, lo)
+        return Step.build(real, fold.real(vranks ^ mask), first, half, True, key=("halving_near", mask), phase="reduce_scatter")
+
+    return fold.levels, make_step
+
+
+def near_doubling_steps(fold: Folding) -> tuple[int, callable]:
+    """The mirror of :func:`near_halving_steps`: ``mask = pof2/2, ..., 1``, the held range doubling."""
+    vranks = np.arange(fold.pof2, dtype=np.int64)
+    real = fold.real(vranks)
+    rev = _bitreverse(vranks, fold.levels)
+
+    def make_step(i: int) -> Step:
+        mask = fold.pof2 >> (i + 1)
+        held = 1 << i  # chunks held before the step
+        first = rev & ~(held - 1)
+        return Step.build(real, fold.real(vranks ^ mask), first, held, False, key=("doubling_near", mask), phase="allgather")
+
+    return fold.levels, make_step
+
+
+def _allreduce_parts(fold: Folding, order: str):
     def start(v):
         return np.asarray(v, dtype=np.int64)
 
     n = fold.pof2
+    if order == "near_first":
+        halving, doubling = near_halving_steps(fold), near_doubling_steps(fold)
+    else:
+        halving, doubling = halving_steps(fold, start), doubling_steps(fold, start)
     return [
         fold_step(fold, 0, n, True, "reduce_scatter"),
-        halving_steps(fold, start),
+        halving,
     ], [
-        doubling_steps(fold, start),
+        doubling,
         unfold_step(fold, lambda i: 0, lambda i: n, "allgather"),
     ]
 
 
-def allreduce(nranks: int) -> Schedule:
-    """Rabenseifner allreduce: ``pof2`` chunks, one per virtual rank."""
+def allreduce(nranks: int, order: str = "near_first") -> Schedule:
+    """Rabenseifner allreduce: ``pof2`` chunks, one per virtual rank, halving in ``order``.
+
+    >>> allreduce(8).owner.tolist()  # near_first: rank r ends with chunk bitreverse(r)
+    [0, 4, 2, 6, 1, 5, 3, 7]
+    >>> allreduce(8, order="far_first").owner.tolist()
+    [0, 1, 2, 3, 4, 5, 6, 7]
+    """
+    _check_order(order, "allreduce")
     fold = Folding(nranks)
-    rs, ag = _allreduce_parts(fold)
+    rs, ag = _allreduce_parts(fold, order)
     nsteps, make_step = concat_steps(*[part for part in rs + ag if part[0]])
-    owner = fold.real(np.arange(fold.pof2))
-    return Schedule("allreduce", "recursive_halving", nranks, fold.pof2, owner, nsteps, make_step)
+    vranks = np.arange(fold.pof2, dtype=np.int64)
+    owner = fold.real(_bitreverse(vranks, fold.levels) if order == "near_first" else vranks)
+    return Schedule("allreduce", "recursive_halving", nranks, fold.pof2, owner, nsteps, make_step, params={"order": order})
 
 
-def reduce_scatter(nranks: int) -> Schedule:
+def reduce_scatter(nranks: int, order: str = "far_first") -> Schedule:
     """Reduce-scatter by recursive halving: rank ``r`` ends with block ``r`` reduced.
 
     Virtual rank ``v`` reduces the blocks of every real rank it stands for; a folded pair's odd
-    rank then hands block ``2i`` to rank ``2i``.
+    rank then hands block ``2i`` to rank ``2i``. Far-first only (see the module docstring).
     """
+    _check_order(order, "reduce_scatter")
     fold = Folding(nranks)
     parts = [
         fold_step(fold, 0, nranks, True, "reduce_scatter"),
@@ -127,8 +224,12 @@ def reduce_scatter(nranks: int) -> Schedule:
     return Schedule("reduce_scatter", "recursive_halving", nranks, nranks, owner, nsteps, make_step, nblocks=nranks)
 
 
-def allgather(nranks: int, algorithm: str = "recursive_halving") -> Schedule:
-    """Allgather by recursive doubling: folded ranks hand their block in first, get all back last."""
+def allgather(nranks: int, order: str = "far_first", *, algorithm: str = "recursive_halving") -> Schedule:
+    """Allgather by recursive doubling: folded ranks hand their block in first, get all back last.
+
+    The mirror of the far-first halving (the only order with rank-blocked blocks).
+    """
+    _check_order(order, "allgather")
     fold = Folding(nranks)
     parts = [
         fold_step(fold, fold.folded, 1, False, "allgather"),  # even rank 2i hands its block 2i in
