@@ -152,6 +152,9 @@ class Schedule:
         1 for allreduce (the whole buffer is chunked), ``nranks`` for reduce_scatter/allgather.
     params : dict
         Generator parameters (e.g. ``segments`` for the tree), for display and caching.
+    key_of : callable, optional
+        ``key_of(i) -> Step.key`` without generating the step (:meth:`key`); generators of long
+        schedules give it so a simulator can skip the steps whose pattern it has costed already.
     """
 
     collective: str
@@ -163,6 +166,7 @@ class Schedule:
     make_step: Callable[[int], Step] = field(repr=False)
     nblocks: int = 1
     params: dict = field(default_factory=dict)
+    key_of: Callable[[int], Hashable] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.collective not in COLLECTIVES:
@@ -178,6 +182,12 @@ class Schedule:
         if not 0 <= i < self.nsteps:
             raise IndexError(f"step {i} out of range for a schedule of {self.nsteps} steps")
         return self.make_step(i)
+
+    def key(self, i: int) -> Hashable:
+        """Pattern key of step ``i`` (:attr:`Step.key`), generating the step only when no ``key_of`` is known."""
+        if not 0 <= i < self.nsteps:
+            raise IndexError(f"step {i} out of range for a schedule of {self.nsteps} steps")
+        return self.key_of(i) if self.key_of is not None else self.make_step(i).key
 
     def steps(self) -> Iterator[Step]:
         """Generate the steps in order."""
@@ -207,7 +217,10 @@ class Schedule:
 
 
 def concat_steps(*parts: tuple[int, Callable[[int], Step]]) -> tuple[int, Callable[[int], Step]]:
-    """Chain step generators ``(nsteps, make_step)`` into one ``(nsteps, make_step)``."""
+    """Chain step generators ``(nsteps, make_step)`` into one ``(nsteps, make_step)``.
+
+    Works the same for any per-step function, e.g. ``(nsteps, key_of)`` pairs.
+    """
     starts = np.cumsum([0] + [n for n, _ in parts])
     makers = [m for _, m in parts]
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from collectives import ScheduleError, Step, get_schedule, verify
+from collectives.layout import Layout
 
 
 def mutate(schedule, index, edit):
@@ -44,6 +45,30 @@ def test_dropped_transfer_rejected(algorithm, nranks):
         with pytest.raises(ScheduleError) as err:
             verify(mutate(schedule, index, drop))
         assert err.value.rank is not None and err.value.chunk is not None
+
+
+LAYOUT_SCHEDULES = {
+    "ring-2ch-2x3": ("ring", {"layout": Layout.regular(2, 3, 2), "channels": 2}),
+    "tree-2ch-3+2": ("tree", {"layout": Layout.from_nodes([0, 1, 0, 1, 0]), "channels": 2, "segments": 2}),
+    "hierarchical-2x3": ("hierarchical", {"layout": Layout.regular(2, 3)}),
+    "hierarchical-rh-rd-3+1+2": ("hierarchical", {"layout": Layout.from_nodes([0, 0, 0, 1, 2, 2]), "channels": 2,
+                                                  "inner": "recursive_halving", "outer": "recursive_doubling"}),
+    "hierarchical-tree-4x2": ("hierarchical", {"layout": Layout.regular(4, 2), "outer": "tree"}),
+    "recursive_halving-near_first-6": ("recursive_halving", {"order": "near_first"}),
+}
+
+
+@pytest.mark.parametrize("name", LAYOUT_SCHEDULES)
+def test_dropped_transfer_rejected_in_layout_schedules(name):
+    algorithm, params = LAYOUT_SCHEDULES[name]
+    nranks = params["layout"].nranks if "layout" in params else 6
+    schedule = get_schedule("allreduce", algorithm, nranks, **params)
+    verify(schedule)
+    for index in range(schedule.nsteps):
+        for k in {0, len(schedule.step(index)) - 1}:
+            with pytest.raises(ScheduleError) as err:
+                verify(mutate(schedule, index, lambda s, k=k: drop(s, k)))
+            assert err.value.rank is not None and err.value.chunk is not None
 
 
 def test_dropped_ring_transfer_names_rank_and_chunk():

@@ -235,10 +235,159 @@ def test_tree_is_chains_joined_by_a_double_tree(layout):
                 assert head_a != head_b
 
 
+# --- hierarchical ---------------------------------------------------------------------------------
+
+INNER = ("ring", "recursive_halving", "recursive_doubling")
+OUTER = ("ring", "recursive_doubling", "recursive_halving", "tree")
+
+
+@pytest.mark.parametrize(("layout", "channels"), grid_cases())
+def test_hierarchical_verified_on_grid(layout, channels):
+    case = layout.nranks + layout.nnodes
+    inner, outer = INNER[case % 3], OUTER[case % 4]
+    schedule = get_schedule("allreduce", "hierarchical", layout.nranks, layout=layout, channels=channels, inner=inner, outer=outer)
+    verify(schedule, count=schedule.nchunks + layout.nranks)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3])
+@pytest.mark.parametrize("outer", OUTER)
+@pytest.mark.parametrize("inner", INNER)
+@pytest.mark.parametrize("layout", UNEVEN.values(), ids=UNEVEN.keys())
+def test_hierarchical_verified_uneven(layout, inner, outer, channels):
+    segments = 2 if outer == "tree" else 1
+    schedule = get_schedule("allreduce", "hierarchical", layout.nranks, layout=layout, channels=channels,
+                            inner=inner, outer=outer, segments=segments)
+    verify(schedule, count=5 * schedule.nchunks + 3)
+
+
+def _phase_counts(schedule, n):
+    """Steps taken and bytes sent per rank in each phase (intra reduce-scatter, outer, intra allgather)."""
+    offsets = schedule.chunk_offsets(n)
+    p = schedule.nranks
+    phases = {name: (np.zeros(p, dtype=np.int64), np.zeros(p, dtype=np.int64)) for name in ("intra_rs", "outer", "intra_ag")}
+    for step in schedule.steps():
+        name = "outer" if step.key[1] == "outer" else ("intra_rs" if step.key[1] == "reduce_scatter" else "intra_ag")
+        steps, sent = phases[name]
+        active = np.zeros(p, dtype=bool)
+        active[step.src] = active[step.dst] = True
+        steps += active
+        sent += np.bincount(step.src, offsets[step.chunk + step.nchunks] - offsets[step.chunk], minlength=p).astype(np.int64)
+    return phases
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize(("nnodes", "rpn"), [(2, 4), (4, 2), (3, 5), (4, 8), (8, 3), (16, 1), (1, 6)])
+def test_hierarchical_textbook_counts(nnodes, rpn, channels):
+    """Intra RS: L - 1 steps, (L - 1) / L n bytes; outer ring on n / L among N; intra AG as the RS."""
+    layout = Layout.regular(nnodes, rpn, 2)
+    N, L = nnodes, rpn
+    n = N * L * channels * 64
+    schedule = get_schedule("allreduce", "hierarchical", layout.nranks, layout=layout, channels=channels)
+    phases = _phase_counts(schedule, n)
+    for name in ("intra_rs", "intra_ag"):
+        steps, sent = phases[name]
+        assert (steps == L - 1).all() and (sent == (L - 1) * n // L).all()
+    steps, sent = phases["outer"]
+    assert (steps == 2 * (N - 1)).all() and (sent == 2 * (N - 1) * (n // L) // N).all()
+    report = verify(schedule, count=n, itemsize=1)
+    assert report.nsteps == 2 * (L - 1) + 2 * (N - 1)
+    assert (report.bytes_sent == 2 * (L - 1) * n // L + 2 * (N - 1) * n // (L * N)).all()
+    assert (report.bytes_received == report.bytes_sent).all()
+
+
+@pytest.mark.parametrize("outer", ["recursive_halving", "recursive_doubling"])
+@pytest.mark.parametrize(("nnodes", "rpn"), [(2, 4), (4, 3), (8, 2)])
+def test_hierarchical_textbook_recursive_outer(nnodes, rpn, outer):
+    layout = Layout.regular(nnodes, rpn)
+    n = nnodes * rpn * 64
+    schedule = get_schedule("allreduce", "hierarchical", layout.nranks, layout=layout, outer=outer)
+    steps, sent = _phase_counts(schedule, n)["outer"]
+    log_n = nnodes.bit_length() - 1
+    if outer == "recursive_halving":
+        assert (steps == 2 * log_n).all() and (sent == 2 * (nnodes - 1) * (n // rpn) // nnodes).all()
+    else:
+        assert (steps == log_n).all() and (sent == log_n * n // rpn).all()
+
+
+@pytest.mark.parametrize("nranks", [1, 2, 3, 5, 8, 12])
+def test_hierarchical_on_one_node_is_the_inner_allreduce(nranks):
+    ring = get_schedule("allreduce", "ring", nranks)
+    for layout in (None, Layout.flat(nranks), Layout((0,) * nranks, nics_per_node=4)):
+        for outer in OUTER:
+            assert same_steps(get_schedule("allreduce", "hierarchical", nranks, layout=layout, outer=outer), ring)
+    if nranks & (nranks - 1) == 0:  # recursive halving inside: the far-first flat algorithm
+        flat = get_schedule("allreduce", "recursive_halving", nranks, order="far_first")
+        assert same_steps(get_schedule("allreduce", "hierarchical", nranks, inner="recursive_halving"), flat)
+
+
+@pytest.mark.parametrize("nranks", [2, 3, 6, 8])
+def test_hierarchical_one_rank_per_node_is_the_outer_allreduce(nranks):
+    layout = Layout.regular(nranks, 1)
+    for outer in OUTER:
+        flat = get_schedule("allreduce", outer, nranks)
+        assert same_steps(get_schedule("allreduce", "hierarchical", nranks, layout=layout, outer=outer), flat)
+
+
+def test_hierarchical_parts_follow_local_ranks():
+    """Regular nodes: part i is reduced across nodes among the ranks of local rank i (one rail each)."""
+    layout = shuffled(Layout.regular(3, 4), 7)
+    schedule = get_schedule("allreduce", "hierarchical", 12, layout=layout)
+    for step in schedule.steps():
+        if step.key[1] == "outer":
+            local = [layout.local_rank(int(r)) for r in step.src]
+            assert local == [layout.local_rank(int(r)) for r in step.dst]
+            assert all(lr == int(c) // 3 for lr, c in zip(local, step.chunk, strict=True))  # 3 chunks per part
+        else:
+            assert all(layout.node(int(a)) == layout.node(int(b)) for a, b in zip(step.src, step.dst, strict=True))
+
+
+def test_hierarchical_is_allreduce_only():
+    assert collectives_of("hierarchical") == ("allreduce",)
+    for collective in ("reduce_scatter", "allgather"):
+        with pytest.raises(ValueError, match=f"hierarchical generates only allreduce, not {collective}"):
+            get_schedule(collective, "hierarchical", 4, layout=Layout.regular(2, 2))
+
+
+def test_hierarchical_rejects_bad_parameters():
+    layout = Layout.regular(2, 2)
+    with pytest.raises(ValueError, match="inner must be one of ring, recursive_halving, recursive_doubling"):
+        get_schedule("allreduce", "hierarchical", 4, layout=layout, inner="tree")
+    with pytest.raises(ValueError, match="outer must be one of"):
+        get_schedule("allreduce", "hierarchical", 4, layout=layout, outer="bruck")
+    with pytest.raises(ValueError, match="segments applies only to outer='tree'"):
+        get_schedule("allreduce", "hierarchical", 4, layout=layout, segments=2)
+    with pytest.raises(ValueError, match="channels"):
+        get_schedule("allreduce", "hierarchical", 4, layout=layout, channels=0)
+
+
+def test_hierarchical_describes_itself():
+    text = get_schedule("allreduce", "hierarchical", 8, layout=Layout.regular(2, 4, 2), channels=2).describe()
+    assert "inner=ring, outer=ring, channels=2, layout=2x4 ranks, 2 NIC(s) per node" in text
+
+
+# --- pattern keys ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("algorithm", ["ring", "tree", "hierarchical"])
+@pytest.mark.parametrize("layout", [Layout.regular(3, 4, 2), UNEVEN["1-8-2-7-nic2"], UNEVEN["4-4-3-nic4-shuffled"]],
+                         ids=["3x4", "1-8-2-7", "4-4-3"])
+def test_keys_identify_patterns(algorithm, layout):
+    """Schedule.key(i) is step i's key without the step; equal keys mean equal patterns."""
+    params = {"segments": 3} if algorithm == "tree" else {}
+    schedule = get_schedule("allreduce", algorithm, layout.nranks, layout=layout, channels=2, **params)
+    assert schedule.key_of is not None
+    patterns = {}
+    for i, step in enumerate(schedule.steps()):
+        assert schedule.key(i) == step.key
+        order = np.lexsort((step.nchunks, step.dst, step.src))
+        pattern = tuple(np.stack([step.src, step.dst, step.nchunks, step.reduce])[:, order].ravel().tolist())
+        assert patterns.setdefault(step.key, pattern) == pattern
+
+
 # --- runtimes compile the new schedules -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("algorithm", ["ring", "tree"])
+@pytest.mark.parametrize("algorithm", ["ring", "tree", "hierarchical"])
 @pytest.mark.parametrize("layout", [Layout.regular(2, 3, 2), UNEVEN["3x5-nic2-shuffled"], UNEVEN["5-1-3"]], ids=["2x3", "3x5s", "5-1-3"])
 def test_programs_compile_and_match_pairwise(algorithm, layout):
     p = layout.nranks
@@ -251,3 +400,33 @@ def test_programs_compile_and_match_pairwise(algorithm, layout):
         assert sends == recvs and sends
         schedule = get_schedule(collective, algorithm, p, **dict(params))
         assert compile_program(schedule, 0, count) == programs[0]
+
+
+# --- CLI ------------------------------------------------------------------------------------------
+
+
+def _collsim(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "sim", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_show_hierarchical_on_nodes():
+    out = _collsim("show", "hierarchical", "--nodes", "2", "--ranks-per-node", "4")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "layout=2x4 ranks" in lines[0] and lines[2] == "nodes: n0=r0,1,2,3  n1=r4,5,6,7"
+    steps = [line for line in lines if line.startswith("step ")]
+    assert len(steps) == 3 + 2 + 3
+    assert lines[-1].split() == [f"r{r}:{'*' * 8}" for r in range(8)]
+    bad = _collsim("show", "recursive_doubling", "--nodes", "2")
+    assert bad.returncode == 2 and "--nodes applies to ring, tree and hierarchical" in bad.stderr
+
+
+def test_verify_proves_layouts():
+    out = _collsim("verify", "--algorithms", "ring,hierarchical", "--max-ranks", "4", "--nodes", "3", "--ranks-per-node", "3")
+    assert out.returncode == 0, out.stderr
+    row = next(line.split() for line in out.stdout.splitlines() if line.split()[:2] == ["hierarchical", "3x3"])
+    assert row[2] == row[3] == "8" and row[4] == row[5] == "1.778"
+    assert "proved on every layout of 1..3 nodes x 1..3 ranks" in out.stderr

@@ -1,4 +1,8 @@
-"""The algorithm registry: one module per algorithm, each generating all three collectives.
+"""The algorithm registry: one module per algorithm, each generating the collectives it can.
+
+Every module has ``allreduce``; ``ring``, ``tree``, ``recursive_halving`` and
+``recursive_doubling`` also ``reduce_scatter`` and ``allgather``. A module that generates fewer
+lists them in ``COLLECTIVES`` (``hierarchical``: allreduce only); :func:`collectives_of` reads it.
 
 >>> from collectives.algorithms import get_schedule
 >>> get_schedule("allreduce", "ring", 4).nsteps
@@ -10,7 +14,7 @@ from __future__ import annotations
 import inspect
 from types import ModuleType
 
-from collectives.algorithms import recursive_doubling, recursive_halving, ring, tree
+from collectives.algorithms import hierarchical, recursive_doubling, recursive_halving, ring, tree
 from collectives.algorithms._channels import check_channels
 from collectives.layout import Layout
 from collectives.schedule import COLLECTIVES, Schedule
@@ -25,12 +29,13 @@ __all__ = [
     "check_collective",
 ]
 
-#: Algorithm name -> module with ``allreduce``, ``reduce_scatter`` and ``allgather`` generators.
+#: Algorithm name -> module with a generator per collective (:func:`collectives_of`).
 ALGORITHMS: dict[str, ModuleType] = {
     "ring": ring,
     "tree": tree,
     "recursive_halving": recursive_halving,
     "recursive_doubling": recursive_doubling,
+    "hierarchical": hierarchical,
 }
 
 
@@ -95,8 +100,8 @@ def algorithm_params(
 def collectives_of(algorithm: str) -> tuple[str, ...]:
     """The collectives ``algorithm`` generates (``hierarchical`` is allreduce-only).
 
-    >>> collectives_of("ring")
-    ('allreduce', 'reduce_scatter', 'allgather')
+    >>> collectives_of("hierarchical")
+    ('allreduce',)
     """
     return getattr(ALGORITHMS[check_algorithm(algorithm)], "COLLECTIVES", COLLECTIVES)
 

@@ -64,6 +64,11 @@ def _ring_steps(orders: np.ndarray, shift: int, reduce: bool, phase: str):
     return max(p - 1, 0), make_step
 
 
+def _keys(p: int, *reduces: bool):
+    """``key_of`` for phases of ``p - 1`` steps each: the ring's key depends only on the phase."""
+    return concat_steps(*[(max(p - 1, 0), lambda _, r=r: ("ring", "reduce" if r else "copy")) for r in reduces])[1]
+
+
 def _setup(nranks: int, layout, channels: int):
     layout = resolve_layout(layout, nranks)
     channels = check_channels(channels)
@@ -76,18 +81,22 @@ def allreduce(nranks: int, layout=None, channels: int = 1) -> Schedule:
     """Ring allreduce on ``nranks`` ranks: ``2 (p - 1)`` steps, ``channels`` rings of one chunk each."""
     orders, owner, nchunks, params = _setup(nranks, layout, channels)
     nsteps, make_step = concat_steps(_ring_steps(orders, 1, True, "reduce_scatter"), _ring_steps(orders, 0, False, "allgather"))
-    return Schedule("allreduce", "ring", nranks, nchunks, owner, nsteps, make_step, params=params)
+    return Schedule("allreduce", "ring", nranks, nchunks, owner, nsteps, make_step, params=params, key_of=_keys(nranks, True, False))
 
 
 def reduce_scatter(nranks: int, layout=None, channels: int = 1) -> Schedule:
     """Ring reduce-scatter: rank ``r`` ends with block ``r`` reduced."""
     orders, owner, nchunks, params = _setup(nranks, layout, channels)
     nsteps, make_step = _ring_steps(orders, 1, True, "reduce_scatter")
-    return Schedule("reduce_scatter", "ring", nranks, nchunks, owner, nsteps, make_step, nblocks=nranks, params=params)
+    return Schedule(
+        "reduce_scatter", "ring", nranks, nchunks, owner, nsteps, make_step, nblocks=nranks, params=params, key_of=_keys(nranks, True)
+    )
 
 
 def allgather(nranks: int, layout=None, channels: int = 1) -> Schedule:
     """Ring allgather: block ``r`` starts on rank ``r`` and reaches every rank."""
     orders, owner, nchunks, params = _setup(nranks, layout, channels)
     nsteps, make_step = _ring_steps(orders, 0, False, "allgather")
-    return Schedule("allgather", "ring", nranks, nchunks, owner, nsteps, make_step, nblocks=nranks, params=params)
+    return Schedule(
+        "allgather", "ring", nranks, nchunks, owner, nsteps, make_step, nblocks=nranks, params=params, key_of=_keys(nranks, False)
+    )

@@ -117,6 +117,13 @@ def _tree_steps(trees: list[np.ndarray], segments: int):
     n_reduce = segments + max_h if nranks > 1 else 0
     n_bcast = segments + max_d - 1 if nranks > 1 else 0
 
+    # the pattern of a step is the set of heights (depths) whose ranks send in it
+    def reduce_key(t: int):
+        return ("tree", "reduce", max(0, t - segments + 1), min(t, max_h))
+
+    def bcast_key(t: int):
+        return ("tree", "bcast", max(0, t - segments + 2), min(t + 1, max_d))
+
     def reduce_step(t: int) -> Step:
         src, dst, seg = [], [], []
         for child, par, h, _, base in rows:
@@ -125,7 +132,7 @@ def _tree_steps(trees: list[np.ndarray], segments: int):
             src.append(child[on])
             dst.append(par[on])
             seg.append(base + j[on])
-        key = ("tree", "reduce", max(0, t - segments + 1), min(t, max_h))
+        key = reduce_key(t)
         return Step.build(np.concatenate(src), np.concatenate(dst), np.concatenate(seg), 1, True, key, "reduce_scatter")
 
     def bcast_step(t: int) -> Step:
@@ -136,12 +143,13 @@ def _tree_steps(trees: list[np.ndarray], segments: int):
             src.append(par[on])
             dst.append(child[on])
             seg.append(base + j[on])
-        key = ("tree", "bcast", max(0, t - segments + 2), min(t + 1, max_d))
+        key = bcast_key(t)
         return Step.build(np.concatenate(src), np.concatenate(dst), np.concatenate(seg), 1, False, key, "allgather")
 
     roots = [int(np.flatnonzero(parent < 0)[0]) for parent in trees]
     owner = np.repeat(np.asarray(roots, dtype=np.int64), segments)
-    return (n_reduce, reduce_step), (n_bcast, bcast_step), owner
+    keys = (n_reduce, reduce_key), (n_bcast, bcast_key)
+    return (n_reduce, reduce_step), (n_bcast, bcast_step), owner, keys
 
 
 def _check_segments(segments: int) -> int:
@@ -188,13 +196,13 @@ def _schedule(collective: str, nranks: int, segments, layout, channels) -> Sched
     layout = resolve_layout(layout, nranks)
     channels = check_channels(channels)
     trees = tree_parents(nranks, layout, channels)
-    reduce, bcast, owner = _tree_steps(trees, segments)
+    reduce, bcast, owner, (reduce_keys, bcast_keys) = _tree_steps(trees, segments)
     if collective == "allreduce":
-        nsteps, make_step = concat_steps(reduce, bcast)
+        (nsteps, make_step), (_, key_of) = concat_steps(reduce, bcast), concat_steps(reduce_keys, bcast_keys)
     else:
-        nsteps, make_step = reduce if collective == "reduce_scatter" else bcast
+        (nsteps, make_step), (_, key_of) = (reduce, reduce_keys) if collective == "reduce_scatter" else (bcast, bcast_keys)
     params = {"segments": segments, **layout_params(layout, channels)}
-    return Schedule(collective, "tree", nranks, len(trees) * segments, owner, nsteps, make_step, params=params)
+    return Schedule(collective, "tree", nranks, len(trees) * segments, owner, nsteps, make_step, params=params, key_of=key_of)
 
 
 def allreduce(nranks: int, segments: int = 1, layout: Layout | None = None, channels: int = 1) -> Schedule:
