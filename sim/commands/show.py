@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collectives import ALGORITHMS, COLLECTIVES, get_schedule, verify
+from collectives.algorithms import takes
+from collectives.layout import Layout
 
 NAME = "show"
 HELP = "print (or plot) which chunk moves where in each step of an algorithm's schedule"
@@ -14,7 +16,10 @@ MAX_RANKS = 32
 
 def add_arguments(parser) -> None:
     parser.add_argument("algorithm", help=f"one of: {', '.join(ALGORITHMS)}")
-    parser.add_argument("--ranks", type=int, default=4, help=f"world size, 1..{MAX_RANKS} (default 4)")
+    parser.add_argument("--ranks", type=int, default=None, help=f"world size, 1..{MAX_RANKS} (default 4, or nodes x ranks per node)")
+    parser.add_argument("--nodes", type=int, default=None, help="ring, tree, hierarchical: lay the ranks out on this many nodes")
+    parser.add_argument("--ranks-per-node", type=int, default=None, help="ranks on each node (with --nodes; default ranks / nodes)")
+    parser.add_argument("--channels", type=int, default=1, help="ring, tree, hierarchical: channels (default 1)")
     parser.add_argument("--collective", default="allreduce", help=f"one of: {', '.join(COLLECTIVES)}")
     parser.add_argument("--segments", type=int, default=None, help="tree only: segments per tree")
     parser.add_argument("--plot", metavar="FILE.png", help="also draw the schedule with matplotlib")
@@ -24,8 +29,10 @@ def _cell(n: int, p: int) -> str:
     return "*" if n == p else ("." if n == 0 else str(n) if n < 10 else "+")
 
 
-def picture(schedule) -> list[str]:
+def picture(schedule, layout: Layout | None = None) -> list[str]:
     """Text picture: each step's transfers, then what every rank holds of every chunk.
+
+    With a ``layout`` the picture starts with the ranks of every node.
 
     In the holdings grid a digit is the number of ranks' contributions reduced into that chunk,
     ``*`` the finished chunk (all ``p``), ``.`` nothing yet.
@@ -35,6 +42,8 @@ def picture(schedule) -> list[str]:
         f"{schedule.describe()}",
         f"arrows: src->dst chunks, '+' reduce into, '=' copy over; grid: contributions per chunk ('*' all {p})",
     ]
+    if layout is not None and not layout.is_flat:
+        lines.append("nodes: " + "  ".join(f"n{i}=r{','.join(map(str, ranks))}" for i, ranks in enumerate(layout.nodes)))
 
     def grid(held):
         return ["    " + "  ".join(f"r{r}:{''.join(_cell(int(n), p) for n in held[r])}" for r in range(p))]
@@ -92,18 +101,54 @@ def plot_schedule(schedule, path: str) -> None:
     plt.close(fig)
 
 
+def _layout(args) -> Layout | None:
+    """The regular layout ``--nodes`` x ``--ranks-per-node`` (None without ``--nodes``)."""
+    if args.nodes is None:
+        if args.ranks_per_node is not None:
+            raise ValueError("--ranks-per-node needs --nodes")
+        return None
+    if args.nodes < 1:
+        raise ValueError(f"--nodes must be >= 1, got {args.nodes}")
+    per_node = args.ranks_per_node
+    if per_node is None:
+        ranks = 4 if args.ranks is None else args.ranks
+        if ranks % args.nodes:
+            raise ValueError(f"--ranks {ranks} is not a multiple of --nodes {args.nodes}; give --ranks-per-node")
+        per_node = ranks // args.nodes
+    if per_node < 1:
+        raise ValueError(f"--ranks-per-node must be >= 1, got {per_node}")
+    if args.ranks is not None and args.ranks != args.nodes * per_node:
+        raise ValueError(f"--ranks {args.ranks} != --nodes {args.nodes} x --ranks-per-node {per_node}")
+    if args.nodes * per_node > MAX_RANKS:
+        raise ValueError(f"--nodes x --ranks-per-node must be at most {MAX_RANKS}, got {args.nodes * per_node}")
+    return Layout.regular(args.nodes, per_node)
+
+
 def run(args) -> int:
     if args.algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {args.algorithm!r}; choose from: {', '.join(ALGORITHMS)}")
+    layout = _layout(args)
+    if layout is not None:
+        if not takes(args.algorithm, "layout"):
+            raise ValueError(f"--nodes applies to ring, tree and hierarchical, not {args.algorithm}")
+        args.ranks = layout.nranks
+    elif args.ranks is None:
+        args.ranks = 4
     if not 1 <= args.ranks <= MAX_RANKS:
         raise ValueError(f"--ranks must be between 1 and {MAX_RANKS}, got {args.ranks}")
     params = {}
+    if layout is not None:
+        params["layout"] = layout
+    if args.channels != 1:
+        if not takes(args.algorithm, "channels"):
+            raise ValueError(f"--channels applies to ring, tree and hierarchical, not {args.algorithm}")
+        params["channels"] = args.channels
     if args.segments is not None:
         if args.algorithm != "tree":
             raise ValueError("--segments applies only to the tree algorithm")
         params["segments"] = args.segments
     schedule = get_schedule(args.collective, args.algorithm, args.ranks, **params)
-    print("\n".join(picture(schedule)))
+    print("\n".join(picture(schedule, layout)))
     if args.plot:
         plot_schedule(schedule, args.plot)
         print(f"# wrote {args.plot}")
