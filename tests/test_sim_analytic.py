@@ -8,6 +8,7 @@ import pytest
 
 import topologies
 from collectives import ALGORITHMS, COLLECTIVES, get_schedule
+from collectives.algorithms import collectives_of
 from sim.analytic import cost, predict
 from sim.flow import Network, simulate
 from sim.params import ModelParams
@@ -29,6 +30,7 @@ CASES = [
     for p in (1, 2, 3, 4, 5, 6, 7, 8, 13)
     for algorithm in ALGORITHMS
     for collective in COLLECTIVES
+    if collective in collectives_of(algorithm)
     for segments in _segments(algorithm)
 ]
 
