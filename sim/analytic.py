@@ -2,9 +2,12 @@ r"""Closed-form alpha-beta-gamma cost of every algorithm and collective.
 
 Assumptions
 -----------
-The network is **uniform and fully connected**: every ordered pair of ranks has a link of its own
-with bandwidth ``B`` (bytes/s, already times the bandwidth efficiency) and latency ``L`` (s), so the
-transfers of a step never share a link. A message of ``b`` bytes costs
+The network is seen as **uniform and fully connected**: every ordered pair of ranks has a link of
+its own with bandwidth ``B`` (bytes/s, already times the bandwidth efficiency) and latency ``L``
+(s), so the transfers of a step never share a link. On a real topology (:func:`route_link`)
+``B`` is the narrowest usable bandwidth on the routes the schedule's transfers take and ``L`` the
+largest latency of those routes: the links the traffic crosses, not the slowest link anywhere (on
+one 8-GPU node the ring sees NVLink, not the NICs). A message of ``b`` bytes costs
 
 .. math::  c(b) = \alpha + L + b\beta, \qquad c_\gamma(b) = c(b) + b\gamma \quad (\beta = 1/B)
 
@@ -71,7 +74,7 @@ import numpy as np
 from collectives.algorithms import algorithm_params, check_algorithm, check_collective, get_schedule
 from sim.params import DEFAULT_PARAMS, ModelParams
 
-__all__ = ["cost", "uniform_link", "predict"]
+__all__ = ["cost", "uniform_link", "route_link", "predict"]
 
 
 def _clip(x, lo, hi):
@@ -190,10 +193,11 @@ def _doubling_allgather(p, n, P, r, masks, alpha, latency, beta) -> float:
 
 
 def uniform_link(network, nranks: int) -> tuple[float, float]:
-    """The (bandwidth, latency) a uniform fully connected view of ``network`` gets.
+    """The (bandwidth, latency) of a uniform view of the whole of ``network``.
 
     Bandwidth is the smallest usable arc bandwidth of the topology; latency the largest route
-    latency from rank 0 to the other ranks (the diameter, for the symmetric topologies).
+    latency from rank 0 to the other ranks. :func:`predict` uses :func:`route_link` instead,
+    which looks only at the routes a schedule takes.
     """
     network.check_ranks(nranks)
     bandwidth = float(network.capacity.min()) if network.capacity.size else float("inf")
@@ -201,10 +205,34 @@ def uniform_link(network, nranks: int) -> tuple[float, float]:
     return bandwidth, latency
 
 
+def route_link(network, schedule) -> tuple[float, float]:
+    """The (bandwidth, latency) of the links ``schedule``'s transfers cross on ``network``.
+
+    Bandwidth is the narrowest usable arc bandwidth on any route a transfer of the schedule takes,
+    latency the largest route latency (:meth:`sim.flow.Network.route_latency`) among them. Steps
+    with the same pattern key are looked at once.
+    """
+    network.check_ranks(schedule.nranks)
+    pairs: set[tuple[int, int]] = set()
+    seen = set()
+    for i in range(schedule.nsteps):
+        step = schedule.make_step(i)
+        if step.key in seen:
+            continue
+        seen.add(step.key)
+        pairs.update(zip(step.src.tolist(), step.dst.tolist(), strict=True))
+    if not pairs:
+        return float("inf"), 0.0
+    bandwidth = min(float(network.capacity[network.path(i, j)].min()) for i, j in pairs)
+    latency = max(network.route_latency(i, j) for i, j in pairs)
+    return bandwidth, latency
+
+
 def predict(schedule, network, nbytes: int, *, itemsize: int = 4, params: ModelParams | None = None):
     """Analytic prediction for a schedule on a network, as a :class:`sim.flow.SimResult`.
 
-    The topology is seen through :func:`uniform_link`; per-link results are left empty.
+    The topology is seen through :func:`route_link` (the links the schedule crosses); per-link
+    results are left empty.
     """
     from sim.flow import Network, SimResult, element_count
 
@@ -212,7 +240,7 @@ def predict(schedule, network, nbytes: int, *, itemsize: int = 4, params: ModelP
         network = Network(network, params if params is not None else DEFAULT_PARAMS)
     p = schedule.nranks
     count = element_count(schedule, nbytes, itemsize)
-    bandwidth, latency = uniform_link(network, p)
+    bandwidth, latency = route_link(network, schedule)
     prm = network.params
     t = cost(
         schedule.collective,

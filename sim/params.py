@@ -12,6 +12,28 @@ The cost of one message of ``b`` bytes on a route is
   headers, the transport's achievable goodput).
 * ``gamma`` (s/byte): time to reduce one byte of a received message into the local buffer.
 
+Defaults by device kind
+-----------------------
+What the endpoints are decides the defaults (:func:`defaults_for`):
+
+CPU hosts (:data:`CPU_PARAMS`, also :data:`DEFAULT_PARAMS`)
+    ``alpha = 5 us`` (a typical TCP/MPI software overhead per message), ``gamma = 1e-10 s/B``
+    (a 10 GB/s single-core float add) and the full nominal bandwidth. These are what the emulated
+    CPU runs were calibrated against (``benchmarks/validation.py``).
+GPUs (:data:`GPU_PARAMS`, when every endpoint has ``kind="gpu"``)
+    * ``gamma = 0``: a GPU reduces inside the copy kernel at link speed (NCCL's primitives
+      ``recvReduceSend``), so a reduction adds no serial per-byte term.
+    * ``alpha = 0`` and the arcs' own latencies are replaced by NCCL's per-step latency of the
+      protocol and the link kind the step crosses, plus a per-collective base latency
+      (:mod:`sim.protocols`, from NCCL's ``src/graph/tuning.cc``).
+    * Achievable link bandwidth, per link role, from NCCL's own figures (``src/graph/topo.h``):
+      ``nvlink`` 20.6 GB/s per NVLink4 link of 25 GB/s per direction (``SM90_NVLINK_BW``) = 0.824;
+      ``pcie`` 12 GB/s for a Gen3 x16 link of 15.75 GB/s (``PCI_BW``) = 0.762; ``network`` 12 GB/s
+      for 100 Gb/s = 12.5 GB/s (``NET_BW``) = 0.96.
+
+``device`` in a parameter file (``"cpu"`` or ``"gpu"``) overrides what the topology says; without
+it the topology decides.
+
 File format (``--params calib.json``), written by the calibration and readable by hand::
 
     {
@@ -28,9 +50,13 @@ File format (``--params calib.json``), written by the calibration and readable b
 ``alpha``, ``gamma`` and ``bandwidth_efficiency`` are required. ``link_classes`` is optional: it
 maps an arc's ``role`` attribute (set by the topology builders, e.g. ``"nvlink"``, ``"pcie"``,
 ``"network"``) to overrides for the arcs of that role: ``bandwidth_efficiency`` (replaces the
-global factor), ``bandwidth`` (bytes/s, replaces the arc's nominal bandwidth) and ``latency``
-(seconds, replaces the arc's latency). Other keys are kept (``extra``) and written back unchanged,
-so a calibration may record where its numbers came from.
+global factor; a calibration may set it above 1 when a link carries more than the topology's
+nominal figure says), ``bandwidth`` (bytes/s, replaces the arc's nominal bandwidth) and ``latency``
+(seconds, replaces the arc's latency). Optional too: ``device`` (``"cpu"`` or ``"gpu"``) and
+``latency_scale`` (> 0, default 1), which multiplies every arc latency and, on GPUs, NCCL's
+protocol latencies (``collsim calibrate --from`` fits it), and ``eager_threshold`` (bytes, default 0:
+sends of fewer bytes go eagerly, without waiting for the receiver; see :mod:`sim.flow`). Other keys are kept (``extra``) and
+written back unchanged, so a calibration may record where its numbers came from.
 
 >>> p = ModelParams(alpha=2e-6, gamma=1e-10, bandwidth_efficiency=0.5)
 >>> p.effective_bandwidth(10e9)
@@ -47,9 +73,24 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["FORMAT", "ModelParams", "DEFAULT_PARAMS", "load_params", "save_params"]
+__all__ = [
+    "FORMAT",
+    "DEVICES",
+    "ModelParams",
+    "DEFAULT_PARAMS",
+    "CPU_PARAMS",
+    "GPU_PARAMS",
+    "device_of",
+    "defaults_for",
+    "describe_params",
+    "load_params",
+    "save_params",
+]
 
 FORMAT = "collsim-params/1"
+
+#: Device kinds with defaults of their own.
+DEVICES = ("cpu", "gpu")
 
 _CLASS_KEYS = ("bandwidth_efficiency", "bandwidth", "latency")
 
@@ -81,6 +122,13 @@ class ModelParams:
         ``role -> {"bandwidth_efficiency": f, "bandwidth": B/s, "latency": s}`` overrides.
     extra : dict
         Other keys of the file, kept verbatim.
+    device : {"cpu", "gpu"} or None
+        The cost model to use (None: the topology's endpoints decide, see :func:`device_of`).
+    latency_scale : float
+        Multiplies arc latencies and, on GPUs, the protocol latencies (> 0).
+    eager_threshold : float
+        Bytes: a transfer of fewer bytes is sent eagerly (it starts when its sender is ready,
+        without waiting for the receiver; :mod:`sim.flow`). 0 (default): every send is rendezvous.
 
     Raises
     ------
@@ -93,8 +141,15 @@ class ModelParams:
     bandwidth_efficiency: float = 1.0
     link_classes: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+    device: str | None = None
+    latency_scale: float = 1.0
+    eager_threshold: float = 0.0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "eager_threshold", _number("eager_threshold", self.eager_threshold))
+        if self.device is not None and self.device not in DEVICES:
+            raise ValueError(f"device must be one of: {', '.join(DEVICES)}; got {self.device!r}")
+        object.__setattr__(self, "latency_scale", _number("latency_scale", self.latency_scale, positive=True))
         object.__setattr__(self, "alpha", _number("alpha", self.alpha))
         object.__setattr__(self, "gamma", _number("gamma", self.gamma))
         object.__setattr__(
@@ -115,7 +170,6 @@ class ModelParams:
                     f"link_classes[{role!r}].{key}",
                     value,
                     positive=key != "latency",
-                    at_most_one=key == "bandwidth_efficiency",
                 )
             classes[str(role)] = checked
         object.__setattr__(self, "link_classes", classes)
@@ -128,7 +182,7 @@ class ModelParams:
     def arc_latency(self, latency: float, role: str | None = None) -> float:
         """Latency (s) of an arc of nominal ``latency`` and ``role``."""
         over = self.link_classes.get(role, {}) if role is not None else {}
-        return float(over.get("latency", latency))
+        return float(over.get("latency", latency)) * self.latency_scale
 
     def to_json(self) -> dict:
         """The file's JSON object."""
@@ -140,6 +194,12 @@ class ModelParams:
         }
         if self.link_classes:
             data["link_classes"] = {k: dict(v) for k, v in self.link_classes.items()}
+        if self.device is not None:
+            data["device"] = self.device
+        if self.latency_scale != 1.0:
+            data["latency_scale"] = self.latency_scale
+        if self.eager_threshold:
+            data["eager_threshold"] = self.eager_threshold
         data.update(self.extra)
         return data
 
@@ -151,13 +211,76 @@ class ModelParams:
         missing = [k for k in ("alpha", "gamma", "bandwidth_efficiency") if k not in data]
         if missing:
             raise ValueError(f"parameter file lacks {', '.join(missing)}")
-        extra = {k: v for k, v in data.items() if k not in ("format", "alpha", "gamma", "bandwidth_efficiency", "link_classes")}
-        return cls(data["alpha"], data["gamma"], data["bandwidth_efficiency"], data.get("link_classes", {}) or {}, extra)
+        known = ("format", "alpha", "gamma", "bandwidth_efficiency", "link_classes", "device", "latency_scale",
+                 "eager_threshold")
+        extra = {k: v for k, v in data.items() if k not in known}
+        return cls(data["alpha"], data["gamma"], data["bandwidth_efficiency"], data.get("link_classes", {}) or {}, extra,
+                   device=data.get("device"), latency_scale=data.get("latency_scale", 1.0),
+                   eager_threshold=data.get("eager_threshold", 0.0))
+
+    def replace(self, **changes) -> ModelParams:
+        """A copy with ``changes`` applied (``dataclasses.replace``)."""
+        import dataclasses
+
+        return dataclasses.replace(self, **changes)
 
 
-#: Parameters used when none are given: 5 us per message (a typical TCP/MPI software overhead), reduction at
-#: 10 GB/s (gamma = 1e-10 s/B) and full nominal bandwidth.
-DEFAULT_PARAMS = ModelParams(alpha=5e-6, gamma=1e-10, bandwidth_efficiency=1.0)
+#: CPU hosts: 5 us per message (a typical TCP/MPI software overhead), reduction at 10 GB/s
+#: (gamma = 1e-10 s/B) and full nominal bandwidth.
+CPU_PARAMS = ModelParams(alpha=5e-6, gamma=1e-10, bandwidth_efficiency=1.0)
+
+#: Parameters used when none are given and the topology is not a GPU one (the CPU defaults).
+DEFAULT_PARAMS = CPU_PARAMS
+
+#: GPUs: reduction inside the transfer (gamma 0), no per-message software overhead beyond NCCL's
+#: protocol latencies (:mod:`sim.protocols`), NCCL's achievable link bandwidths (module docstring).
+GPU_PARAMS = ModelParams(
+    alpha=0.0,
+    gamma=0.0,
+    bandwidth_efficiency=1.0,
+    link_classes={
+        "nvlink": {"bandwidth_efficiency": 20.6 / 25.0},  # NCCL topo.h SM90_NVLINK_BW per NVLink4 link
+        "pcie": {"bandwidth_efficiency": 12.0 / 15.75},  # NCCL topo.h PCI_BW for PCIe Gen3 x16
+        "network": {"bandwidth_efficiency": 12.0 / 12.5},  # NCCL topo.h NET_BW for 100 Gb/s
+    },
+    device="gpu",
+)
+
+
+def device_of(G, params: ModelParams | None = None) -> str:
+    """``"gpu"`` when every endpoint of ``G`` has ``kind="gpu"`` (or ``params.device`` says so), else ``"cpu"``.
+
+    >>> import topologies
+    >>> device_of(topologies.gpu_cluster(nodes=1, gpus_per_node=2)), device_of(topologies.switch(4))
+    ('gpu', 'cpu')
+    """
+    if params is not None and params.device is not None:
+        return params.device
+    ends = G.graph.get("endpoints", [])
+    return "gpu" if ends and all(G.nodes[e].get("kind") == "gpu" for e in ends) else "cpu"
+
+
+def defaults_for(G) -> ModelParams:
+    """The default parameters for topology ``G``: :data:`GPU_PARAMS` on GPUs, else :data:`CPU_PARAMS`."""
+    return GPU_PARAMS if device_of(G) == "gpu" else CPU_PARAMS
+
+
+def describe_params(params: ModelParams, G=None, *, protocol: str = "auto", channels="auto") -> str:
+    """One or two lines saying which cost model and parameters a table was made with."""
+    device = device_of(G, params) if G is not None else (params.device or "cpu")
+    classes = ", ".join(
+        f"{role} x{over['bandwidth_efficiency']:.3g}" for role, over in sorted(params.link_classes.items())
+        if "bandwidth_efficiency" in over
+    )
+    line = (f"{device} model: alpha={params.alpha:g} s, gamma={params.gamma:g} s/B, "
+            f"bandwidth_efficiency={params.bandwidth_efficiency:g}" + (f" ({classes})" if classes else ""))
+    if params.latency_scale != 1.0:
+        line += f", latency_scale={params.latency_scale:g}"
+    if device == "gpu":
+        line += f"\nNCCL protocol {protocol} (sim.protocols), channels {channels}"
+    else:
+        line += f", channels {channels}"
+    return line
 
 
 def load_params(path: str | os.PathLike) -> ModelParams:

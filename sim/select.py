@@ -23,11 +23,24 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from collectives.algorithms import algorithm_params, check_algorithm, check_collective, get_schedule
+from collectives.algorithms import ALGORITHMS, algorithm_params, check_collective, get_schedule
 from collectives.tuning import TuningTable
 from sim.flow import Network, SimResult, simulate
+from sim.innetwork import SIMULATED_ONLY
 
-__all__ = ["MODELS", "Crossover", "Selection", "run_model", "sweep", "select", "tuning_table"]
+__all__ = [
+    "MODELS",
+    "Crossover",
+    "Selection",
+    "check_algorithm",
+    "is_simulated_only",
+    "label",
+    "layout_for",
+    "run_model",
+    "sweep",
+    "select",
+    "tuning_table",
+]
 
 #: Model name -> ``fn(schedule, network, nbytes, itemsize=...) -> SimResult``.
 MODELS: dict[str, Callable] = {}
@@ -43,13 +56,113 @@ MODELS["flow"] = simulate
 MODELS["analytic"] = _analytic
 
 
+def check_algorithm(algorithm: str) -> str:
+    """Return ``algorithm`` if the simulator knows it (a runtime algorithm or a simulated-only one)."""
+    if algorithm not in ALGORITHMS and algorithm not in SIMULATED_ONLY:
+        names = [*ALGORITHMS, *(f"{a} (simulated only)" for a in SIMULATED_ONLY)]
+        raise ValueError(f"unknown algorithm {algorithm!r}; choose from: {', '.join(names)}")
+    return algorithm
+
+
+def is_simulated_only(result) -> bool:
+    """True for a result of an algorithm no runtime executes (``nvls``, ``collnet``)."""
+    return bool(getattr(result, "simulated_only", False))
+
+
+def label(result) -> str:
+    """``algorithm[/protocol][(simulated-only)]``: how tables name a result (as :func:`sim.results.algorithm_cell`).
+
+    >>> from sim.flow import SimResult
+    >>> label(SimResult("allreduce", "ring", 8, 1024, 256, 4, 1e-5))
+    'ring'
+    """
+    text = result.algorithm
+    protocol = getattr(result, "protocol", None)
+    if protocol:
+        text += f"/{protocol}"
+    if is_simulated_only(result):
+        text += "(simulated-only)"
+    return text
+
+
+def layout_for(network: Network, nranks: int):
+    """The :class:`collectives.layout.Layout` of the first ``nranks`` ranks of ``network``'s topology,
+    or None when it tells a schedule nothing (every rank on a node of its own, one NIC each)."""
+    from collectives.layout import Layout
+    from sim.layout import layout_of
+
+    full = layout_of(network.G)
+    layout = Layout.from_nodes(full.node_of[:nranks], nics_per_node=full.nics_per_node)
+    if layout.nnodes == nranks and layout.nics_per_node == 1:
+        return None
+    return layout
+
+
+def _schedule(collective, algorithm, nranks, nbytes, layout, channels):
+    params = algorithm_params(algorithm, nranks, nbytes, layout=layout, channels=channels)
+    return get_schedule(collective, algorithm, nranks, **params)
+
+
 def run_model(model: str, collective: str, algorithm: str, network: Network, nranks: int, nbytes: int,
-              itemsize: int = 4) -> SimResult:
-    """Simulate one (collective, algorithm, size) with ``model`` ("flow" or "analytic")."""
+              itemsize: int = 4, *, protocol: str = "auto", channels: int | str | None = "auto",
+              layout="topology") -> SimResult:
+    """Simulate one (collective, algorithm, size) with ``model`` ("flow" or "analytic").
+
+    Parameters
+    ----------
+    model, collective, algorithm : str
+        ``algorithm`` may be a simulated-only one (:data:`sim.innetwork.SIMULATED_ONLY`).
+    network : Network
+    nranks, nbytes, itemsize : int
+    protocol : {"auto", "ll", "ll128", "simple"}
+        GPU topologies: NCCL's protocol (``auto``: the cheapest, see :mod:`sim.protocols`). CPU
+        topologies have one protocol: only ``auto`` (or ``simple``) is accepted.
+    channels : int or "auto"
+        Channels of ``ring``, ``tree`` and ``hierarchical`` (``auto``: the topology's NICs per node).
+    layout : Layout, None or "topology"
+        Which ranks share a node (default: from the topology, :func:`layout_for`; None: flat).
+
+    Returns
+    -------
+    SimResult
+        With ``protocol`` (GPU topologies) and ``simulated_only`` set as attributes.
+    """
+    from sim.params import device_of
+    from sim.protocols import check_protocol, variants
+
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose from: {', '.join(MODELS)}")
-    schedule = get_schedule(collective, algorithm, nranks, **algorithm_params(algorithm, nranks, nbytes))
-    return MODELS[model](schedule, network, nbytes, itemsize=itemsize)
+    check_protocol(protocol)
+    check_algorithm(algorithm)
+    gpu = device_of(network.G, network.params) == "gpu"
+    if not gpu and protocol not in ("auto", "simple"):
+        raise ValueError(f"protocol {protocol!r} applies to GPU topologies; {network.name!r} has CPU endpoints (one protocol)")
+    if algorithm in SIMULATED_ONLY:
+        from sim.innetwork import cost
+
+        if protocol not in ("auto", "simple"):
+            raise ValueError(f"{algorithm} runs NCCL's simple protocol only, got protocol {protocol!r}")
+        return cost(network, algorithm, collective, nranks, nbytes, itemsize=itemsize, model=model)
+    if isinstance(layout, str):
+        if layout != "topology":
+            raise ValueError(f"layout must be a Layout, None or 'topology', got {layout!r}")
+        layout = layout_for(network, nranks)
+    schedule = _schedule(collective, algorithm, nranks, nbytes, layout, channels)
+    if not gpu:
+        result = MODELS[model](schedule, network, nbytes, itemsize=itemsize)
+        result.simulated_only = False
+        return result
+    best = None
+    for variant in variants(network, nranks, algorithm, collective, protocol):
+        result = MODELS[model](schedule, variant.network, nbytes, itemsize=itemsize)
+        latency = 0.0
+        if math.isfinite(variant.bus_cap):  # the cap bounds the bandwidth term: find the latency term
+            latency = MODELS[model](schedule, variant.network, schedule.nchunks * itemsize, itemsize=itemsize).time
+        result = variant.finish(result, network, latency)
+        result.simulated_only = False
+        if best is None or result.time < best.time:
+            best = result
+    return best
 
 
 def sweep(
@@ -62,19 +175,26 @@ def sweep(
     model: str = "flow",
     itemsize: int = 4,
     progress: Callable[[str], None] | None = None,
+    protocol: str = "auto",
+    channels: int | str | None = "auto",
 ) -> list[SimResult]:
     """Simulate every algorithm at every size; results ordered by size, then algorithm.
 
-    ``progress(note)`` is called after each simulation.
+    ``progress(note)`` is called after each simulation. ``protocol`` and ``channels`` as in
+    :func:`run_model`.
     """
+    from sim.protocols import check_protocol
+
     check_collective(collective)
+    check_protocol(protocol)
     for a in algorithms:
         check_algorithm(a)
     network.check_ranks(nranks)
     out = []
     for nbytes in sizes:
         for algorithm in algorithms:
-            out.append(run_model(model, collective, algorithm, network, nranks, nbytes, itemsize))
+            out.append(run_model(model, collective, algorithm, network, nranks, nbytes, itemsize,
+                                 protocol=protocol, channels=channels))
             if progress is not None:
                 progress(f"{algorithm} {nbytes} B")
     return out
@@ -124,7 +244,7 @@ class Selection:
 
 
 def select(results: Sequence[SimResult], *, refine: int = 0, network: Network | None = None,
-           itemsize: int = 4) -> Selection:
+           itemsize: int = 4, protocol: str = "auto", channels: int | str | None = "auto") -> Selection:
     """The fastest algorithm per size and the crossover sizes.
 
     Parameters
@@ -136,6 +256,8 @@ def select(results: Sequence[SimResult], *, refine: int = 0, network: Network | 
         ``network``. 0 reports the first swept size at which the new winner leads.
     network : Network, optional
         The topology the results came from (for ``refine``).
+    protocol, channels
+        What the results were simulated with (for ``refine``; see :func:`run_model`).
     """
     if not results:
         raise ValueError("no results to select from")
@@ -158,8 +280,9 @@ def select(results: Sequence[SimResult], *, refine: int = 0, network: Network | 
                 mid -= mid % (itemsize * max(1, first.nranks))
                 if not lo < mid < hi:
                     break
-                t0 = run_model(first.model, first.collective, a0, network, first.nranks, mid, itemsize).time
-                t1 = run_model(first.model, first.collective, a1, network, first.nranks, mid, itemsize).time
+                kw = dict(protocol=protocol, channels=channels)
+                t0 = run_model(first.model, first.collective, a0, network, first.nranks, mid, itemsize, **kw).time
+                t1 = run_model(first.model, first.collective, a1, network, first.nranks, mid, itemsize, **kw).time
                 if t1 < t0:
                     hi = mid
                 else:
@@ -169,9 +292,22 @@ def select(results: Sequence[SimResult], *, refine: int = 0, network: Network | 
 
 
 def tuning_table(selections: Sequence[Selection], source: str = "") -> TuningTable:
-    """A :class:`collectives.tuning.TuningTable` with one row list per world size."""
+    """A :class:`collectives.tuning.TuningTable` with one row list per world size.
+
+    Simulated-only algorithms (``nvls``, ``collnet``) never enter it: the runtime cannot run them,
+    so a selection that contains them is chosen again among the runnable results.
+    """
     if not selections:
         raise ValueError("no selections to write")
+    runnable = []
+    for sel in selections:
+        if any(is_simulated_only(r) for r in sel.results):
+            kept = [r for r in sel.results if not is_simulated_only(r)]
+            if not kept:
+                raise ValueError(f"no runnable algorithm in the selection for {sel.nranks} ranks (only simulated-only ones)")
+            sel = select(kept)
+        runnable.append(sel)
+    selections = runnable
     collectives_ = {s.collective for s in selections}
     if len(collectives_) != 1:
         raise ValueError(f"a tuning table holds one collective, got {sorted(collectives_)}")
