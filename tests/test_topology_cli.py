@@ -62,7 +62,7 @@ def test_list_shows_every_registered_topology(tmp_path):
         (["ring:bandwidth=10Gbq"], "collsim: error: ring: bandwidth: cannot read '10Gbq' as a bandwidth"),
         (
             ["gpu_cluster:fabric=ib"],
-            "collsim: error: gpu_cluster: fabric: cannot use 'ib'; allowed values: rail, single",
+            "collsim: error: gpu_cluster: fabric: cannot use 'ib'; allowed values: rail, fat_tree, single",
         ),
         (
             ["ring", "--save", "r.yaml"],

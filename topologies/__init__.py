@@ -15,6 +15,7 @@ Heavy dependencies (scipy, pint, matplotlib) are imported only by the functions 
 
 from topologies.builders import (
     BUILDERS,
+    cluster,
     dragonfly,
     fat_tree,
     fully_connected,
@@ -31,12 +32,15 @@ from topologies.drawing import draw
 from topologies.io import load, save
 from topologies.model import (
     KINDS,
+    ROUTINGS,
     TopologyError,
     add_link,
     as_topology,
+    endpoint_nodes,
     endpoints,
     links,
     new_topology,
+    nics_per_node,
     validate,
 )
 from topologies.routing import Router
@@ -46,15 +50,18 @@ from topologies.summary import bisection_bandwidth, diameter, format_summary, su
 __all__ = [
     "BUILDERS",
     "KINDS",
+    "ROUTINGS",
     "Router",
     "TopologyError",
     "add_link",
     "as_topology",
     "bisection_bandwidth",
     "builder_params",
+    "cluster",
     "diameter",
     "draw",
     "dragonfly",
+    "endpoint_nodes",
     "endpoints",
     "fat_tree",
     "format_summary",
@@ -68,6 +75,7 @@ __all__ = [
     "load",
     "mesh",
     "new_topology",
+    "nics_per_node",
     "parse_bandwidth",
     "parse_latency",
     "ring",

@@ -19,12 +19,30 @@ Node attributes
         ranks; NICs and switches only forward. (In direct networks such as a torus the hosts forward
         too.) Builders also set ``layer`` (int, 0 = endpoints, growing towards the core; used for
         drawing) and ``role`` (free text such as ``"edge"``, ``"spine"``, ``"nvswitch"``).
+    ``node``
+        On endpoints (and on the NICs and switches inside a machine): which machine (server) the
+        node is in, an int >= 0. Ranks whose endpoints share a ``node`` share a machine (NVLink or
+        shared memory between them). The single-host builders give endpoint ``i`` the node ``i``;
+        ``gpu_cluster`` and ``cluster`` give the server index. Optional in hand-built graphs: an
+        endpoint without it is a machine of its own (see :func:`endpoint_nodes`).
+    ``nvls``, ``sharp``
+        Optional switch capabilities for in-network reduction: ``nvls=True`` on an NVSwitch,
+        ``sharp=True`` on a fabric switch (the simulator costs such algorithms; nothing runs them).
 
 Graph attributes
     ``name``
         Short description, e.g. ``"fat_tree:k=4"``.
     ``endpoints``
         Ordered list of node ids: **rank i runs on** ``endpoints[i]``.
+    ``routing`` (optional)
+        The routing policy a :class:`~topologies.Router` uses by default: one of :data:`ROUTINGS`
+        (``"ecmp"`` when absent); see :mod:`topologies.routing`.
+    ``nics_per_node`` (optional)
+        NICs per machine (default 1), see :func:`nics_per_node`.
+    ``dims``, ``wrap`` (lattices)
+        Grid size as ``"4x4"`` (row-major: the last dimension varies fastest along the endpoint
+        list) and whether the grid wraps around (torus) or not (mesh); dimension-order routing
+        needs them.
 
 Node ids of the builders are short ASCII strings (``"h0"``, ``"core3"``, ``"n1_gpu7"``) so that they
 survive GraphML and can name Linux network namespaces.
@@ -41,20 +59,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Iterable, Iterator, Sequence
-from typing import Annotated
+from typing import Annotated, Literal
 
 import networkx as nx
 
 __all__ = [
     "KINDS",
+    "ROUTINGS",
     "Bandwidth",
+    "LatticeRouting",
     "Latency",
+    "Routing",
     "TopologyError",
     "add_link",
     "as_topology",
+    "endpoint_nodes",
     "endpoints",
     "links",
     "new_topology",
+    "nics_per_node",
     "validate",
 ]
 
@@ -65,6 +88,12 @@ KINDS: tuple[str, ...] = ("host", "gpu", "nic", "switch")
 Bandwidth = Annotated[float, "bandwidth"]
 #: A latency in seconds (the spec parser accepts units such as ``1us`` for these).
 Latency = Annotated[float, "latency"]
+#: A routing policy for any graph (see :mod:`topologies.routing`).
+Routing = Literal["ecmp", "dmodk", "shortest"]
+#: A routing policy for a lattice (torus, mesh, hypercube): dimension-order routing too.
+LatticeRouting = Literal["dor", "ecmp", "dmodk", "shortest"]
+#: Routing policies a topology may name in its ``routing`` graph attribute.
+ROUTINGS: tuple[str, ...] = ("ecmp", "dmodk", "shortest", "dor")
 
 
 class TopologyError(ValueError):
@@ -89,6 +118,43 @@ def add_link(G: nx.DiGraph, u: Hashable, v: Hashable, bandwidth: float, latency:
 def endpoints(G: nx.DiGraph) -> list:
     """Return the ordered endpoints of ``G`` (rank i runs on ``endpoints(G)[i]``)."""
     return list(G.graph.get("endpoints", []))
+
+
+def endpoint_nodes(G: nx.DiGraph) -> list[int]:
+    """Return the machine (``node`` attribute) of every endpoint, in endpoint (rank) order.
+
+    An endpoint without a ``node`` attribute is a machine of its own: it gets the next id above
+    every id in use, in endpoint order.
+
+    Examples
+    --------
+    >>> from topologies import gpu_cluster, ring
+    >>> endpoint_nodes(gpu_cluster(nodes=2, gpus_per_node=3))
+    [0, 0, 0, 1, 1, 1]
+    >>> endpoint_nodes(ring(3))
+    [0, 1, 2]
+    """
+    eps = G.graph.get("endpoints", [])
+    ids = [G.nodes[e].get("node") for e in eps]
+    fresh = 1 + max((i for i in ids if i is not None), default=-1)
+    out = []
+    for i in ids:
+        if i is None:
+            i, fresh = fresh, fresh + 1
+        out.append(int(i))
+    return out
+
+
+def nics_per_node(G: nx.DiGraph) -> int:
+    """Return the number of NICs per machine: the graph attribute ``nics_per_node``, default 1.
+
+    Examples
+    --------
+    >>> from topologies import gpu_cluster
+    >>> nics_per_node(gpu_cluster(nodes=2, gpus_per_node=8, nics_per_node=4))
+    4
+    """
+    return int(G.graph.get("nics_per_node", 1))
 
 
 def links(G: nx.DiGraph) -> Iterator[tuple]:
@@ -118,7 +184,8 @@ def validate(G: nx.DiGraph, nranks: int | None = None) -> None:
     ------
     TopologyError
         Not a DiGraph; missing ``name`` or ``endpoints``; duplicate or unknown endpoints; a node
-        without a valid ``kind``; a self-loop; an arc without its reverse arc; an arc whose
+        without a valid ``kind``; an endpoint whose ``node`` is not an int >= 0; a ``routing`` or
+        ``nics_per_node`` graph attribute out of range; a self-loop; an arc without its reverse arc; an arc whose
         ``bandwidth`` is missing, not a number, ``<= 0`` or infinite, or whose ``latency`` is missing, not a
         number, negative or infinite; endpoints that cannot all reach each other; ``nranks`` larger
         than the number of endpoints.
@@ -152,6 +219,22 @@ def validate(G: nx.DiGraph, nranks: int | None = None) -> None:
             raise TopologyError(
                 f"topology {name!r}: node {n!r} has kind {kind!r}; allowed: {', '.join(KINDS)}"
             )
+    for e in eps:
+        machine = G.nodes[e].get("node")
+        if machine is not None and (not isinstance(machine, int) or isinstance(machine, bool) or machine < 0):
+            raise TopologyError(
+                f"topology {name!r}: endpoint {e!r} has node={machine!r}; the machine index must be an int >= 0"
+            )
+    routing = G.graph.get("routing")
+    if routing is not None and routing not in ROUTINGS:
+        raise TopologyError(
+            f"topology {name!r}: graph attribute routing={routing!r}; allowed: {', '.join(ROUTINGS)}"
+        )
+    nics = G.graph.get("nics_per_node")
+    if nics is not None and (not isinstance(nics, int) or isinstance(nics, bool) or nics < 1):
+        raise TopologyError(
+            f"topology {name!r}: graph attribute nics_per_node={nics!r}; it must be an int >= 1"
+        )
     for u, v, d in G.edges(data=True):
         if u == v:
             raise TopologyError(f"topology {name!r}: self-loop arc {(u, v)!r}")

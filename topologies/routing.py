@@ -1,4 +1,4 @@
-"""Deterministic shortest-path routing with ECMP.
+"""Deterministic routing: shortest paths, the widest of them, then a routing policy.
 
 Rules
 -----
@@ -6,14 +6,40 @@ Path cost
     ``weight="latency"`` (default): the sum of arc latencies, counted in whole picoseconds, plus one
     picosecond per arc so that among equally fast paths the one with fewer hops wins.
     ``weight="hops"``: the number of arcs.
-Equal-cost multipath (ECMP)
-    A flow ``(src, dst)`` follows only shortest paths. At every node ``u`` on the way, the next hop is
-    one of the neighbours ``v`` that lie on a shortest path to ``dst``; these candidates are sorted by
-    ``str(v)`` and the flow takes candidate number ``crc32(str(u), seed=crc32(f"{src}->{dst}")) mod
-    count``. Like a hardware switch hashing a flow's header, every node hashes the same flow key
-    with its own id, so different flows spread over the equal-cost paths while one flow always
-    takes one path (no packet reordering), identically in every process (``crc32``, unlike
-    ``hash``, is not salted).
+Widest among the shortest
+    A flow ``(src, dst)`` follows only shortest paths, and among them only those whose narrowest arc
+    is widest (largest bottleneck bandwidth). So a transfer between two GPUs that NVLink joins never
+    detours over an equally short PCIe path. At every node ``u`` on the way, the *candidates* are
+    the neighbours ``v`` on such a path to ``dst``; the policy picks one.
+Policies (``Router(G, policy=...)``; default: the graph's ``routing`` attribute, else ``ecmp``)
+    ``ecmp``
+        Equal-cost multipath, as an Ethernet switch hashes a flow's header: the candidates are
+        sorted by ``str(v)`` and the flow takes number ``crc32(str(u), seed=crc32(f"{src}->{dst}"))
+        mod count``. Different flows spread over the paths; one flow keeps one path; the same in
+        every process (``crc32``, unlike ``hash``, is not salted).
+    ``dmodk``
+        Destination mod k, InfiniBand's fat-tree routing (OpenSM ``ftree``, SimGrid ``FAT_TREE``):
+        the candidates are taken in graph (node insertion) order and the flow takes number
+        ``(d // m) mod count``, where ``d`` is the destination's rank (its index in the endpoints;
+        the node index for a non-endpoint) and ``m`` the product of the candidate counts at the
+        earlier choices on this route. In a fat tree only up-going hops have a choice, so the
+        uplink at level ``l`` is digit ``l`` of ``d`` in the mixed radix of the uplink counts: flows
+        to different destinations under one switch leave on different uplinks, and shifts and
+        rank-ordered exchanges (ring, recursive doubling and halving) use disjoint uplinks.
+    ``shortest``
+        One deterministic shortest path: always the first candidate in graph order.
+    ``dor``
+        Dimension-order routing on a torus, mesh or hypercube (graph attributes ``dims`` and
+        ``wrap``, set by the lattice builders; endpoints in row-major order): correct the
+        coordinates one dimension at a time, ``x`` first (the last entry of ``dims``, the one along
+        which consecutive ranks are neighbours), then ``y``, then ``z``; around a ring take the
+        shorter way. At exactly half way the tie is broken as SimGrid's ``TORUS`` zone does (towards
+        higher coordinates, except from the middle coordinate to 0). So a torus ``dims=(8, 4)``
+        routes as SimGrid's torus ``4,8``. Routes between non-endpoints use ``shortest``.
+Defaults of the builders
+    ``dmodk``: ``fat_tree``, ``leaf_spine``, ``gpu_cluster`` and ``cluster`` (InfiniBand-like
+    fabrics); ``dor``: ``torus`` and ``mesh``; ``ecmp``: everything else (ring, line, switch,
+    fully_connected, hypercube, dragonfly, hand-built graphs).
 Caching and speed
     Routes are cached per ``(src, dst)``. A route needs every node's distance to ``dst`` only as far
     out as ``src``: a small pure-Python Dijkstra (at most :attr:`Router.LOCAL_BUDGET` arcs) finds
@@ -21,11 +47,16 @@ Caching and speed
     with a growing distance limit; the distances are kept in a bounded cache per destination. A
     destination with a single incoming arc (a host on its switch) shares the distances of that
     neighbour, so routing all hosts of a fat tree costs a few searches per edge switch, not per host.
-    Which search ran never changes the route: both give exact distances for every node a walk from
+    Graphs with a few *hubs* (nodes of more than :attr:`Router.HUB_DEGREE` neighbours, such as the
+    rail switches of a large GPU cluster) keep every node's distance to and from each hub; a
+    destination's distances are then a search that stops at hubs plus one minimum over the hubs.
+    Which search ran never changes the route: all give exact distances for every node a walk from
     ``src`` can reach.
 
 >>> from topologies import fat_tree
 >>> r = Router(fat_tree(4))
+>>> r.policy
+'dmodk'
 >>> r.route("h0", "h1")
 [('h0', 'edge0'), ('edge0', 'h1')]
 >>> len(r.route_ranks(0, 15))  # another pod: up to a core switch and down again
@@ -43,19 +74,147 @@ from collections.abc import Hashable
 import networkx as nx
 import numpy as np
 
-from topologies.model import TopologyError, validate
+from topologies.model import ROUTINGS, TopologyError, validate
 
-__all__ = ["Router", "WEIGHTS"]
+__all__ = ["Router", "WEIGHTS", "POLICIES"]
 
 #: Path costs a :class:`Router` can minimise.
 WEIGHTS: tuple[str, ...] = ("latency", "hops")
+#: Routing policies (see the module docstring).
+POLICIES: tuple[str, ...] = ROUTINGS
 
 _PICOSECOND = 1e-12
 _CACHE_BYTES = 128 * 2**20  # memory for cached distance arrays
+_HUB_BYTES = 256 * 2**20  # memory for the distances to and from hubs
+_INF = math.inf
+
+
+class _Distances:
+    """Every node's distance to one destination ``t``, exact where a walk from a source needs it."""
+
+    def __init__(self):
+        self.width: dict[int, float] = {}  # widest bottleneck to t, memoised per node
+        self.next: dict[int, tuple[list[int], list[float]]] = {}  # candidates(), memoised per node
+
+    def covers(self, s: int) -> bool:  # noqa: D102
+        raise NotImplementedError
+
+    def at(self, u: int) -> float:  # noqa: D102
+        raise NotImplementedError
+
+    def candidates(self, u: int) -> tuple[list[int], list[float]]:
+        """Next hops of ``u`` on shortest paths to ``t`` (successor order: by ``str``), and arc bandwidths."""
+        raise NotImplementedError
+
+
+class _DictDistances(_Distances):
+    """From the small pure-Python search: a dict of settled nodes."""
+
+    def __init__(self, router: Router, dist: dict[int, float]):
+        super().__init__()
+        self.r, self.d = router, dist
+
+    def covers(self, s: int) -> bool:
+        return s in self.d
+
+    def at(self, u: int) -> float:
+        return self.d.get(u, _INF)
+
+    def candidates(self, u):
+        d, du = self.d, self.d[u]
+        vs, bws = [], []
+        for v, c, b in self.r._succ_py(u):
+            if d.get(v, _INF) + c == du:
+                vs.append(v)
+                bws.append(b)
+        return vs, bws
+
+
+class _ArrayDistances(_Distances):
+    """From scipy's Dijkstra with a distance ``limit``: a dense array, ``inf`` beyond the limit."""
+
+    def __init__(self, router: Router, dist: np.ndarray, limit: float):
+        super().__init__()
+        self.r, self.d, self.limit = router, dist, limit
+
+    def covers(self, s: int) -> bool:
+        return bool(np.isfinite(self.d[s])) or self.limit == np.inf
+
+    def at(self, u: int) -> float:
+        return float(self.d[u])
+
+    def candidates(self, u):
+        succ, cost, bw = self.r._succ(u)
+        mask = cost + self.d[succ] == self.d[u]
+        return succ[mask].tolist(), bw[mask].tolist()
+
+
+class _HubDistances(_Distances):
+    """Hub mode: ``d(x) = min(local(x), min_h to_hub[h, x] + from_hub[h, t])``.
+
+    ``local`` holds the distances of paths whose inner nodes are not hubs (a search from ``t`` that
+    settles hubs but does not expand them); any other shortest path has a first hub ``h``. Exact for
+    every node.
+    """
+
+    def __init__(self, router: Router, t: int, local: dict[int, float]):
+        super().__init__()
+        self.r, self.t, self.local = router, t, local
+        self.via = router._from_hub[:, t]  # distance from each hub to t
+        self.memo: dict[int, float] = {}
+
+    def covers(self, s: int) -> bool:
+        return True
+
+    def _of(self, nodes: list[int]) -> list[float]:
+        memo = self.memo
+        missing = [v for v in nodes if v not in memo]
+        if missing:
+            hub = (self.r._to_hub[:, missing] + self.via[:, None]).min(axis=0).tolist()
+            local = self.local
+            for v, x in zip(missing, hub, strict=True):
+                y = local.get(v, _INF)
+                memo[v] = y if y < x else x
+        return [memo[v] for v in nodes]
+
+    def at(self, u: int) -> float:
+        x = self.memo.get(u)
+        return x if x is not None else self._of([u])[0]
+
+    def candidates(self, u):
+        out = self.next.get(u)
+        if out is None:
+            out = self.next[u] = self._candidates(u)
+        return out
+
+    def _candidates(self, u):
+        r = self.r
+        h = r._hub_pos.get(u)
+        succ, cost, bw = r._succ(u)
+        if h is None:
+            vs = succ.tolist()
+            du, *dv = self._of([u, *vs])
+            ks = [k for k, (c, d) in enumerate(zip(cost.tolist(), dv, strict=True)) if c + d == du]
+            return [vs[k] for k in ks], bw[ks].tolist()
+        # u is a hub: its distance is exact in from_hub; its next hops are those towards a hub h2 on
+        # a shortest path (precomputed per hub pair), plus those whose hub-free path reaches t.
+        du = float(r._from_hub[h, self.t])
+        pos: set[int] = set()
+        best = r._hub_hub[h] + self.via  # u -> h2 -> t, for every hub h2
+        for h2 in np.flatnonzero(best == du).tolist():
+            if h2 != h:
+                pos.update(r._hub_next(h, h2))
+        where = r._succ_pos(u)
+        for v, x in self.local.items():
+            k = where.get(v)
+            if k is not None and cost[k] + x == du:
+                pos.add(k)
+        ks = sorted(pos)
+        return succ[ks].tolist(), bw[ks].tolist()
 
 
 class Router:
-    """Route flows on a topology along shortest paths, spreading equal-cost paths deterministically.
+    """Route flows on a topology along the widest shortest paths, choosing among them by a policy.
 
     Parameters
     ----------
@@ -63,67 +222,118 @@ class Router:
         A topology (validated on construction).
     weight : {"latency", "hops"}
         What a shortest path minimises; see the module docstring.
+    policy : {"ecmp", "dmodk", "shortest", "dor"}, optional
+        How to choose among equally good paths; default ``G.graph["routing"]``, else ``"ecmp"``.
+        ``"dor"`` needs a lattice (graph attributes ``dims`` and ``wrap``).
 
     Raises
     ------
     TopologyError
         ``G`` is not a valid topology.
     ValueError
-        Unknown ``weight``.
+        Unknown ``weight`` or ``policy``, or ``"dor"`` on a graph that is not a lattice.
 
     Examples
     --------
-    >>> from topologies import ring
+    >>> from topologies import ring, torus
     >>> Router(ring(6)).route("h0", "h2")
     [('h0', 'h1'), ('h1', 'h2')]
+    >>> Router(torus((3, 3))).route_ranks(0, 4)  # x (across a row) first, then y
+    [('h0', 'h1'), ('h1', 'h4')]
     """
 
     #: Most arcs the pure-Python search relaxes before handing over to scipy.
     LOCAL_BUDGET = 256
+    #: A node with more neighbours than this is a hub (see the module docstring).
+    HUB_DEGREE = 64
+    #: Hub mode is used with at most this many hubs.
+    MAX_HUBS = 64
+    #: Most arcs the hub-bounded search relaxes before falling back to the plain searches.
+    HUB_BUDGET = 4096
 
-    def __init__(self, G: nx.DiGraph, weight: str = "latency"):
+    def __init__(self, G: nx.DiGraph, weight: str = "latency", policy: str | None = None):
         if weight not in WEIGHTS:
             raise ValueError(f"weight must be one of: {', '.join(WEIGHTS)}; got {weight!r}")
         validate(G)
+        if policy is None:
+            policy = G.graph.get("routing") or "ecmp"
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of: {', '.join(POLICIES)}; got {policy!r}")
         from scipy.sparse import csr_array
 
         self.G = G
         self.weight = weight
+        self.policy = policy
         self.endpoints: list = list(G.graph["endpoints"])
         self._nodes: list = list(G.nodes)
         self._index: dict = {n: i for i, n in enumerate(self._nodes)}
+        self._rank: dict = {e: i for i, e in enumerate(self.endpoints)}
         n = len(self._nodes)
-        src = np.fromiter((self._index[u] for u, _ in G.edges), dtype=np.int64, count=G.number_of_edges())
-        dst = np.fromiter((self._index[v] for _, v in G.edges), dtype=np.int64, count=G.number_of_edges())
+        m = G.number_of_edges()
+        src = np.fromiter((self._index[u] for u, _ in G.edges), dtype=np.int64, count=m)
+        dst = np.fromiter((self._index[v] for _, v in G.edges), dtype=np.int64, count=m)
+        bw = np.fromiter((d for *_, d in G.edges(data="bandwidth")), dtype=float, count=m)
         if weight == "hops":
-            cost = np.ones(len(src))
+            cost = np.ones(m)
         else:
-            lat = np.fromiter((d for *_, d in G.edges(data="latency")), dtype=float, count=len(src))
+            lat = np.fromiter((d for *_, d in G.edges(data="latency")), dtype=float, count=m)
             cost = np.round(lat / _PICOSECOND) + 1.0  # whole numbers: path sums are exact in float64
-        # Successors of each node, sorted by str(node) (the ECMP candidate order), as numpy arrays.
+        #: all arcs equally wide: the widest-path filter changes nothing and is skipped
+        self._uniform = bool(m == 0 or bw.min() == bw.max())
+        # Successors of each node, sorted by str(node) (the ECMP candidate order): flat arrays cut by
+        # _bounds (succ(u) = _to[_bounds[u]:_bounds[u + 1]]).
         name = np.array([str(x) for x in self._nodes])
         order = np.lexsort((name[dst], src))
-        src, dst, cost = src[order], dst[order], cost[order]
-        bounds = np.searchsorted(src, np.arange(n + 1))
-        self._succ = [dst[bounds[i] : bounds[i + 1]] for i in range(n)]
-        self._cost = [cost[bounds[i] : bounds[i + 1]] for i in range(n)]
+        src, dst, cost, bw = src[order], dst[order], cost[order], bw[order]
+        self._bounds = np.searchsorted(src, np.arange(n + 1)).tolist()
+        self._to, self._arc_cost, self._arc_bw = dst, cost, bw
         # Reversed graph: Dijkstra from t on it gives every node's distance *to* t.
         self._reverse = csr_array((cost, (dst, src)), shape=(n, n))
         # scipy's csgraph works on int32 indices: convert once, not on every Dijkstra call
         self._reverse.indices = self._reverse.indices.astype(np.int32)
         self._reverse.indptr = self._reverse.indptr.astype(np.int32)
-        # The same, as Python lists, for the small searches: successors (ECMP order) and predecessors.
-        self._succ_py = [
-            list(zip(d.tolist(), c.tolist(), strict=True))
-            for d, c in zip(self._succ, self._cost, strict=True)
-        ]
-        self._pred_py: list[list[tuple[int, float]]] = [[] for _ in range(n)]
-        for u, v, c in zip(src.tolist(), dst.tolist(), cost.tolist(), strict=True):
-            self._pred_py[v].append((u, c))
-        self._dist: OrderedDict[int, tuple[np.ndarray | dict, float]] = OrderedDict()
+        # The same as Python lists for the small searches, made per node when first needed.
+        self._succ_lists: dict[int, list[tuple[int, float, float]]] = {}
+        self._pred_lists: dict[int, list[tuple[int, float]]] = {}
+        self._dist: OrderedDict[int, _Distances] = OrderedDict()
         self._hop = float(np.median(cost)) if len(cost) else 1.0  # a typical arc's cost
         self._max_dist = max(16, _CACHE_BYTES // (8 * max(n, 1)))
         self._routes: dict[tuple, list[tuple]] = {}
+        # Hubs: few nodes of many neighbours (rail or spine switches of a big cluster).
+        degree = np.diff(self._bounds)
+        hubs = np.flatnonzero(degree > self.HUB_DEGREE)
+        self._hubs = hubs if 0 < len(hubs) <= self.MAX_HUBS and 16 * len(hubs) * n <= _HUB_BYTES else None
+        self._hub_pos: dict[int, int] = {}
+        self._hub_ready = False
+        self._grid = self._lattice() if policy == "dor" else None
+
+    # --- adjacency ------------------------------------------------------------------------------
+
+    def _succ(self, u: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Successors of ``u`` (ECMP order), the arcs' costs and bandwidths, as numpy arrays."""
+        a, b = self._bounds[u], self._bounds[u + 1]
+        return self._to[a:b], self._arc_cost[a:b], self._arc_bw[a:b]
+
+    def _succ_py(self, u: int) -> list[tuple[int, float, float]]:
+        out = self._succ_lists.get(u)
+        if out is None:
+            a, b = self._bounds[u], self._bounds[u + 1]
+            out = list(
+                zip(self._to[a:b].tolist(), self._arc_cost[a:b].tolist(), self._arc_bw[a:b].tolist(), strict=True)
+            )
+            self._succ_lists[u] = out
+        return out
+
+    def _pred_py(self, x: int) -> list[tuple[int, float]]:
+        out = self._pred_lists.get(x)
+        if out is None:
+            R = self._reverse
+            a, b = R.indptr[x], R.indptr[x + 1]
+            out = list(zip(R.indices[a:b].tolist(), R.data[a:b].tolist(), strict=True))
+            self._pred_lists[x] = out
+        return out
+
+    # --- public ---------------------------------------------------------------------------------
 
     def route(self, src: Hashable, dst: Hashable) -> list[tuple]:
         """Return the arcs ``(u, v)`` a flow from node ``src`` to node ``dst`` crosses, in order.
@@ -138,15 +348,17 @@ class Router:
             for x, what in ((src, "src"), (dst, "dst")):
                 if x not in self._index:
                     raise ValueError(f"{what} {x!r} is not a node of topology {self.G.graph['name']!r}")
-            seed = zlib.crc32(f"{src}->{dst}".encode())
             s, t = self._index[src], self._index[dst]
-            preds = list(self.G.pred[dst]) if s != t else []
-            if len(preds) == 1 and preds[0] != src:
-                # dst hangs off one node a: every path ends with (a, dst), so route to a.
-                a = self._index[preds[0]]
-                path = self._walk(s, a, seed, src, dst) + [(preds[0], dst)]
+            if self._grid is not None and src in self._rank and dst in self._rank:
+                path = self._dor(self._rank[src], self._rank[dst])
             else:
-                path = self._walk(s, t, seed, src, dst)
+                preds = list(self.G.pred[dst]) if s != t else []
+                if len(preds) == 1 and preds[0] != src:
+                    # dst hangs off one node a: every path ends with (a, dst), so route to a.
+                    a = self._index[preds[0]]
+                    path = self._walk(s, a, src, dst) + [(preds[0], dst)]
+                else:
+                    path = self._walk(s, t, src, dst)
             self._routes[key] = path
         return list(path)
 
@@ -164,59 +376,152 @@ class Router:
         """Return the summed latency (seconds) of the route from ``src`` to ``dst``."""
         return float(sum(self.G.edges[a]["latency"] for a in self.route(src, dst)))
 
-    def _local(self, s: int, t: int) -> dict[int, float] | None:
-        """Dijkstra towards ``t`` in pure Python, stopping once ``s`` is settled.
+    # --- dimension-order routing ----------------------------------------------------------------
 
-        Returns the settled distances (exact, and every node closer to ``t`` than ``s`` is among them),
-        or None when more than ``LOCAL_BUDGET`` arcs would have to be relaxed first.
+    def _lattice(self) -> tuple[tuple[int, ...], bool]:
+        G = self.G
+        dims, wrap = G.graph.get("dims"), G.graph.get("wrap")
+        if isinstance(dims, str):
+            try:
+                dims = tuple(int(x) for x in dims.lower().split("x"))
+            except ValueError:
+                dims = None
+        elif isinstance(dims, (list, tuple)):
+            dims = tuple(dims)
+        if not dims or not isinstance(wrap, bool) or math.prod(dims) != len(self.endpoints):
+            raise ValueError(
+                f"policy 'dor' (dimension-order routing) needs a torus, mesh or hypercube: topology "
+                f"{G.graph['name']!r} lacks graph attributes dims (e.g. '4x4', one entry per dimension, "
+                f"as many endpoints as their product) and wrap (bool)"
+            )
+        return dims, wrap
+
+    def _dor(self, i: int, j: int) -> list[tuple]:
+        """Dimension-order route from rank ``i`` to rank ``j``: x (the last dimension) first."""
+        dims, wrap = self._grid
+        eps, path, cur, stride = self.endpoints, [], i, 1
+        for size in reversed(dims):
+            m, t = (i // stride) % size, (j // stride) % size
+            if m != t:
+                if wrap:
+                    up = (m < t <= m + size // 2) or (m > size // 2 and (m + size // 2) % size >= t)
+                else:
+                    up = t > m
+                step = 1 if up else -1
+                c = m
+                while c != t:
+                    nc = (c + step) % size
+                    nxt = cur + (nc - c) * stride
+                    if not self.G.has_edge(eps[cur], eps[nxt]):
+                        raise TopologyError(
+                            f"topology {self.G.graph['name']!r}: dimension-order route from rank {i} to {j} "
+                            f"needs the arc {(eps[cur], eps[nxt])!r}, which the graph lacks"
+                        )
+                    path.append((eps[cur], eps[nxt]))
+                    cur, c = nxt, nc
+            stride *= size
+        return path
+
+    # --- distances ------------------------------------------------------------------------------
+
+    def _local(self, s: int, t: int, budget: int, stop_at_hubs: bool = False) -> tuple[dict[int, float], bool] | None:
+        """Dijkstra towards ``t`` in pure Python: ``(distances, plain)`` or None past ``budget`` arcs.
+
+        Plain (``plain=True``): stopped once ``s`` was settled; the settled distances are exact, and
+        every node closer to ``t`` than ``s`` is among them. With ``stop_at_hubs``, hubs are settled
+        but not expanded; if ``s`` is settled before any hub the result is still plain, else the
+        search runs until nothing is left and returns the distances of hub-free paths
+        (``plain=False``, see :class:`_HubDistances`).
         """
         settled: dict[int, float] = {}
         tentative = {t: 0.0}
         heap = [(0.0, t)]
-        pred, budget = self._pred_py, self.LOCAL_BUDGET
+        pred = self._pred_py
+        hubs = self._hub_pos if stop_at_hubs else {}
+        plain = True
         while heap:
             d, x = heapq.heappop(heap)
             if x in settled:
                 continue
             settled[x] = d
-            if x == s:
-                return settled
-            budget -= len(pred[x])
+            if x == s and plain:
+                return settled, True
+            if x in hubs:
+                plain = False
+                continue
+            px = pred(x)
+            budget -= len(px)
             if budget < 0:
                 return None
-            for u, c in pred[x]:
+            for u, c in px:
                 nd = d + c
-                if nd < tentative.get(u, math.inf):
+                if nd < tentative.get(u, _INF):
                     tentative[u] = nd
                     heapq.heappush(heap, (nd, u))
-        return None
+        return (settled, False) if stop_at_hubs else None
 
-    def _distances(self, s: int, t: int) -> np.ndarray | dict[int, float]:
+    def _prepare_hubs(self) -> None:
+        """Distances from every node to every hub and from every hub to every node (2 H Dijkstras)."""
+        from scipy.sparse.csgraph import dijkstra
+
+        hubs = self._hubs
+        self._hub_pos = {int(h): k for k, h in enumerate(hubs.tolist())}
+        self._to_hub = dijkstra(self._reverse, directed=True, indices=hubs)
+        forward = self._reverse.T.tocsr()
+        forward.indices = forward.indices.astype(np.int32)
+        forward.indptr = forward.indptr.astype(np.int32)
+        self._from_hub = dijkstra(forward, directed=True, indices=hubs)
+        self._hub_hub = self._from_hub[:, hubs]  # [h, h2]: distance from hub h to hub h2
+        self._hub_next_cache: dict[tuple[int, int], list[int]] = {}
+        self._succ_pos_cache: dict[int, dict[int, int]] = {}
+        self._hub_ready = True
+
+    def _hub_next(self, h: int, h2: int) -> list[int]:
+        """Positions in hub ``h``'s successors of the next hops on shortest paths from ``h`` to hub ``h2``."""
+        key = (h, h2)
+        out = self._hub_next_cache.get(key)
+        if out is None:
+            succ, cost, _ = self._succ(int(self._hubs[h]))
+            ok = cost + self._to_hub[h2, succ] == self._hub_hub[h, h2]
+            out = np.flatnonzero(ok).tolist()
+            self._hub_next_cache[key] = out
+        return out
+
+    def _succ_pos(self, u: int) -> dict[int, int]:
+        out = self._succ_pos_cache.get(u)
+        if out is None:
+            out = {v: k for k, v in enumerate(self._succ(u)[0].tolist())}
+            self._succ_pos_cache[u] = out
+        return out
+
+    def _distances(self, s: int, t: int) -> _Distances:
         """Distances to ``t``, exact at least for every node no farther from ``t`` than ``s``.
 
-        First a small pure-Python search (neighbours in a large torus need only a few dozen nodes);
-        then :func:`scipy.sparse.csgraph.dijkstra` with a growing ``limit`` (2, 4, 8, 16, 32 typical
-        hops, then none). Nodes beyond what was searched are missing or ``inf``; no walk from ``s``
-        needs them.
+        First a small pure-Python search (neighbours in a large torus or inside a server need only a
+        few dozen nodes); then hub mode (when the graph has hubs); then
+        :func:`scipy.sparse.csgraph.dijkstra` with a growing ``limit`` (2, 4, 8, 16, 32 typical hops,
+        then none). Nodes beyond what was searched are missing or ``inf``; no walk from ``s`` needs
+        them.
         """
         entry = self._dist.get(t)
+        limit = 2 * self._hop
         if entry is not None:
             self._dist.move_to_end(t)
-            dist, limit = entry
-            if isinstance(dist, dict):
-                if s in dist:
-                    return dist
-                limit = 2 * self._hop
-            elif np.isfinite(dist[s]) or limit == np.inf:
-                return dist
-            else:
-                limit *= 2
-        else:
-            dist = self._local(s, t)
-            if dist is not None:
-                self._remember(t, dist, 0.0)
-                return dist
-            limit = 2 * self._hop
+            if entry.covers(s):
+                return entry
+            if isinstance(entry, _ArrayDistances):
+                limit = entry.limit * 2
+        elif self._hubs is None:
+            found = self._local(s, t, self.LOCAL_BUDGET)
+            if found is not None:
+                return self._remember(t, _DictDistances(self, found[0]))
+        if self._hubs is not None:
+            if not self._hub_ready:
+                self._prepare_hubs()
+            found = self._local(s, t, self.HUB_BUDGET, stop_at_hubs=True)
+            if found is not None:
+                local, plain = found
+                return self._remember(t, _DictDistances(self, local) if plain else _HubDistances(self, t, local))
         from scipy.sparse.csgraph import dijkstra
 
         while True:
@@ -226,39 +531,63 @@ class Router:
             if np.isfinite(dist[s]) or limit == np.inf:
                 break
             limit *= 2
-        self._remember(t, dist, limit)
-        return dist
+        return self._remember(t, _ArrayDistances(self, dist, limit))
 
-    def _remember(self, t: int, dist, limit: float) -> None:
-        self._dist[t] = (dist, limit)
+    def _remember(self, t: int, dist: _Distances) -> _Distances:
+        self._dist[t] = dist
         if len(self._dist) > self._max_dist:
             self._dist.popitem(last=False)
+        return dist
 
-    def _walk(self, s: int, t: int, seed: int, src, dst) -> list[tuple]:
+    # --- the walk -------------------------------------------------------------------------------
+
+    def _width(self, u: int, D: _Distances, t: int) -> float:
+        """Widest bottleneck (bytes/s) over the shortest paths from ``u`` to ``t`` (memoised in ``D``)."""
+        memo = D.width
+        if u in memo:
+            return memo[u]
+        memo.setdefault(t, _INF)
+        stack = [u]
+        while stack:
+            x = stack[-1]
+            if x in memo:
+                stack.pop()
+                continue
+            vs, bws = D.candidates(x)
+            todo = [v for v in vs if v not in memo]
+            if todo:
+                stack.extend(todo)
+                continue
+            memo[x] = max(min(b, memo[v]) for v, b in zip(vs, bws, strict=True))
+            stack.pop()
+        return memo[u]
+
+    def _walk(self, s: int, t: int, src, dst) -> list[tuple]:
         if s == t:
             return []
-        dist = self._distances(s, t)
-        nodes, path, u = self._nodes, [], s
-        if isinstance(dist, dict):  # small search: plain Python
-            while u != t:
-                du = dist[u]
-                candidates = [v for v, c in self._succ_py[u] if dist.get(v, math.inf) + c == du]
-                if len(candidates) == 1:
-                    v = candidates[0]
-                else:
-                    v = candidates[zlib.crc32(str(nodes[u]).encode(), seed) % len(candidates)]
-                path.append((nodes[u], nodes[v]))
-                u = v
-            return path
-        if not np.isfinite(dist[s]):
+        D = self._distances(s, t)
+        if not D.at(s) < _INF:
             raise TopologyError(f"topology {self.G.graph['name']!r}: no path from {src!r} to {dst!r}")
+        nodes, path, u = self._nodes, [], s
+        policy, uniform = self.policy, self._uniform
+        seed = zlib.crc32(f"{src}->{dst}".encode()) if policy == "ecmp" else 0
+        digits = self._rank.get(dst, self._index[dst])  # dmodk: the destination's remaining digits
         while u != t:
-            succ = self._succ[u]
-            candidates = succ[self._cost[u] + dist[succ] == dist[u]]
-            if len(candidates) == 1:
-                v = int(candidates[0])
-            else:
-                v = int(candidates[zlib.crc32(str(nodes[u]).encode(), seed) % len(candidates)])
+            vs, bws = D.candidates(u)
+            if len(vs) > 1 and not uniform:
+                widths = [min(b, self._width(v, D, t)) for v, b in zip(vs, bws, strict=True)]
+                best = max(widths)
+                vs = [v for v, w in zip(vs, widths, strict=True) if w == best]
+            k = len(vs)
+            if k == 1:
+                v = vs[0]
+            elif policy == "ecmp":
+                v = vs[zlib.crc32(str(nodes[u]).encode(), seed) % k]
+            elif policy == "dmodk":
+                v = sorted(vs)[digits % k]
+                digits //= k
+            else:  # shortest (and dor between non-endpoints)
+                v = min(vs)
             path.append((nodes[u], nodes[v]))
             u = v
         return path

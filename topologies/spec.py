@@ -10,11 +10,15 @@ are parsed by the builder's type annotations:
 
 - integers and floats as written (``k=4``, ``oversubscription=3``);
 - dimensions as ``4x4`` or ``8x8x8``;
-- choices by name (``fabric=single``);
+- choices by name (``fabric=single``), flags as ``true``/``false`` (``sharp=true``);
 - bandwidths with units, parsed by :mod:`pint`: bits (``100Gbps``, ``400Gb/s``, ``100Gbit/s``) or bytes
-  (``50GB/s``, ``12.5e9bytes/s``, ``1GiB/s``) per second; a bare number means bytes/s. Decimal
-  prefixes are powers of 1000 (``1Gbps = 1.25e8`` bytes/s);
-- latencies with units (``1us``, ``500ns``, ``0.2ms``, ``1e-6s``); a bare number means seconds.
+  (``50GB/s``, ``12.5e9bytes/s``, ``1GiB/s``) per second. Decimal prefixes are powers of 1000
+  (``1Gbps = 1.25e8`` bytes/s);
+- latencies with units (``1us``, ``500ns``, ``0.2ms``, ``1e-6s``).
+
+A bandwidth or latency without a unit is refused (``100`` could be bytes/s, bits/s or Gb/s; ``1``
+could be seconds or microseconds), except ``0``. The Python builders take plain floats in bytes/s
+and seconds.
 
 A spec ending in ``.json`` or ``.graphml`` is a file written by :func:`topologies.save` (or another
 tool) and is loaded and validated.
@@ -49,6 +53,8 @@ __all__ = ["from_spec", "parse_bandwidth", "parse_latency", "Param", "builder_pa
 
 _BW_EXAMPLES = "e.g. 100Gbps, 400Gb/s, 50GB/s, 12.5e9bytes/s"
 _TIME_EXAMPLES = "e.g. 1us, 500ns, 0.2ms, 1e-6s"
+_BW_UNITS = "bps, b/s, bit/s (bits) or Bps, B/s, byte/s, bytes/s, with a prefix k, M, G, T or Ki, Mi, Gi, Ti"
+_TIME_UNITS = "s, ms, us (µs), ns, ps"
 _NUMBER = re.compile(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?)\s*")
 # "Gbps", "Gb/s", "GBps", "GB/s": pint reads "b" as the gilbert and has no "Bps", so spell these out.
 _PER_SECOND = re.compile(r"(|k|K|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)([bB])(?:ps|/s)")
@@ -59,6 +65,12 @@ def _units():
     import pint  # heavy (~0.3 s): only when a unit is parsed
 
     return pint.UnitRegistry(cache_folder=None)
+
+
+def _bare(text: str) -> float | None:
+    """The number ``text`` is when it has no unit, else None."""
+    m = _NUMBER.fullmatch(str(text))
+    return float(m.group(1)) if m is not None and not m.group(2) else None
 
 
 def _quantity(text: str, default_unit: str):
@@ -84,12 +96,14 @@ def _clean(x: float) -> float:
 
 
 def parse_bandwidth(text: str | float) -> float:
-    """Return a bandwidth in bytes/s from ``"100Gbps"``, ``"50GB/s"``, ``"1e9"`` (bytes/s) ...
+    """Return a bandwidth in bytes/s from ``"100Gbps"``, ``"50GB/s"``, ``"12.5e9bytes/s"`` ...
+
+    A Python number is taken as bytes/s; a string needs a unit (``"0"`` aside).
 
     Raises
     ------
     ValueError
-        Not a number with a bits- or bytes-per-second unit.
+        Not a number with a bits- or bytes-per-second unit (the message names the units).
 
     Examples
     --------
@@ -97,9 +111,21 @@ def parse_bandwidth(text: str | float) -> float:
     (12500000000.0, 50000000000.0, 450000000000.0)
     >>> parse_bandwidth("1GiB/s"), parse_bandwidth(2e9)
     (1073741824.0, 2000000000.0)
+    >>> parse_bandwidth("100")
+    Traceback (most recent call last):
+    ...
+    ValueError: cannot read '100' as a bandwidth: a number needs a unit (bits or bytes per second?); units: bps, b/s, bit/s (bits) or Bps, B/s, byte/s, bytes/s, with a prefix k, M, G, T or Ki, Mi, Gi, Ti; e.g. 100Gbps, 400Gb/s, 50GB/s, 12.5e9bytes/s
     """
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         return float(text)
+    bare = _bare(text)
+    if bare == 0:
+        return 0.0
+    if bare is not None:
+        raise ValueError(
+            f"cannot read {text!r} as a bandwidth: a number needs a unit (bits or bytes per second?); "
+            f"units: {_BW_UNITS}; {_BW_EXAMPLES}"
+        )
     q = _quantity(text, "byte/s")
     units = str(q.units) if q is not None else ""
     if q is None or not any(w in units for w in ("bit", "byte", "baud")) or not q.check("1/[time]"):
@@ -108,20 +134,29 @@ def parse_bandwidth(text: str | float) -> float:
 
 
 def parse_latency(text: str | float) -> float:
-    """Return a time in seconds from ``"1us"``, ``"500ns"``, ``"2ms"``, ``"1e-6"`` (seconds) ...
+    """Return a time in seconds from ``"1us"``, ``"500ns"``, ``"2ms"``, ``"1e-6s"`` ...
+
+    A Python number is taken as seconds; a string needs a unit (``"0"`` aside).
 
     Raises
     ------
     ValueError
-        Not a number with a time unit.
+        Not a number with a time unit (the message names the units).
 
     Examples
     --------
-    >>> parse_latency("1us"), parse_latency("500 ns"), parse_latency("2ms"), parse_latency("3")
-    (1e-06, 5e-07, 0.002, 3.0)
+    >>> parse_latency("1us"), parse_latency("500 ns"), parse_latency("2ms"), parse_latency("3s"), parse_latency("0")
+    (1e-06, 5e-07, 0.002, 3.0, 0.0)
     """
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         return float(text)
+    bare = _bare(text)
+    if bare == 0:
+        return 0.0
+    if bare is not None:
+        raise ValueError(
+            f"cannot read {text!r} as a time: a number needs a unit; units: {_TIME_UNITS}; {_TIME_EXAMPLES}"
+        )
     q = _quantity(text, "second")
     if q is None or not q.check("[time]"):
         raise ValueError(f"cannot read {text!r} as a time; write a number with a unit, {_TIME_EXAMPLES}")
@@ -142,6 +177,15 @@ def _parse_float(text: str) -> float:
         raise ValueError(f"cannot read {text!r} as a number") from None
 
 
+def _parse_bool(text: str) -> bool:
+    low = str(text).strip().lower()
+    if low in ("true", "yes", "on", "1"):
+        return True
+    if low in ("false", "no", "off", "0"):
+        return False
+    raise ValueError(f"cannot read {text!r} as a flag; write true or false")
+
+
 def _parse_dims(text: str) -> tuple[int, ...]:
     parts = str(text).lower().split("x")
     if not all(p.strip().isdigit() for p in parts):
@@ -154,7 +198,7 @@ class Param:
     """One spec parameter of a builder: its name, kind, default and (for choices) allowed values."""
 
     name: str
-    kind: str  # "int", "float", "bandwidth", "latency", "dims", "choice"
+    kind: str  # "int", "float", "bool", "bandwidth", "latency", "dims", "choice"
     default: object
     choices: tuple[str, ...] = ()
     optional: bool = False
@@ -168,6 +212,7 @@ class Param:
         parser: Callable[[str], object] = {
             "int": _parse_int,
             "float": _parse_float,
+            "bool": _parse_bool,
             "bandwidth": parse_bandwidth,
             "latency": parse_latency,
             "dims": _parse_dims,
@@ -176,8 +221,8 @@ class Param:
 
     def describe(self) -> str:
         """``name=default`` as a spec would write it (``name=a|b`` for choices)."""
-        if self.kind == "choice":
-            return f"{self.name}={'|'.join(self.choices)}"
+        if self.kind == "choice":  # the default first
+            return f"{self.name}={'|'.join(sorted(self.choices, key=lambda c: c != self.default))}"
         if self.default is None:
             return f"{self.name}=<{self.kind}>"
         if self.kind == "bandwidth":  # network rates in Gb/s, device-internal ones in GB/s
@@ -188,6 +233,8 @@ class Param:
             return f"{self.name}={self.default * 1e6:g}us"
         if self.kind == "dims":
             return f"{self.name}={'x'.join(map(str, self.default))}"
+        if self.kind == "bool":
+            return f"{self.name}={str(self.default).lower()}"
         return f"{self.name}={self.default}"
 
 
@@ -202,6 +249,8 @@ def _kind(hint) -> tuple[str, tuple[str, ...], bool]:
         return "choice", tuple(typing.get_args(hint)), optional
     if typing.get_origin(hint) is tuple:
         return "dims", (), optional
+    if hint is bool:
+        return "bool", (), optional
     if hint is int:
         return "int", (), optional
     if hint is float:
@@ -216,7 +265,7 @@ def builder_params(name: str) -> dict[str, Param]:
     Examples
     --------
     >>> [p.describe() for p in builder_params("fat_tree").values()]
-    ['k=4', 'bandwidth=100Gbps', 'latency=1us']
+    ['k=4', 'bandwidth=100Gbps', 'latency=1us', 'routing=dmodk|ecmp|shortest']
     """
     builder = _builder(name)
     hints = typing.get_type_hints(builder, include_extras=True)
@@ -267,7 +316,7 @@ def from_spec(spec: str) -> nx.DiGraph:
     >>> from_spec("torus:size=4")
     Traceback (most recent call last):
     ...
-    ValueError: torus: unknown parameter 'size'; parameters: dims, bandwidth, latency
+    ValueError: torus: unknown parameter 'size'; parameters: dims, bandwidth, latency, routing
     """
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"topology spec must be a non-empty string such as 'fat_tree:k=4', got {spec!r}")

@@ -6,7 +6,7 @@ The registry :data:`BUILDERS` is the single list of topology names: the spec par
 - :mod:`~topologies.builders.simple`: ring, line, switch, fully_connected
 - :mod:`~topologies.builders.lattice`: torus, mesh, hypercube
 - :mod:`~topologies.builders.datacenter`: fat_tree, leaf_spine, dragonfly
-- :mod:`~topologies.builders.gpu`: gpu_cluster
+- :mod:`~topologies.builders.gpu`: gpu_cluster, cluster (multi-GPU servers, multi-host CPU machines)
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable
 import networkx as nx
 
 from topologies.builders.datacenter import dragonfly, fat_tree, leaf_spine
-from topologies.builders.gpu import gpu_cluster
+from topologies.builders.gpu import cluster, gpu_cluster
 from topologies.builders.lattice import hypercube, mesh, torus
 from topologies.builders.simple import fully_connected, line, ring, switch
 
@@ -33,6 +33,7 @@ __all__ = [
     "leaf_spine",
     "dragonfly",
     "gpu_cluster",
+    "cluster",
 ]
 
 #: Topology name -> builder. Every builder takes keyword arguments ``bandwidth`` (bytes/s) and
@@ -49,4 +50,5 @@ BUILDERS: dict[str, Callable[..., nx.DiGraph]] = {
     "leaf_spine": leaf_spine,
     "dragonfly": dragonfly,
     "gpu_cluster": gpu_cluster,
+    "cluster": cluster,
 }

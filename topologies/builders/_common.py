@@ -12,6 +12,8 @@ __all__ = [
     "check_dims",
     "check_size",
     "hosts",
+    "check_routing",
+    "set_routing",
 ]
 
 import networkx as nx
@@ -74,8 +76,32 @@ def check_dims(name: str, dims) -> tuple[int, ...]:
 
 
 def hosts(G: nx.DiGraph, n: int, prefix: str = "h") -> list[str]:
-    """Add ``n`` host nodes ``h0 .. h{n-1}`` (layer 0), make them ``G``'s endpoints in that order, return their ids."""
+    """Add ``n`` host nodes ``h0 .. h{n-1}`` (layer 0), make them ``G``'s endpoints in that order, return their ids.
+
+    Each host is a machine of its own: host ``i`` gets ``node=i``.
+    """
     ids = [f"{prefix}{i}" for i in range(n)]
-    G.add_nodes_from(ids, kind="host", layer=0)
+    G.add_nodes_from((x, {"kind": "host", "layer": 0, "node": i}) for i, x in enumerate(ids))
     G.graph["endpoints"] = ids
     return ids
+
+
+def check_routing(routing, lattice: bool = False) -> str:
+    """Return ``routing`` if it is a policy this builder's graphs can use, else raise ValueError.
+
+    ``"dor"`` (dimension-order routing) needs a lattice (``lattice=True``).
+    """
+    from topologies.model import ROUTINGS
+
+    allowed = ROUTINGS if lattice else tuple(r for r in ROUTINGS if r != "dor")
+    if routing not in allowed:
+        extra = "" if lattice or routing != "dor" else " (dor needs a torus, mesh or hypercube)"
+        raise ValueError(f"routing must be one of: {', '.join(allowed)}; got {routing!r}{extra}")
+    return routing
+
+
+def set_routing(G: nx.DiGraph, routing: str, default: str) -> None:
+    """Store ``routing`` in ``G.graph`` and name it in ``G.graph["name"]`` when it is not ``default``."""
+    G.graph["routing"] = routing
+    if routing != default:
+        G.graph["name"] += f",routing={routing}" if ":" in G.graph["name"] else f":routing={routing}"

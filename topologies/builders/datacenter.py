@@ -1,20 +1,34 @@
 """Switched data-centre fabrics: fat tree, leaf-spine with oversubscription, dragonfly.
 
 Hosts are ``h0 .. h{N-1}`` (layer 0), numbered switch by switch, and are the endpoints in that order,
-so consecutive ranks share a first-hop switch.
+so consecutive ranks share a first-hop switch; each host is a machine of its own (``node=i``).
+
+Routing defaults: ``dmodk`` (destination-mod-k, as InfiniBand's fat-tree routing) for the fat tree
+and the leaf-spine, ``ecmp`` for the dragonfly.
 """
 
 from __future__ import annotations
 
 import networkx as nx
 
-from topologies.builders._common import GBPS_100, check_int, check_link, check_positive, check_size, hosts
-from topologies.model import Bandwidth, Latency, add_link, new_topology
+from topologies.builders._common import (
+    GBPS_100,
+    check_int,
+    check_link,
+    check_positive,
+    check_routing,
+    check_size,
+    hosts,
+    set_routing,
+)
+from topologies.model import Bandwidth, Latency, Routing, add_link, new_topology
 
 __all__ = ["fat_tree", "leaf_spine", "dragonfly"]
 
 
-def fat_tree(k: int = 4, *, bandwidth: Bandwidth = GBPS_100, latency: Latency = 1e-6) -> nx.DiGraph:
+def fat_tree(
+    k: int = 4, *, bandwidth: Bandwidth = GBPS_100, latency: Latency = 1e-6, routing: Routing = "dmodk"
+) -> nx.DiGraph:
     """Build a three-tier k-ary fat tree (Al-Fares et al., 2008) of ``k**3 / 4`` hosts.
 
     ``k`` pods each hold ``k/2`` edge and ``k/2`` aggregation switches; every edge switch serves
@@ -31,6 +45,11 @@ def fat_tree(k: int = 4, *, bandwidth: Bandwidth = GBPS_100, latency: Latency = 
         Bytes/s per direction of every link (default 100 Gb/s).
     latency : float
         Seconds per link (default 1 us).
+    routing : {"dmodk", "ecmp", "shortest"}
+        Routing policy, kept in ``G.graph["routing"]``. Default ``"dmodk"``: each up-going hop picks
+        its uplink by the destination's rank mod the number of uplinks (InfiniBand's fat-tree
+        routing), so shifts and rank-ordered exchanges use disjoint uplinks. See
+        :mod:`topologies.routing`.
 
     Returns
     -------
@@ -51,6 +70,7 @@ def fat_tree(k: int = 4, *, bandwidth: Bandwidth = GBPS_100, latency: Latency = 
     check_int("k", k, minimum=2, even=True)
     check_size(f"k={k}", k**3 // 4 + 5 * k * k // 4, 3 * k**3 // 4)
     bw, lat = check_link(bandwidth, latency)
+    check_routing(routing)
     half = k // 2
     G = new_topology(f"fat_tree:k={k}")
     h = hosts(G, k**3 // 4)
@@ -69,6 +89,7 @@ def fat_tree(k: int = 4, *, bandwidth: Bandwidth = GBPS_100, latency: Latency = 
         for a, agg in enumerate(aggs):
             for c in range(half):
                 add_link(G, agg, core[a * half + c], bw, lat)
+    set_routing(G, routing, "dmodk")
     return G
 
 
@@ -80,6 +101,7 @@ def leaf_spine(
     *,
     bandwidth: Bandwidth = GBPS_100,
     latency: Latency = 1e-6,
+    routing: Routing = "dmodk",
 ) -> nx.DiGraph:
     """Build a two-tier leaf-spine (folded Clos) fabric with a given oversubscription.
 
@@ -99,6 +121,11 @@ def leaf_spine(
         Bytes/s per direction of every host link (default 100 Gb/s).
     latency : float
         Seconds per link (default 1 us).
+    routing : {"dmodk", "ecmp", "shortest"}
+        Routing policy, kept in ``G.graph["routing"]``. Default ``"dmodk"``: each up-going hop picks
+        its uplink by the destination's rank mod the number of uplinks (InfiniBand's fat-tree
+        routing), so shifts and rank-ordered exchanges use disjoint uplinks. See
+        :mod:`topologies.routing`.
 
     Returns
     -------
@@ -129,6 +156,7 @@ def leaf_spine(
     )
     over = check_positive("oversubscription", oversubscription)
     bw, lat = check_link(bandwidth, latency)
+    check_routing(routing)
     uplink = hosts_per_leaf * bw / (spines * over)
     G = new_topology(
         f"leaf_spine:leaves={leaves},spines={spines},hosts_per_leaf={hosts_per_leaf},oversubscription={over:g}"
@@ -141,6 +169,7 @@ def leaf_spine(
             add_link(G, h[leaf * hosts_per_leaf + x], f"leaf{leaf}", bw, lat)
         for s in range(spines):
             add_link(G, f"leaf{leaf}", f"spine{s}", uplink, lat, role="uplink")
+    set_routing(G, routing, "dmodk")
     return G
 
 
@@ -153,6 +182,7 @@ def dragonfly(
     latency: Latency = 1e-6,
     global_bandwidth: Bandwidth | None = None,
     global_latency: Latency | None = None,
+    routing: Routing = "ecmp",
 ) -> nx.DiGraph:
     """Build a dragonfly (Kim et al., 2008): all-to-all routers in a group, one global link per group pair.
 
@@ -172,6 +202,9 @@ def dragonfly(
         Seconds per host and local link (default 1 us).
     global_bandwidth, global_latency : float, optional
         Same for global links (default: as local links).
+    routing : {"ecmp", "dmodk", "shortest"}
+        Routing policy, kept in ``G.graph["routing"]`` (default ``"ecmp"``; see
+        :mod:`topologies.routing`).
 
     Returns
     -------
@@ -200,6 +233,7 @@ def dragonfly(
         groups * routers_per_group * (hosts_per_router + routers_per_group) + groups * groups,
     )
     bw, lat = check_link(bandwidth, latency)
+    check_routing(routing)
     gbw = bw if global_bandwidth is None else check_positive("global_bandwidth", global_bandwidth)
     glat = (
         lat if global_latency is None else check_positive("global_latency", global_latency, allow_zero=True)
@@ -221,4 +255,5 @@ def dragonfly(
             ri = ((j - i - 1) % groups) // ports_per_router
             rj = ((i - j - 1) % groups) // ports_per_router
             add_link(G, router[i][ri], router[j][rj], gbw, glat, role="global")
+    set_routing(G, routing, "ecmp")
     return G

@@ -2,7 +2,10 @@
 
 Hosts are numbered in row-major order of their coordinates: in ``dims = (a, b)`` host ``h{i}`` sits at
 ``(i // b, i % b)``; the endpoints are ``h0 .. h{N-1}`` in that order. Up to three dimensions, hosts
-carry their grid coordinates as attributes ``x`` (last dimension), ``y`` and ``z``.
+carry their grid coordinates as attributes ``x`` (last dimension), ``y`` and ``z``. Each host is a
+machine of its own (``node=i``). The graph keeps its grid as ``dims`` (``"4x4"``) and ``wrap``, so
+that dimension-order routing (``routing="dor"``, the default of torus and mesh) can follow it; the
+hypercube is the grid ``2x2x...x2`` and defaults to ``ecmp``.
 """
 
 from __future__ import annotations
@@ -11,16 +14,30 @@ import math
 
 import networkx as nx
 
-from topologies.builders._common import GBPS_100, check_dims, check_int, check_link, check_size, hosts
-from topologies.model import Bandwidth, Latency, add_link, new_topology
+from topologies.builders._common import (
+    GBPS_100,
+    check_dims,
+    check_int,
+    check_link,
+    check_routing,
+    check_size,
+    hosts,
+    set_routing,
+)
+from topologies.model import Bandwidth, Latency, LatticeRouting, add_link, new_topology
 
 __all__ = ["torus", "mesh", "hypercube"]
 
 
-def _lattice(kind: str, dims: tuple[int, ...], wrap: bool, bw: float, lat: float) -> nx.DiGraph:
+def _lattice(
+    kind: str, dims: tuple[int, ...], wrap: bool, bw: float, lat: float, routing: str
+) -> nx.DiGraph:
     total = math.prod(dims)
     check_size(f"dims={'x'.join(map(str, dims))}", total, total * len(dims))
+    check_routing(routing, lattice=True)
     G = new_topology(f"{kind}:dims={'x'.join(map(str, dims))}")
+    G.graph["dims"] = "x".join(map(str, dims))
+    G.graph["wrap"] = wrap
     h = hosts(G, total)
     strides = [math.prod(dims[k + 1 :]) for k in range(len(dims))]
     if len(dims) <= 3:  # grid coordinates x, y, z (for drawing), last dimension first
@@ -34,11 +51,16 @@ def _lattice(kind: str, dims: tuple[int, ...], wrap: bool, bw: float, lat: float
                 add_link(G, h[i], h[i + strides[k]], bw, lat)
             elif wrap and size > 2:  # wrap-around link; for size 2 it would duplicate the one above
                 add_link(G, h[i], h[i - c * strides[k]], bw, lat)
+    set_routing(G, routing, "dor")
     return G
 
 
 def torus(
-    dims: tuple[int, ...] = (4, 4), *, bandwidth: Bandwidth = GBPS_100, latency: Latency = 1e-6
+    dims: tuple[int, ...] = (4, 4),
+    *,
+    bandwidth: Bandwidth = GBPS_100,
+    latency: Latency = 1e-6,
+    routing: LatticeRouting = "dor",
 ) -> nx.DiGraph:
     """Build a torus: a mesh with wrap-around links in every dimension.
 
@@ -52,6 +74,9 @@ def torus(
         Bytes/s per direction of every link (default 100 Gb/s).
     latency : float
         Seconds per link (default 1 us).
+    routing : {"dor", "ecmp", "dmodk", "shortest"}
+        Routing policy, kept in ``G.graph["routing"]`` (default ``"dor"``: dimension-order, one
+        dimension at a time, the shorter way around each ring; see :mod:`topologies.routing`).
 
     Returns
     -------
@@ -70,11 +95,15 @@ def torus(
     (12, 24, {4})
     """
     dims = check_dims("dims", dims)
-    return _lattice("torus", dims, True, *check_link(bandwidth, latency))
+    return _lattice("torus", dims, True, *check_link(bandwidth, latency), routing)
 
 
 def mesh(
-    dims: tuple[int, ...] = (4, 4), *, bandwidth: Bandwidth = GBPS_100, latency: Latency = 1e-6
+    dims: tuple[int, ...] = (4, 4),
+    *,
+    bandwidth: Bandwidth = GBPS_100,
+    latency: Latency = 1e-6,
+    routing: LatticeRouting = "dor",
 ) -> nx.DiGraph:
     """Build a mesh (grid) of hosts without wrap-around links.
 
@@ -86,6 +115,9 @@ def mesh(
         Bytes/s per direction of every link (default 100 Gb/s).
     latency : float
         Seconds per link (default 1 us).
+    routing : {"dor", "ecmp", "dmodk", "shortest"}
+        Routing policy, kept in ``G.graph["routing"]`` (default ``"dor"``: dimension-order, one
+        dimension at a time, the lowest first; see :mod:`topologies.routing`).
 
     Returns
     -------
@@ -104,10 +136,12 @@ def mesh(
     (17, [2, 3, 4])
     """
     dims = check_dims("dims", dims)
-    return _lattice("mesh", dims, False, *check_link(bandwidth, latency))
+    return _lattice("mesh", dims, False, *check_link(bandwidth, latency), routing)
 
 
-def hypercube(d: int = 3, *, bandwidth: Bandwidth = GBPS_100, latency: Latency = 1e-6) -> nx.DiGraph:
+def hypercube(
+    d: int = 3, *, bandwidth: Bandwidth = GBPS_100, latency: Latency = 1e-6, routing: LatticeRouting = "ecmp"
+) -> nx.DiGraph:
     """Build a ``d``-dimensional hypercube: ``2**d`` hosts, host i linked to host ``i ^ (1 << b)``.
 
     Parameters
@@ -118,6 +152,10 @@ def hypercube(d: int = 3, *, bandwidth: Bandwidth = GBPS_100, latency: Latency =
         Bytes/s per direction of every link (default 100 Gb/s).
     latency : float
         Seconds per link (default 1 us).
+    routing : {"ecmp", "dor", "dmodk", "shortest"}
+        Routing policy, kept in ``G.graph["routing"]`` (default ``"ecmp"``; ``"dor"`` is e-cube
+        routing: the differing address bits corrected from the lowest up; see
+        :mod:`topologies.routing`).
 
     Returns
     -------
@@ -138,11 +176,15 @@ def hypercube(d: int = 3, *, bandwidth: Bandwidth = GBPS_100, latency: Latency =
     check_int("d", d, minimum=0)
     check_size(f"d={d}", 2**d, d * 2 ** max(d - 1, 0))
     bw, lat = check_link(bandwidth, latency)
+    check_routing(routing, lattice=True)
     G = new_topology(f"hypercube:d={d}")
+    G.graph["dims"] = "x".join(["2"] * d) or "1"
+    G.graph["wrap"] = False
     h = hosts(G, 2**d)
     for i in range(2**d):
         for b in range(d):
             j = i ^ (1 << b)
             if i < j:
                 add_link(G, h[i], h[j], bw, lat)
+    set_routing(G, routing, "ecmp")
     return G
