@@ -61,8 +61,12 @@ __all__ = [
     "geomean_ci",
     "order_statistic_ranks",
     "verdict",
+    "verdict_all",
     "sample_until",
     "calls_per_sample",
+    "calibrate_calls",
+    "Rounds",
+    "interleaved_rounds",
     "machine_info",
     "load_average",
     "pin_plan",
@@ -262,6 +266,24 @@ def verdict(interval: Interval, target: float) -> str:
     return "undecided"
 
 
+def verdict_all(intervals: Iterable[Interval], target: float) -> tuple[str, Interval]:
+    """One verdict for "every one of these <= ``target``", and the interval with the highest estimate.
+
+    ``"missed"`` if any is missed, ``"met"`` if all are met, else ``"undecided"``.
+
+    >>> ivs = [Interval(0.9, 0.8, 0.95, 10, 0.95, 0.98, "order statistics"),
+    ...        Interval(0.97, 0.93, 1.02, 10, 0.95, 0.98, "order statistics")]
+    >>> verdict_all(ivs, 1.0)[0], verdict_all(ivs[:1], 1.0)[0], verdict_all(ivs, 0.9)[0]
+    ('undecided', 'met', 'missed')
+    """
+    ivs = list(intervals)
+    if not ivs:
+        raise ValueError("intervals must hold at least one Interval")
+    found = {verdict(iv, target) for iv in ivs}
+    overall = "missed" if "missed" in found else "met" if found == {"met"} else "undecided"
+    return overall, max(ivs, key=lambda iv: iv.estimate)
+
+
 @dataclass(frozen=True)
 class Sampled:
     """What :func:`sample_until` drew.
@@ -345,6 +367,112 @@ def calls_per_sample(seconds_per_call: float, target_seconds: float, most: int =
     if seconds_per_call <= 0:
         return most
     return int(min(most, max(1, math.ceil(target_seconds / seconds_per_call))))
+
+
+def calibrate_calls(time_batch: Callable[[int], float], target_seconds: float, most: int = 100_000,
+                    tries: int = 3) -> int:
+    """Calls per sample for samples of at least ``target_seconds``, from timing batches of calls.
+
+    ``time_batch(m)`` runs ``m`` back-to-back calls and returns their seconds (in a multi-process
+    benchmark: the slowest rank's, the same on every rank, so every rank takes the same path). The
+    batch size doubles until a batch lasts a quarter of the target; then ``tries`` batches of that
+    size are timed and the fastest time per call sets the count (a batch slowed down by the
+    scheduler does not shrink the samples).
+
+    >>> calibrate_calls(lambda m: m * 1e-3, 0.02)
+    20
+    >>> slow_once = iter([1.0])
+    >>> calibrate_calls(lambda m: next(slow_once, m * 1e-4), 0.02)   # the first batch was descheduled
+    200
+    """
+    if not target_seconds > 0 or most < 1 or tries < 1:
+        raise ValueError(f"need target_seconds > 0, most >= 1, tries >= 1; got {target_seconds!r}, {most!r}, {tries!r}")
+    m = 1
+    while True:
+        seconds = time_batch(m)
+        if seconds >= target_seconds / 4 or m >= most:
+            break
+        m = min(most, 2 * m)
+    best = min([seconds / m] + [time_batch(m) / m for _ in range(tries)])
+    return calls_per_sample(best, target_seconds, most)
+
+
+@dataclass(frozen=True)
+class Rounds:
+    """What :func:`interleaved_rounds` measured.
+
+    Attributes
+    ----------
+    calls : int
+        Back-to-back calls per sample.
+    samples : list of dict
+        Per round, seconds per call of every name (the slowest rank's).
+    ratios : dict
+        Per name other than the reference: the median per-round ratio to the reference, with its interval.
+    bound_hit : bool
+        The rounds stopped at the bound with some interval still wider than asked.
+    """
+
+    calls: int
+    samples: list[dict[str, float]]
+    ratios: dict[str, Interval]
+    bound_hit: bool
+
+
+def interleaved_rounds(time_calls: Callable[[str, int], float], names: Sequence[str], reference: str,
+                       slowest: Callable[[list[float]], list[float]], *, sample_seconds: float = 0.02,
+                       rel: float = 0.05, min_rounds: int = 10, max_rounds: int = 60,
+                       most_calls: int = 100_000) -> Rounds:
+    """Time ``names`` side by side in rounds until every ratio to ``reference`` is within ``±rel``.
+
+    The calls per sample come from :func:`calibrate_calls` on ``reference``. A round times every
+    name once, starting one name further along each round (so none is always first), and reduces
+    the round's times with ``slowest``; :func:`sample_until` decides when to stop on the per-round
+    ratios (:func:`ratio_ci`).
+
+    Parameters
+    ----------
+    time_calls : callable
+        ``time_calls(name, k)``: synchronize (a barrier), run ``name`` ``k`` times back to back,
+        return this process's seconds for them.
+    names : sequence of str
+        Everything to time, ``reference`` among them.
+    reference : str
+        The denominator of the ratios (native).
+    slowest : callable
+        Maps this process's list of times to the list every process agrees on (an all-reduce with
+        MAX across ranks; the identity in one process). Stopping depends only on its results, so
+        every rank stops in the same round.
+    sample_seconds, rel, min_rounds, max_rounds, most_calls
+        A sample's least duration; the precision to reach; the rounds at least and at most (the
+        bound); the most calls per sample.
+
+    Returns
+    -------
+    Rounds
+    """
+    names = list(names)
+    if reference not in names:
+        raise ValueError(f"reference {reference!r} must be one of names {names}")
+    others = [n for n in names if n != reference]
+    if not others:
+        raise ValueError("names must hold something besides the reference")
+    k = calibrate_calls(lambda m: slowest([time_calls(reference, m)])[0], sample_seconds, most_calls)
+    samples: list[dict[str, float]] = []
+
+    def draw() -> dict[str, float]:
+        shift = len(samples) % len(names)
+        mine = {name: time_calls(name, k) / k for name in names[shift:] + names[:shift]}
+        got = dict(zip(names, slowest([mine[n] for n in names]), strict=True))
+        samples.append(got)
+        return got
+
+    def intervals(drawn: list[dict[str, float]]) -> dict[str, Interval]:
+        base = [s[reference] for s in drawn]
+        return {n: ratio_ci([s[n] for s in drawn], base) for n in others}
+
+    result = sample_until(draw, intervals, rel=rel, min_samples=min_rounds, max_samples=max_rounds)
+    return Rounds(k, samples, result.intervals, result.bound_hit)
 
 
 # ---------------------------------------------------------------------------------------------

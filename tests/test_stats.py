@@ -13,8 +13,10 @@ from scipy import stats as sps
 
 from sim.stats import (
     Interval,
+    calibrate_calls,
     calls_per_sample,
     geomean_ci,
+    interleaved_rounds,
     machine_info,
     median_ci,
     order_statistic_ranks,
@@ -24,6 +26,7 @@ from sim.stats import (
     sample_until,
     thread_affinity,
     verdict,
+    verdict_all,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -183,6 +186,15 @@ def test_verdict(low, high, expected):
     assert verdict(Interval(1.0, low, high, 10, 0.95, 0.97, "order statistics"), 1.0) == expected
 
 
+def test_verdict_all_names_the_worst():
+    ivs = [Interval(e, e - 0.02, e + 0.02, 10, 0.95, 0.97, "order statistics") for e in (0.9, 0.97, 0.95)]
+    assert verdict_all(ivs, 1.0) == ("met", ivs[1])
+    assert verdict_all(ivs, 0.96)[0] == "undecided"
+    assert verdict_all(ivs, 0.8)[0] == "missed"
+    with pytest.raises(ValueError, match="at least one"):
+        verdict_all([], 1.0)
+
+
 # ---------------------------------------------------------------------------------------------
 # the adaptive loop
 
@@ -243,6 +255,61 @@ def test_loop_checks_its_arguments(kwargs, match):
                                                           (1e-9, 0.02, 100_000)])
 def test_calls_per_sample(once, target, expected):
     assert calls_per_sample(once, target) == expected
+
+
+def test_calibration_reaches_the_target_and_ignores_a_slow_batch():
+    asked = []
+
+    def batch(m):
+        asked.append(m)
+        return 10.0 if len(asked) == 6 else m * 2e-4  # the first batch at the final size is descheduled
+
+    assert calibrate_calls(batch, 0.02) == 100
+    assert asked[:6] == [1, 2, 4, 8, 16, 32]  # doubled until a batch lasts a quarter of the target
+    assert calibrate_calls(lambda m: 0.0, 0.02, most=64) == 64
+
+
+class _FakeMachine:
+    """Native takes 1 ms per call, ``slow`` 1.2 ms; every round the whole machine drifts (x1 .. x3)."""
+
+    def __init__(self, noise: float, seed: int = 0):
+        self.rng = np.random.default_rng(seed)
+        self.noise = noise
+        self.order: list[str] = []
+        self.drift = 1.0
+
+    def time_calls(self, name, k):
+        if name == "native" and len(self.order) % 3 == 0:
+            self.drift = float(self.rng.uniform(1, 3))
+        self.order.append(name)
+        base = {"native": 1e-3, "slow": 1.2e-3, "same": 1e-3}[name]
+        return k * base * self.drift * float(self.rng.lognormal(0, self.noise))
+
+
+def test_interleaved_rounds_measure_the_ratio_through_drift():
+    machine = _FakeMachine(noise=0.01)
+    got = interleaved_rounds(machine.time_calls, ["native", "slow", "same"], "native", lambda v: v,
+                             sample_seconds=0.02, min_rounds=8, max_rounds=40)
+    assert 7 <= got.calls <= 20  # from native's fastest batch: 1 to 3 ms per call, samples >= 20 ms
+    assert not got.bound_hit and len(got.samples) == 8
+    assert set(got.ratios) == {"slow", "same"}
+    assert got.ratios["slow"].low <= 1.2 <= got.ratios["slow"].high and got.ratios["slow"].within(0.05)
+    rounds = machine.order[-3 * 8:]
+    firsts = [rounds[3 * i] for i in range(8)]
+    assert firsts[:3] == ["native", "slow", "same"]  # each round starts one name further along
+
+
+def test_interleaved_rounds_report_the_bound():
+    machine = _FakeMachine(noise=0.5, seed=1)
+    got = interleaved_rounds(machine.time_calls, ["native", "slow"], "native", lambda v: v, min_rounds=6,
+                             max_rounds=9)
+    assert len(got.samples) == 9 and got.bound_hit and not got.ratios["slow"].within(0.05)
+
+
+@pytest.mark.parametrize(("names", "reference"), [(["a", "b"], "native"), (["native"], "native")])
+def test_interleaved_rounds_check_names(names, reference):
+    with pytest.raises(ValueError, match="reference|besides"):
+        interleaved_rounds(lambda n, k: 1.0, names, reference, lambda v: v)
 
 
 # ---------------------------------------------------------------------------------------------
