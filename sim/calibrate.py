@@ -31,6 +31,25 @@ give every arc when predicting this network, since an emulation cannot impose th
 latency) and ``calibration`` (the samples, the fitted values, the relative residuals of every
 sample and their RMS).
 
+From real collective runs (``collsim calibrate --from FILE``)
+-------------------------------------------------------------
+:func:`read_nccl_tests` reads the output of NVIDIA's nccl-tests (``all_reduce_perf`` and its
+siblings) in its exact layout: ``#`` header lines (``# Rank ... on HOST device ...`` lines give the
+ranks and nodes), then per size ``size count type redop root time algbw busbw #wrong`` for the
+out-of-place run and ``time algbw busbw #wrong`` for the in-place one (older versions without the
+``root`` column, ``#wrong`` as ``N/A`` or a float, and launcher prefixes such as ``0:`` or
+``[1,0]<stdout>:`` are read too); or collsim's own JSON lines (``source: measured``).
+
+:func:`fit_measured` then fits two terms of the model on one or two sizes the user names: the
+model's time at a size splits into a latency part ``L`` (what is left when every latency is set to
+zero: per-message overhead, link and NCCL protocol latencies) and a bandwidth part ``B``;
+measured ``t = a L + b B`` gives ``a`` (``latency_scale`` and ``alpha`` multiplied by it) and
+``b`` (the bandwidth efficiency of the link roles that limit the model at the most
+bandwidth-bound fitted size divided by it, above 1 if need be: the topology's nominal figure may
+understate a link). Two sizes give both; one size gives the term that
+dominates there and keeps the other. The sizes used are recorded in the file, so a later
+comparison can say which points were fitted and which were predicted.
+
 Where it runs
 -------------
 * In an emulation (:func:`calibrate_emulation`, ``collsim calibrate --topology SPEC``): one probe
@@ -44,6 +63,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 import subprocess
 import sys
@@ -73,6 +93,10 @@ __all__ = [
     "calibrate_emulation",
     "launch_ranks",
     "main",
+    "Measured",
+    "read_nccl_tests",
+    "read_measured",
+    "fit_measured",
 ]
 
 #: Default probe sizes (bytes): a latency probe, then 16 KiB to 4 MiB, x4 (where collectives move chunks).
@@ -580,6 +604,259 @@ def format_params(params: ModelParams) -> str:
         f"rms residual: pairs {cal.get('rms_relative_residual', float('nan')) * 100:.1f}%"
         + (f", busy {cal['busy_fit']['rms_relative_residual'] * 100:.1f}%" if "busy_fit" in cal else "")
     )
+
+
+# -- calibration from real collective runs (nccl-tests output or collsim JSON lines) ----------------
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What a measurement file holds: per size the seconds of one collective, and the world.
+
+    ``times`` maps bytes to seconds; ``nranks`` and ``nnodes`` are None when the file does not say.
+    """
+
+    collective: str
+    times: dict
+    nranks: int | None = None
+    nnodes: int | None = None
+    busbw: dict | None = None
+
+
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_WRONG = r"(?:\d+|N/A|" + _NUMBER + r")"
+_ROW = re.compile(
+    r"(?:^|[\s:>])(?P<size>\d+)\s+(?P<count>\d+)\s+(?P<type>[A-Za-z_]\w*)\s+(?P<redop>[A-Za-z_]\w*)\s+"
+    r"(?:(?P<root>-?\d+)\s+)?"
+    r"(?P<t0>" + _NUMBER + r")\s+(?P<a0>" + _NUMBER + r")\s+(?P<b0>" + _NUMBER + r")\s+(?P<w0>" + _WRONG + r")\s+"
+    r"(?P<t1>" + _NUMBER + r")\s+(?P<a1>" + _NUMBER + r")\s+(?P<b1>" + _NUMBER + r")\s+(?P<w1>" + _WRONG + r")\s*$"
+)
+_RANK = re.compile(r"#\s*Rank\s+(\d+)\b.*?\bon\s+(\S+)")
+_TESTS = {"all_reduce": "allreduce", "reduce_scatter": "reduce_scatter", "all_gather": "allgather"}
+
+
+def read_nccl_tests(path, *, in_place: bool = False, collective: str | None = None) -> Measured:
+    """Read nccl-tests output (``all_reduce_perf`` and friends); see the module docstring.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The saved output.
+    in_place : bool
+        Take the in-place columns instead of the out-of-place ones.
+    collective : str, optional
+        The collective the test ran (default: from the file's ``*_perf`` name if it shows one,
+        else allreduce).
+
+    Raises
+    ------
+    ValueError
+        The file cannot be read or holds no result rows.
+    """
+    from pathlib import Path
+
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError as err:
+        raise ValueError(f"cannot read {path}: {err.strerror or err}") from None
+    if collective is None:
+        collective = "allreduce"
+        for name, coll in _TESTS.items():
+            if f"{name}_perf" in text:
+                collective = coll
+    times, busbw, ranks, hosts = {}, {}, set(), set()
+    for line in text.splitlines():
+        m = _RANK.search(line)
+        if m:
+            ranks.add(int(m.group(1)))
+            hosts.add(m.group(2))
+            continue
+        if line.lstrip().startswith("#"):
+            continue
+        m = _ROW.search(line)
+        if not m:
+            continue
+        k = "1" if in_place else "0"
+        t_us = float(m.group("t" + k))
+        if t_us > 0:
+            size = int(m.group("size"))
+            times[size] = t_us * 1e-6
+            busbw[size] = float(m.group("b" + k))
+    if not times:
+        raise ValueError(f"{path}: no nccl-tests result rows (size count type redop [root] time algbw busbw #wrong ...)")
+    nranks = len(ranks) or None
+    if nranks is None and collective == "allreduce":  # busbw / algbw = 2(n-1)/n on the largest size
+        size = max(times)
+        algbw = size / times[size] / 1e9
+        ratio = busbw[size] / algbw if algbw > 0 else 0.0
+        if 0 < ratio < 2:
+            nranks = max(1, round(2 / (2 - ratio)))
+    return Measured(collective, times, nranks, len(hosts) or None, busbw)
+
+
+def read_measured(path) -> Measured:
+    """Read collsim JSON lines (measured records of one collective and world size) or nccl-tests output."""
+    from sim.results import read_jsonl
+
+    with open(path, errors="replace") as fh:
+        head = fh.read(4096).lstrip()
+    if not head.startswith("{"):
+        return read_nccl_tests(path)
+    records = [r for r in read_jsonl(path) if r.source == "measured"]
+    if not records:
+        raise ValueError(f"{path}: no measured records (source: measured)")
+    kinds = {(r.collective, r.nranks) for r in records}
+    if len(kinds) != 1:
+        raise ValueError(f"{path}: records of several collectives or world sizes {sorted(kinds)}; give one")
+    (collective, nranks), = kinds
+    times: dict = {}
+    for r in records:  # the fastest algorithm per size is what a tuned library would run
+        times[r.size] = min(times.get(r.size, math.inf), r.time_us * 1e-6)
+    return Measured(collective, times, nranks, None, None)
+
+
+def _model_split(network, nranks, nbytes, algorithms, collective, itemsize):
+    """(time, latency part, bandwidth part, result) of the fastest of ``algorithms`` at ``nbytes``."""
+    from sim.explain import _bytes_only
+    from sim.select import run_model
+
+    results = [run_model("flow", collective, a, network, nranks, nbytes, itemsize) for a in algorithms]
+    best = min(results, key=lambda r: r.time)
+    fast = run_model("flow", collective, best.algorithm, _bytes_only(network), nranks, nbytes, itemsize,
+                     protocol=getattr(best, "protocol", None) or "auto").time
+    fast = min(fast, best.time)
+    return best.time, best.time - fast, fast, best
+
+
+def _bottleneck_roles(G, result) -> set:
+    """Link roles of the arcs that limit ``result`` (its bottlenecks); empty when it has no per-link data."""
+    return {G.edges[a].get("role") for a in getattr(result, "bottlenecks", [])}
+
+
+def _scaled(params, G, a: float, b: float, roles: set | None = None):
+    """``params`` with latencies times ``a`` and the bandwidth efficiency of the link ``roles``
+    (default: every role of ``G``) divided by ``b``."""
+    classes = {role: dict(over) for role, over in params.link_classes.items()}
+    every = {d.get("role") for *_, d in G.edges(data=True)}
+    roles = every if not roles else set(roles)
+    for role in roles - {None}:
+        over = classes.setdefault(role, {})
+        over["bandwidth_efficiency"] = over.get("bandwidth_efficiency", params.bandwidth_efficiency) / b
+    if None in roles:  # arcs without a role use the global factor
+        eff = params.bandwidth_efficiency / b
+        if eff > 1:
+            raise ValueError("calibration needs more bandwidth than nominal on arcs without a role; give them a role")
+        params = params.replace(bandwidth_efficiency=eff)
+    return params.replace(alpha=params.alpha * a, latency_scale=params.latency_scale * a, link_classes=classes)
+
+
+def fit_measured(G, measured: Measured, fit_sizes, *, params=None, algorithms=None, nranks: int | None = None,
+                 itemsize: int = 4, rounds: int = 3):
+    """Fit the latency and bandwidth terms of the model to measured times at one or two sizes.
+
+    Parameters
+    ----------
+    G : networkx.DiGraph
+        The topology the measurements ran on (nominal figures).
+    measured : Measured
+        From :func:`read_nccl_tests` or :func:`read_measured`.
+    fit_sizes : sequence of int
+        One or two sizes of ``measured`` to fit on.
+    params : ModelParams, optional
+        Starting point (default: :func:`sim.params.defaults_for` ``G``).
+    algorithms : sequence of str, optional
+        What the measured library may have run (default: ring and tree, plus nvls / collnet where
+        ``G`` declares them): at every size the model's fastest of them is fitted, as a tuned
+        library runs its fastest.
+    nranks : int, optional
+        World size (default: the file's, else every endpoint of ``G``).
+
+    Returns
+    -------
+    ModelParams
+        With ``device``, the fitted ``latency_scale``, ``alpha`` and link-class efficiencies, and
+        a ``calibration`` record: the fitted sizes, the two factors, and per size of the file the
+        measured and predicted time and the relative error (``fitted`` marks the sizes used).
+
+    Raises
+    ------
+    ValueError
+        No or more than two fit sizes, a size the file lacks, or a world size the topology cannot
+        hold.
+    """
+    from sim.flow import Network
+    from sim.innetwork import SIMULATED_ONLY, applicable
+    from sim.params import defaults_for, device_of
+
+    fit_sizes = sorted(set(int(s) for s in fit_sizes))
+    if not 1 <= len(fit_sizes) <= 2:
+        raise ValueError(f"give one or two sizes to fit on, got {len(fit_sizes)}")
+    missing = [s for s in fit_sizes if s not in measured.times]
+    if missing:
+        raise ValueError(f"the measurements have no size {missing[0]}; they have {sorted(measured.times)}")
+    n = nranks or measured.nranks or len(G.graph["endpoints"])
+    if n > len(G.graph["endpoints"]):
+        raise ValueError(f"{n} ranks measured but the topology has {len(G.graph['endpoints'])} endpoints")
+    params = params if params is not None else defaults_for(G)
+    params = params.replace(device=device_of(G, params))
+    if algorithms is None:
+        base = Network(G, params)
+        algorithms = ["ring"] + (["tree"] if measured.collective == "allreduce" else [])
+        algorithms += [a for a in SIMULATED_ONLY if applicable(base, a, n, measured.collective)]
+    a_total = b_total = 1.0
+    for _ in range(rounds):
+        net = Network(G, params)
+        splits = [_model_split(net, n, s, algorithms, measured.collective, itemsize) for s in fit_sizes]
+        rows = [(measured.times[s], *split[:3]) for s, split in zip(fit_sizes, splits, strict=True)]
+        # the bandwidth term belongs to the links that limit the size where bandwidth weighs most
+        widest = max(splits, key=lambda sp: sp[2] / max(sp[0], 1e-30))
+        roles = _bottleneck_roles(G, widest[3])
+        a, b = 1.0, 1.0
+        if len(rows) == 2:
+            A = np.array([[lat, bw] for _, _, lat, bw in rows])
+            y = np.array([t for t, *_ in rows])
+            try:
+                a, b = np.linalg.solve(A, y)
+            except np.linalg.LinAlgError:
+                a, b = -1.0, -1.0
+        if len(rows) == 1 or not (a > 0 and b > 0):
+            t, total, lat, bw = rows[-1] if len(rows) == 1 else max(rows, key=lambda r: r[3] / max(r[1], 1e-30))
+            a, b = 1.0, 1.0
+            if lat > bw and lat > 0:
+                a = max((t - bw) / lat, 1e-3)
+            elif bw > 0:
+                b = max((t - lat) / bw, 1e-3)
+            if len(rows) == 2:  # the other size decides the other term
+                t2, _, lat2, bw2 = min(rows, key=lambda r: r[3] / max(r[1], 1e-30))
+                if lat2 > 0 and a == 1.0:
+                    a = max((t2 - b * bw2) / lat2, 1e-3)
+        params = _scaled(params, G, float(a), float(b), roles)
+        a_total *= float(a)
+        b_total *= float(b)
+        if abs(a - 1) < 1e-3 and abs(b - 1) < 1e-3:
+            break
+    net = Network(G, params)
+    points = []
+    for size in sorted(measured.times):
+        t_pred, _, _, best = _model_split(net, n, size, algorithms, measured.collective, itemsize)
+        t = measured.times[size]
+        points.append({"size": size, "measured_us": t * 1e6, "predicted_us": t_pred * 1e6,
+                       "error": (t_pred - t) / t, "fitted": size in fit_sizes,
+                       "algorithm": best.algorithm, "protocol": getattr(best, "protocol", None)})
+    record = {
+        "method": "collective times (nccl-tests or collsim JSON lines): latency and bandwidth terms of the model",
+        "collective": measured.collective,
+        "nranks": n,
+        "fitted_sizes": fit_sizes,
+        "latency_factor": a_total,
+        "bandwidth_factor": 1.0 / b_total,
+        "bandwidth_roles": sorted(str(r) for r in roles),
+        "algorithms": list(algorithms),
+        "points": points,
+        "median_abs_error_unfitted": float(np.median([abs(p["error"]) for p in points if not p["fitted"]]))
+        if any(not p["fitted"] for p in points) else None,
+    }
+    return params.replace(extra={**params.extra, "calibration": record})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,6 +28,8 @@ every other step-by-step schedule: ring, hierarchical, recursive halving/doublin
   simulated time of the same schedule with one element per chunk (its latency), so the cap
   bounds the bandwidth term only, as NCCL's ``latency + bytes / bandwidth`` does.
 * :math:`s`: ``ModelParams.latency_scale`` (1 by default; ``collsim calibrate --from`` fits it).
+* A segmented schedule (the tree) pays the step latency once per pipeline stage, not once per
+  segment, as NCCL counts the tree's hops (:func:`pipeline_factor`).
 
 With ``protocol="auto"`` the model costs every protocol the topology allows and takes the fastest,
 as NCCL does. LL128 is allowed only when every route between GPUs of one node is NVLink (NCCL
@@ -104,6 +106,7 @@ __all__ = [
     "GpuShape",
     "gpu_shape",
     "variants",
+    "pipeline_factor",
 ]
 
 #: The protocols, cheapest latency first.
@@ -320,8 +323,28 @@ def _variant_network(base: Network, protocol: str, family: str, fraction: float,
     return net
 
 
-def variants(network: Network, nranks: int, algorithm: str, collective: str, protocol: str = "auto") -> list[Variant]:
+def pipeline_factor(schedule) -> float:
+    """The share of a segmented schedule's steps that are pipeline stages: 1 without segments.
+
+    NCCL charges a tree its hop latency once per hop of the tree (``2 * depth`` hops), not once
+    per segment: the segments stream through the pipeline behind the first. A collsim tree of
+    ``S`` segments per phase has ``S - 1`` more steps per phase than its depth, each of which the
+    flow model would charge a step latency; spreading NCCL's hop latency over all the steps,
+    ``(nsteps - phases * (S - 1)) / nsteps`` per step, charges it once per hop as NCCL does.
+    """
+    segments = int(schedule.params.get("segments", 1) or 1)
+    if segments <= 1 or schedule.nsteps == 0:
+        return 1.0
+    phases = 2 if schedule.collective == "allreduce" else 1
+    fill = max(schedule.nsteps - phases * (segments - 1), 1)
+    return fill / schedule.nsteps
+
+
+def variants(network: Network, nranks: int, algorithm: str, collective: str, protocol: str = "auto",
+             pipeline: float = 1.0) -> list[Variant]:
     """The protocol views of ``network`` to cost ``algorithm`` with (one unless ``protocol="auto"``).
+
+    ``pipeline`` multiplies the step latencies (:func:`pipeline_factor` of the schedule).
 
     Raises
     ------
@@ -340,11 +363,11 @@ def variants(network: Network, nranks: int, algorithm: str, collective: str, pro
     for name in names:
         plateau = RING_PLATEAU if (shape.nnodes > 1 and family == "ring" and name == "simple"
                                    and collective == "allreduce") else 1.0
-        key = (name, family, shape, plateau)
+        key = (name, family, shape, plateau, round(pipeline, 9))
         net = cache.get(key)
         if net is None:
             fraction = bandwidth_fraction(family, name, nnodes=shape.nnodes, ranks_per_node=shape.ranks_per_node)
-            lat = step_latencies(family, name, nnodes=shape.nnodes, scale=scale * plateau)
+            lat = step_latencies(family, name, nnodes=shape.nnodes, scale=scale * plateau * pipeline)
             net = cache[key] = _variant_network(network, name, family, fraction, lat)
         out.append(Variant(name, family, net, BASE_LATENCY[family][name] * scale * plateau,
                            bus_cap(name, shape.generation, shape.nnodes)))

@@ -128,7 +128,7 @@ def run_model(model: str, collective: str, algorithm: str, network: Network, nra
         With ``protocol`` (GPU topologies) and ``simulated_only`` set as attributes.
     """
     from sim.params import device_of
-    from sim.protocols import check_protocol, variants
+    from sim.protocols import check_protocol, pipeline_factor, variants
 
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose from: {', '.join(MODELS)}")
@@ -152,8 +152,15 @@ def run_model(model: str, collective: str, algorithm: str, network: Network, nra
         result = MODELS[model](schedule, network, nbytes, itemsize=itemsize)
         result.simulated_only = False
         return result
+    from sim.results import busbw_factor
+
     best = None
-    for variant in variants(network, nranks, algorithm, collective, protocol):
+    # Simple first: at large sizes it wins, and a capped protocol whose cap alone is slower is skipped
+    for variant in sorted(variants(network, nranks, algorithm, collective, protocol, pipeline_factor(schedule)),
+                          key=lambda v: v.protocol != "simple"):
+        floor = variant.base_latency + nbytes * busbw_factor(collective, nranks) / variant.bus_cap
+        if best is not None and floor >= best.time:
+            continue
         result = MODELS[model](schedule, variant.network, nbytes, itemsize=itemsize)
         latency = 0.0
         if math.isfinite(variant.bus_cap):  # the cap bounds the bandwidth term: find the latency term
