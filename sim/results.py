@@ -39,6 +39,7 @@ __all__ = [
     "format_row",
     "format_table",
     "format_winners",
+    "algorithm_cell",
     "best_per_size",
     "write_jsonl",
     "read_jsonl",
@@ -155,8 +156,17 @@ class Record:
 
     @classmethod
     def from_result(cls, result, dtype: str = "float32", op: str = "sum") -> Record:
-        """A simulated record from a :class:`sim.flow.SimResult`."""
-        extra = {"params": dict(result.params)} if result.params else {}
+        """A simulated record from a :class:`sim.flow.SimResult`.
+
+        ``extra`` carries the schedule parameters (a layout as its description), the GPU
+        protocol the model took (``protocol``) and ``simulated_only`` for in-network algorithms.
+        """
+        extra = {"params": {k: (v.describe() if hasattr(v, "describe") else v) for k, v in result.params.items()}} \
+            if result.params else {}
+        if getattr(result, "protocol", None):
+            extra["protocol"] = result.protocol
+        if getattr(result, "simulated_only", False):
+            extra["simulated_only"] = True
         return cls(
             source="simulated",
             collective=result.collective,
@@ -220,13 +230,30 @@ def format_row(
         str(rec.count),
         (type_names or {}).get(rec.dtype, rec.dtype),
         rec.op,
-        rec.algorithm,
+        algorithm_cell(rec),
         f"{rec.time_us:{time_format}}",
         f"{rec.algbw:.3f}",
         f"{rec.busbw:.3f}",
         wrong,
     )
-    return sep.join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
+    # a cell as wide as its column or wider still keeps one space from its neighbour
+    return sep.join(c.rjust(w) if len(c) < w or sep else " " + c for c, w in zip(cells, widths, strict=True))
+
+
+def algorithm_cell(rec: Record) -> str:
+    """The algorithm column: ``name``, ``name/protocol`` on GPU topologies, and
+    ``(simulated-only)`` appended for algorithms no runtime executes (``nvls``, ``collnet``).
+
+    >>> algorithm_cell(Record("simulated", "allreduce", "nvls", 8, 1024, 256, "float32", "sum", 9.0,
+    ...                       extra={"protocol": "simple", "simulated_only": True}))
+    'nvls/simple(simulated-only)'
+    """
+    text = rec.algorithm
+    if rec.extra.get("protocol"):
+        text += f"/{rec.extra['protocol']}"
+    if rec.extra.get("simulated_only"):
+        text += "(simulated-only)"
+    return text
 
 
 def format_table(records: Iterable[Record], title: str | None = None) -> str:
@@ -251,7 +278,7 @@ def format_winners(records: Iterable[Record]) -> str:
     best = best_per_size(records)
     lines = ["# best algorithm per size:"]
     for size, r in best.items():
-        lines.append(f"#   {size:>13} B  {r.algorithm:<19} {r.time_us:.2f} us  busbw {r.busbw:.3f} GB/s")
+        lines.append(f"#   {size:>13} B  {algorithm_cell(r):<19} {r.time_us:.2f} us  busbw {r.busbw:.3f} GB/s")
     return "\n".join(lines)
 
 
