@@ -33,6 +33,12 @@ def add_model_arguments(parser, *, sizes: str | None = "1KiB:256MiB:x4") -> None
     parser.add_argument("--params", metavar="FILE", default=None,
                         help="model parameters (collsim-params/1 JSON: alpha, gamma, bandwidth_efficiency, link_classes)")
     parser.add_argument("--dtype", default="float32", help="element type (default float32)")
+    parser.add_argument("--protocol", default="auto",
+                        help="GPU topologies: NCCL protocol auto (the cheapest per size, as NCCL picks), ll, ll128 or "
+                             "simple; CPU topologies have one protocol (default auto)")
+    parser.add_argument("--channels", default="auto",
+                        help="channels of ring, tree and hierarchical: a number, or auto (the topology's NICs per node; "
+                             "1 without NICs) (default auto)")
     if sizes is not None:
         parser.add_argument("--sizes", default=sizes, help=f"START:END[:xF] or a list, units B/KiB/MiB/GiB (default {sizes})")
 
@@ -80,16 +86,38 @@ def load_network(args):
     """(graph, compiled network) from ``--topology`` and ``--params``."""
     import topologies
     from sim.flow import Network
-    from sim.params import DEFAULT_PARAMS, load_params
+    from sim.params import defaults_for, load_params
 
     if args.collective not in COLLECTIVES:
         raise ValueError(f"--collective: unknown collective {args.collective!r}; choose from: {', '.join(COLLECTIVES)}")
-    params = load_params(args.params) if args.params else DEFAULT_PARAMS
+    params = load_params(args.params) if args.params else None
     try:
         G = topologies.from_spec(args.topology)
     except (ValueError, OSError) as err:
         raise ValueError(f"--topology: {str(err).splitlines()[0] if str(err) else err}") from None
-    return G, Network(G, params)
+    # without --params the endpoints decide: GPU defaults for GPUs, CPU defaults for hosts (sim.params)
+    return G, Network(G, params if params is not None else defaults_for(G))
+
+
+def protocol_of(args) -> str:
+    """``--protocol`` checked (auto, ll, ll128, simple)."""
+    from sim.protocols import check_protocol
+
+    return parse_option(check_protocol, getattr(args, "protocol", "auto"), "--protocol")
+
+
+def channels_of(args) -> int | str:
+    """``--channels``: ``"auto"`` or an integer >= 1."""
+    text = str(getattr(args, "channels", "auto")).strip()
+    if text == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"--channels must be auto or an integer >= 1, got {text!r}")
+    return value
 
 
 def nranks_of(args, network) -> int:

@@ -56,9 +56,9 @@ def run(args: argparse.Namespace) -> int:
     from sim.params import save_params
     from sim.results import parse_sizes
 
-    if args.reps < 1:
     if args.from_file:
         return _run_from(args)
+    if args.reps < 1:
         raise ValueError(f"--reps must be at least 1, got {args.reps}")
     sizes = parse_sizes(args.sizes) if args.sizes else list(PROBE_SIZES)
     if len({s for s in sizes if s > 64}) < 1:
