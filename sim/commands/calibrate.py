@@ -91,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     save_params(params, args.out)
     print(format_params(params))
     print(f"wrote {args.out}")
+    return 0
 
 
 def _run_from(args: argparse.Namespace) -> int:
@@ -133,5 +134,4 @@ def _run_from(args: argparse.Namespace) -> int:
     if med is not None:
         print(f"# median |error| over the sizes not fitted: {100 * med:.1f}%")
     print(f"wrote {args.out} (collsim simulate --params {args.out})")
-    return 0
     return 0
