@@ -21,7 +21,12 @@ def add_arguments(parser) -> None:
                         help="world sizes, comma-separated (default: one per endpoint of the topology)")
     parser.add_argument("--model", default="flow", help="flow (default) or analytic")
     parser.add_argument("--refine", type=int, default=4, help="bisection steps per crossover (default 4)")
-    parser.add_argument("-o", "--output", metavar="FILE", default=None, help="write the tuning table JSON here")
+    parser.add_argument("-o", "--output", metavar="FILE", default=None,
+                        help="write the tuning table here (--format: collsim JSON, or NCCL's tuner CSV)")
+    parser.add_argument("--format", default="collsim", choices=("collsim", "nccl-tuner"),
+                        help="what -o writes: collsim (the JSON tuning table algorithm='auto' reads; runnable algorithms "
+                             "only) or nccl-tuner (the CSV of NCCL's example tuner plugin, NCCL_TUNER_CONFIG_FILE: "
+                             "ring, tree, nvls, collnet_direct with protocols) (default collsim)")
 
 
 def _world_sizes(text, net) -> list[int]:
@@ -58,14 +63,27 @@ def run(args) -> int:
     sizes = parse_option(parse_sizes, args.sizes, "--sizes")
     itemsize = itemsize_of(args.dtype)
     check_output(args.output, "--output")
+    from sim.commands._args import channels_of, protocol_of
+    from sim.explain import explain
+    from sim.innetwork import NOTE, resolve_algorithms
+    from sim.select import label
+
+    protocol, channels = protocol_of(args), channels_of(args)
     G, net = load_network(args)
     worlds = _world_sizes(args.nranks, net)
+    if args.format == "nccl-tuner":
+        from sim.params import device_of
+
+        if device_of(G, net.params) != "gpu":
+            raise ValueError(f"--format nccl-tuner: NCCL runs on GPUs; topology {net.name!r} has CPU endpoints")
     selections = []
     with Progress(len(worlds) * len(sizes) * len(algorithms), "select") as bar:
         for p in worlds:
-            results = sweep(net, p, sizes, algorithms, collective=args.collective, model=args.model,
-                            itemsize=itemsize, progress=bar.advance)
-            selections.append(select(results, refine=args.refine, network=net, itemsize=itemsize))
+            names = resolve_algorithms(algorithms, args.algorithms, net, p, args.collective)
+            results = sweep(net, p, sizes, names, collective=args.collective, model=args.model,
+                            itemsize=itemsize, progress=bar.advance, protocol=protocol, channels=channels)
+            selections.append(select(results, refine=args.refine, network=net, itemsize=itemsize,
+                                     protocol=protocol, channels=channels))
     for sel in selections:
         print(f"# collsim select: {sel.collective} on {sel.topology} ({sel.nranks} ranks), {sel.model} model")
         print(f"#{'size(B)':>12} {'best':>19} {'time(us)':>12} {'runner-up':>19} {'slower by':>10}")
@@ -76,7 +94,7 @@ def run(args) -> int:
             rs = sorted(rs, key=lambda r: r.time)
             second = rs[1] if len(rs) > 1 else None
             ratio = f"{second.time / rs[0].time:.2f}x" if second and rs[0].time > 0 else "-"
-            print(f"{size:>13} {rs[0].algorithm:>19} {rs[0].time * 1e6:>12.2f} {second.algorithm if second else '-':>19} {ratio:>10}")
+            print(f"{size:>13} {label(rs[0]):>19} {rs[0].time * 1e6:>12.2f} {label(second) if second else '-':>19} {ratio:>10}")
         if sel.crossovers:
             print("# crossovers:")
             for c in sel.crossovers:
@@ -84,7 +102,21 @@ def run(args) -> int:
         else:
             only = sel.best[0][1] if sel.best else "-"
             print(f"# no crossover: {only} is predicted fastest at every size")
-    if args.output:
+        print("\n".join(explain(sel, net, itemsize=itemsize, channels=channels)))
+        if any(getattr(r, "simulated_only", False) for r in sel.results):
+            print(f"# {NOTE}")
+    if args.output and args.format == "nccl-tuner":
+        from sim.tuner import format_tuner, tuner_rows
+
+        rows = []
+        for sel in selections:
+            rows += tuner_rows(net, sel.nranks, sizes, collective=args.collective, model=args.model, itemsize=itemsize,
+                               refine=args.refine, channels=channels)
+        with open(args.output, "w") as fh:
+            fh.write(format_tuner(rows, source=f"{net.name} ({args.model} model)"))
+        print(f"# wrote NCCL tuner config {args.output} ({len(rows)} rows; NCCL_TUNER_CONFIG_FILE={args.output} with NCCL's "
+              "example tuner plugin)", file=sys.stderr)
+    elif args.output:
         table = tuning_table(selections)
         table.save(args.output)
         print(f"# wrote tuning table {args.output} (COLLSIM_TUNING={args.output} makes algorithm='auto' use it)", file=sys.stderr)

@@ -41,19 +41,27 @@ def run(args) -> int:
     itemsize = itemsize_of(args.dtype)
     check_output(args.json, "--json")
     check_output(args.plot, "--plot", figure=True)
+    from sim.commands._args import channels_of, protocol_of
+    from sim.innetwork import resolve_algorithms
+
+    protocol, channels = protocol_of(args), channels_of(args)
     G, net = load_network(args)
     p = nranks_of(args, net)
+    algorithms = resolve_algorithms(algorithms, args.algorithms, net, p, args.collective)
     with Progress(len(sizes) * len(algorithms), "simulate") as bar:
         results = sweep(net, p, sizes, algorithms, collective=args.collective, model=args.model,
-                        itemsize=itemsize, progress=bar.advance)
+                        itemsize=itemsize, progress=bar.advance, protocol=protocol, channels=channels)
     records = [Record.from_result(r, dtype=args.dtype) for r in results]
-    prm = net.params
-    title = (
-        f"collsim simulate: {args.collective} on {net.name} ({p} ranks), {args.model} model\n"
-        f"alpha={prm.alpha:g} s, gamma={prm.gamma:g} s/B, bandwidth_efficiency={prm.bandwidth_efficiency:g}"
-    )
+    from sim.params import describe_params
+
+    title = f"collsim simulate: {args.collective} on {net.name} ({p} ranks), {args.model} model\n" + describe_params(
+        net.params, G, protocol=protocol, channels=channels)
     print(format_table(records, title=title))
     print(format_winners(records))
+    if any(r.extra.get("simulated_only") for r in records):
+        from sim.innetwork import NOTE
+
+        print(f"# {NOTE}")
     if args.json:
         n = write_jsonl(records, args.json)
         print(f"# wrote {n} records to {args.json}", file=sys.stderr)
