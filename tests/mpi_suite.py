@@ -1,13 +1,16 @@
 """The MPI runtime's test suite; runs inside ``mpiexec`` (``tests/test_mpi.py`` launches it).
 
-    mpiexec -n 4 python tests/mpi_suite.py [--torch]
+    mpiexec -n 4 python tests/mpi_suite.py [--torch] [-k NAME[,NAME...]]
+    COLLSIM_RANKS_PER_NODE=2 mpiexec -n 4 python tests/mpi_suite.py -k layouts   # two simulated nodes
 
 Every case runs on every rank of ``MPI.COMM_WORLD`` and compares :mod:`collectives.mpi` against
 the MPI library's own collective (``MPI_Allreduce``, ``MPI_Reduce_scatter_block``,
 ``MPI_Allgather``) on the same data, exactly: inputs are small integers (exact in every floating
 type), so any wrong element is a bug, not rounding. A rank whose case fails prints the case and
 its traceback and calls ``MPI.COMM_WORLD.Abort(1)``, so the job ends instead of hanging. The last
-line rank 0 prints is ``mpi_suite: nranks=N cases=C checks=K passed``.
+line rank 0 prints is ``mpi_suite: nranks=N cases=C checks=K passed``. With ``COLLSIM_LAYOUT`` or
+``COLLSIM_RANKS_PER_NODE`` set, the topology-aware algorithms run on that layout (several simulated
+nodes); without, on what ``Split_type(COMM_TYPE_SHARED)`` finds (one node here).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from mpi4py import MPI
 
 from collectives import ALGORITHMS
 from collectives import mpi as cmpi
+from collectives.layout import Layout
 
 __all__ = ["CASES", "main"]
 
@@ -243,6 +247,82 @@ def sub_communicators(comm: MPI.Intracomm) -> int:
         checks += expect_error(ValueError, ("COMM_NULL",), lambda: cmpi.all_reduce(np.ones(3), left_out), "COMM_NULL")
     else:
         left_out.Free()
+    return checks
+
+
+#: Specs whose schedules follow the layout, with channels and inner choices.
+LAYOUT_SPECS = ["ring", "ring:channels=2", "tree", "tree:channels=2", "hierarchical", "hierarchical:channels=2",
+                "hierarchical:outer=recursive_doubling"]
+
+
+@case
+def layouts(comm: MPI.Intracomm) -> int:
+    """Topology-aware schedules on the layout found (from the environment, else Split_type) and on subgroups."""
+    from collectives.plan import labels_from_env
+
+    checks = 0
+    n, rank = comm.Get_size(), comm.Get_rank()
+    labels = labels_from_env(n)
+    layout = cmpi.find_layout(comm)
+    want = tuple(Layout.from_nodes(labels).node_of) if labels is not None else (0,) * n  # one machine: one node
+    assert layout.node_of == want, f"find_layout gave {layout.node_of}, expected {want}"
+    assert cmpi.find_layout(comm) is layout, "find_layout is not cached"
+    checks += 1
+    results = []
+    for dtype, op in ((np.float64, "SUM"), (np.int32, "PROD"), (np.uint8, "BXOR"), (np.float32, "MAX"), (np.bool_, "LOR")):
+        for count in counts_for(n):
+            base = make_data(dtype, count, rank, op)
+            want = base.copy()
+            comm.Allreduce(MPI.IN_PLACE, want, op=cmpi.OPS[op].mpi)
+            for spec in LAYOUT_SPECS:
+                got = base.copy()
+                cmpi.all_reduce(got, comm, op=op, algorithm=spec)
+                what = f"all_reduce {spec} on {layout.node_of} {np.dtype(dtype)} {op} count={count}"
+                checks += expect_equal(got, want, what)
+                results.append((what, got))
+    checks += expect_all_identical(comm, results)
+    for block in counts_for(n):
+        send = make_data(np.int64, n * block, rank, "SUM", seed=3)
+        want = np.empty(block, np.int64)
+        comm.Reduce_scatter_block(send, want)
+        gathered_want = np.empty(n * block, np.int64)
+        comm.Allgather(want, gathered_want)
+        for channels in (1, 2):
+            got = np.full(block, 99, np.int64)
+            cmpi.reduce_scatter(send, got, comm, algorithm="ring", channels=channels)
+            checks += expect_equal(got, want, f"reduce_scatter ring channels={channels} block={block}")
+            gathered = np.zeros(n * block, np.int64)
+            cmpi.all_gather(got, gathered, comm, algorithm="ring", channels=channels)
+            checks += expect_equal(gathered, gathered_want, f"all_gather ring channels={channels} block={block}")
+    explicit = Layout(tuple(r % 2 for r in range(n)), nics_per_node=2)  # ranks on nodes out of order
+    got = make_data(np.int64, 1031, rank, "SUM")
+    want = got.copy()
+    comm.Allreduce(MPI.IN_PLACE, want)
+    cmpi.all_reduce(got, comm, algorithm="hierarchical", layout=explicit)
+    checks += expect_equal(got, want, f"all_reduce hierarchical on explicit layout {explicit.node_of}")
+    sub = comm.Split(rank % 2, key=-rank)  # reversed order: communicator ranks differ from world ranks
+    try:
+        sub_layout = cmpi.find_layout(sub)
+        if labels is not None:
+            members = sub.allgather(rank)
+            assert sub_layout.node_of == Layout.from_nodes([labels[r] for r in members]).node_of, sub_layout
+        for spec in ("hierarchical", "ring:channels=2", "tree"):
+            got = make_data(np.float64, 29, sub.Get_rank(), "SUM") * (rank + 1)
+            want = got.copy()
+            sub.Allreduce(MPI.IN_PLACE, want)
+            cmpi.all_reduce(got, sub, algorithm=spec)
+            checks += expect_equal(got, want, f"split all_reduce {spec} on {sub_layout.node_of}")
+    finally:
+        sub.Free()
+    checks += expect_error(ValueError, ("reduce_scatter", "hierarchical"),
+                           lambda: cmpi.reduce_scatter(np.ones(2 * n), np.empty(2), comm, algorithm="hierarchical"),
+                           "reduce_scatter hierarchical")
+    checks += expect_error(ValueError, ("takes no channels",),
+                           lambda: cmpi.all_reduce(np.ones(4), comm, algorithm="recursive_doubling", channels=2),
+                           "channels for recursive doubling")
+    checks += expect_error(ValueError, ("layout has", f"group has {n}"),
+                           lambda: cmpi.all_reduce(np.ones(4), comm, algorithm="ring", layout=Layout.flat(n + 1)),
+                           "layout of the wrong size")
     return checks
 
 
@@ -471,9 +551,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--torch", action="store_true", help="also run the torch tensor case (imports torch)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print each case's time (rank 0)")
-    parser.add_argument("-k", default="", help="run only cases whose name contains this")
+    parser.add_argument("-k", default="", help="run only cases whose name contains one of these (comma-separated)")
     args = parser.parse_args(argv)
-    cases = [(name, fn) for name, fn in CASES if args.k in name]
+    cases = [(name, fn) for name, fn in CASES if any(k in name for k in args.k.split(","))]
     if args.torch:
         cases.append(("torch_tensors", torch_tensors))
     rank, n = WORLD.Get_rank(), WORLD.Get_size()

@@ -1,6 +1,8 @@
 """The MPI runtime under a real ``mpiexec``: ``tests/mpi_suite.py`` at 1, 2, 3, 4 and 5 processes.
 
-Each world size is one test, so a failure names it. The suite compares every collective with the
+Each world size is one test, so a failure names it. Two more runs place the ranks on simulated
+nodes (``COLLSIM_RANKS_PER_NODE=2`` on 4 processes, ``COLLSIM_LAYOUT=0,1,0,1,1`` on 5) and run the
+cases whose results depend on the layout. The suite compares every collective with the
 MPI library's own and aborts the whole job when any rank fails, so a bug ends the run instead of
 hanging it; the timeout here is the backstop.
 """
@@ -49,20 +51,18 @@ def _env() -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     # MPICH busy-polls; on an oversubscribed machine let waiting ranks give their core away
     env.setdefault("MPIR_CVAR_ENABLE_HEAVY_YIELD", "1")
-    env.pop("COLLSIM_TUNING", None)
+    for name in ("COLLSIM_TUNING", "COLLSIM_LAYOUT", "COLLSIM_RANKS_PER_NODE", "COLLSIM_NICS_PER_NODE"):
+        env.pop(name, None)
     return env
 
 
-@pytest.mark.timeout(TIMEOUT_S + 30)
-@pytest.mark.parametrize("nranks", [1, 2, 3, 4, 5])
-def test_mpi_suite(nranks):
+def _run_suite(nranks: int, args: list[str], env: dict[str, str]) -> tuple[int, int]:
+    """Run the suite under mpiexec; return (cases, checks) from rank 0's summary line."""
     if MPIEXEC is None:
         pytest.fail("mpi4py is installed but no mpiexec was found next to python or on PATH")
-    args = [*MPIEXEC, "-n", str(nranks), sys.executable, str(SUITE)]
-    if nranks in (2, 3):  # importing torch in every rank is slow; two sizes cover the tensor path
-        args.append("--torch")
+    command = [*MPIEXEC, "-n", str(nranks), sys.executable, str(SUITE), *args]
     try:
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT_S, env=_env(), cwd=ROOT)
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, env=env, cwd=ROOT)
     except subprocess.TimeoutExpired as err:
         pytest.fail(f"mpiexec -n {nranks} ran past {TIMEOUT_S}s (a hang?); output so far:\n{err.stdout}\n{err.stderr}")
     output = f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
@@ -70,7 +70,30 @@ def test_mpi_suite(nranks):
     match = SUMMARY.search(proc.stdout)
     assert match, f"no summary line from rank 0\n{output}"
     assert int(match.group(1)) == nranks
-    assert int(match.group(2)) >= 10 and int(match.group(3)) > 1000, output
+    return int(match.group(2)), int(match.group(3))
+
+
+@pytest.mark.timeout(TIMEOUT_S + 30)
+@pytest.mark.parametrize("nranks", [1, 2, 3, 4, 5])
+def test_mpi_suite(nranks):
+    # importing torch in every rank is slow; two sizes cover the tensor path
+    cases, checks = _run_suite(nranks, ["--torch"] if nranks in (2, 3) else [], _env())
+    assert cases >= 10 and checks > 1000
+
+
+#: The cases whose results depend on the layout: the topology-aware algorithms and the blocked collectives.
+LAYOUT_CASES = "layouts,reduce_scatter_every,all_gather_every,sub_communicators"
+
+
+@pytest.mark.timeout(TIMEOUT_S + 30)
+@pytest.mark.parametrize(("nranks", "placement"), [
+    (4, {"COLLSIM_RANKS_PER_NODE": "2", "COLLSIM_NICS_PER_NODE": "2"}),
+    (5, {"COLLSIM_LAYOUT": "0,1,0,1,1", "COLLSIM_NICS_PER_NODE": "2"}),
+], ids=["p4-2x2", "p5-uneven"])
+def test_mpi_suite_on_two_nodes(nranks, placement):
+    """mpiexec with a layout: ring (2 channels: auto), tree and hierarchical against MPI's own."""
+    cases, checks = _run_suite(nranks, ["-k", LAYOUT_CASES], {**_env(), **placement})
+    assert cases >= 4 and checks > 1000
 
 
 def test_a_failing_rank_aborts_the_job(tmp_path):

@@ -17,7 +17,7 @@ import zlib
 from datetime import timedelta
 
 import pytest
-from _dist_harness import mp_context, pool
+from _dist_harness import mp_context, node_environment, pool
 
 WORLD_SIZES = (1, 2, 3, 4, 5, 7, 8)
 ALLREDUCE_ALGORITHMS = ("ring", "tree", "recursive_halving", "recursive_doubling", "auto")
@@ -140,12 +140,13 @@ def _compare(got, ref, nranks: int) -> str | None:
 _references: dict = {}
 
 
-def run_matrix(collective: str, algorithm: str, cases, group_ranks=None, settings=None) -> dict:
+def run_matrix(collective: str, algorithm: str, cases, group_ranks=None, settings=None, layout=None) -> dict:
     """Run the (count, dtype, op) ``cases`` of ``collective`` on this rank; return failures and digests.
 
     Native results are cached per case, so the reference runs once per world size, not per algorithm.
     ``settings`` overrides runtime module attributes for this call (``SEGMENT_BYTES``: tiny values
     force many lanes; ``BATCH_ON_CPU``: post through ``dist.batch_isend_irecv``, the CUDA path).
+    ``layout`` is passed to the collectives (None: the runtime finds it).
     """
     import torch
     import torch.distributed as dist
@@ -159,7 +160,7 @@ def run_matrix(collective: str, algorithm: str, cases, group_ranks=None, setting
             setattr(runtime, name, value)
         try:
             runtime.clear_cache()
-            result = run_matrix(collective, algorithm, cases, group_ranks)
+            result = run_matrix(collective, algorithm, cases, group_ranks, layout=layout)
             result["max_lanes"] = max((len(plan.lanes) for plan in runtime._cache.values()), default=0)
             return result
         finally:
@@ -189,15 +190,15 @@ def run_matrix(collective: str, algorithm: str, cases, group_ranks=None, setting
             ref = _references[key]
             if collective == "allreduce":
                 got = x.clone()
-                all_reduce(got, op=op, group=group, algorithm=algorithm)
+                all_reduce(got, op=op, group=group, algorithm=algorithm, layout=layout)
             elif collective == "reduce_scatter":
                 got = x.new_full((count,), 7)
-                reduce_scatter(got, x, op=op, group=group, algorithm=algorithm)
+                reduce_scatter(got, x, op=op, group=group, algorithm=algorithm, layout=layout)
                 if not torch.equal(x, _input(total, dtype, op, seed)):
                     failures.append(f"{name}: reduce_scatter modified its input")
             else:
                 got = x.new_full((count * nranks,), 7)
-                all_gather(got, x, group=group, algorithm=algorithm)
+                all_gather(got, x, group=group, algorithm=algorithm, layout=layout)
         except Exception as err:  # noqa: BLE001 - reported by name; the other ranks see the same
             failures.append(f"{name}: {type(err).__name__}: {err}")
             continue
@@ -206,7 +207,18 @@ def run_matrix(collective: str, algorithm: str, cases, group_ranks=None, setting
             failures.append(f"{name}: {problem}")
         if collective != "reduce_scatter":  # reduce_scatter outputs differ by rank by design
             digests.append(hashlib.sha1(got.contiguous().view(torch.uint8).numpy().tobytes()).hexdigest())
-    return {"member": True, "rank": grank, "failures": failures, "digests": digests}
+    return {"member": True, "rank": grank, "failures": failures, "digests": digests,
+            "plans": sorted({plan.algorithm for plan in runtime._cache.values()})}
+
+
+def run_matrix_on_nodes(env: dict, torchrun_local: int | None, *args, **kwargs) -> dict:
+    """:func:`run_matrix` with this rank placed on a node (``_dist_harness.node_environment``)."""
+    with node_environment(env, torchrun_local):
+        result = run_matrix(*args, **kwargs)
+        import collectives.distributed as runtime
+
+        result["layouts"] = sorted({layout.node_of for layout in runtime._layouts.values()})
+        return result
 
 
 # ----------------------------------------------------------------------------------------------
@@ -310,6 +322,104 @@ def test_subgroup_of_three_out_of_five(collective, algorithm):
     results = pool(5).run(run_matrix, collective, algorithm, matrix_cases(3, collective), group_ranks=(1, 3, 4))
     assert [r["member"] for r in results] == [False, True, False, True, True]
     _check_results(results, f"group [1, 3, 4] of 5 {collective} {algorithm}")
+
+
+# two simulated nodes: torchrun's variables (LOCAL_WORLD_SIZE=2 on 4 processes), COLLSIM_LAYOUT, subgroups
+
+TORCHRUN_2X2 = ({}, 2)  # (COLLSIM_* variables, torchrun's --nproc_per_node)
+UNEVEN_5 = ({"COLLSIM_LAYOUT": "0,1,0,1,1", "COLLSIM_NICS_PER_NODE": "2"}, None)  # nodes {0, 2} and {1, 3, 4}
+NODE_CASES = [
+    *((4, TORCHRUN_2X2, "allreduce", a, (0, 0, 1, 1)) for a in
+      ("ring", "ring:channels=2", "tree", "tree:channels=2", "hierarchical", "hierarchical:channels=2")),
+    *((4, TORCHRUN_2X2, c, "ring:channels=2", (0, 0, 1, 1)) for c in ("reduce_scatter", "allgather")),
+    *((5, UNEVEN_5, "allreduce", a, (0, 1, 0, 1, 1)) for a in ("ring", "tree", "hierarchical")),
+    (5, UNEVEN_5, "reduce_scatter", "ring", (0, 1, 0, 1, 1)),
+]
+
+
+@pytest.mark.parametrize(("nranks", "placement", "collective", "algorithm", "node_of"), NODE_CASES,
+                         ids=[f"p{p}-{'torchrun' if t else 'env'}-{c}-{a}" for p, (_, t), c, a, _ in NODE_CASES])
+def test_on_two_nodes_matches_native(nranks, placement, collective, algorithm, node_of):
+    """Topology-aware schedules on a layout the runtime finds (torchrun's variables or COLLSIM_LAYOUT)."""
+    cases = matrix_cases(nranks, collective, dtypes=SMALL_DTYPES)
+    results = pool(nranks).run(run_matrix_on_nodes, *placement, collective, algorithm, cases)
+    _check_results(results, f"p={nranks} {placement} {collective} {algorithm}")
+    assert all(r["layouts"] == [node_of] for r in results), [r["layouts"] for r in results]
+
+
+@pytest.mark.parametrize("algorithm", ["hierarchical", "ring:channels=2", "tree"])
+def test_subgroup_on_two_nodes(algorithm):
+    """Group [1, 3, 4] of 5 ranks on nodes 0,0,1,1,1: the group's layout is (0, 1, 1)."""
+    env = {"COLLSIM_LAYOUT": "0,0,1,1,1"}
+    results = pool(5).run(run_matrix_on_nodes, env, None, "allreduce", algorithm,
+                          matrix_cases(3, "allreduce", dtypes=SMALL_DTYPES), group_ranks=(1, 3, 4))
+    _check_results(results, f"group [1, 3, 4] of 5 on 2 nodes, {algorithm}")
+    assert all(r["layouts"] == [(0, 1, 1)] for r in results if r["member"])
+
+
+def test_explicit_layout_argument():
+    """``layout=`` skips discovery; ranks placed on nodes out of order (0 and 3 share a node)."""
+    from collectives.layout import Layout
+
+    layout = Layout((0, 1, 1, 0), nics_per_node=2)
+    for algorithm in ("hierarchical", "ring"):
+        results = pool(4).run(run_matrix_on_nodes, {}, None, "allreduce", algorithm,
+                              matrix_cases(4, "allreduce", dtypes=SMALL_DTYPES, counts=[0, 5, 1031]), layout=layout)
+        _check_results(results, f"explicit layout {layout.node_of}, {algorithm}")
+        assert all(r["layouts"] == [] for r in results)  # nothing was discovered
+
+
+def test_auto_picks_layout_algorithms_from_the_table(tmp_path):
+    """A tuning table may name specs with parameters; ``auto`` runs them on the layout it finds."""
+    from collectives.tuning import TuningTable
+
+    path = tmp_path / "table.json"
+    TuningTable({4: [(1000, "ring:channels=2"), (None, "hierarchical")]}).save(path)
+    env = {"COLLSIM_TUNING": str(path)}
+    results = pool(4).run(run_matrix_on_nodes, env, 2, "allreduce", "auto",
+                          matrix_cases(4, "allreduce", dtypes=("float32", "int64"), counts=[5, 1031]))
+    _check_results(results, "auto from a table with specs, torchrun 2x2")
+    assert all(r["plans"] == ["hierarchical", "ring:channels=2"] for r in results), [r["plans"] for r in results]
+
+
+def layout_errors() -> list[str]:
+    """Bad layout and channels arguments raise ValueErrors naming the argument."""
+    import torch
+
+    from collectives.distributed import all_gather, all_reduce
+    from collectives.layout import Layout
+
+    problems = []
+    x = torch.ones(8)
+    for kwargs, words in [
+        ({"layout": Layout.regular(2, 3)}, ["layout has 6 ranks", "group has 4"]),
+        ({"layout": [0, 0, 1, 1]}, ["layout must be"]),
+        ({"channels": 0}, ["channels must be"]),
+        ({"algorithm": "recursive_doubling", "channels": 2}, ["takes no channels"]),
+        ({"algorithm": "ring:channels=2", "channels": 3}, ["contradicts"]),
+        ({"algorithm": "ring:chanels=2"}, ["chanels", "channels"]),
+    ]:
+        kwargs.setdefault("algorithm", "ring")
+        try:
+            all_reduce(x, **kwargs)
+        except ValueError as err:
+            missing = [w for w in words if w not in str(err)]
+            if missing or not str(err).startswith("all_reduce: "):
+                problems.append(f"{kwargs}: {err} lacks {missing}")
+        else:
+            problems.append(f"{kwargs}: no error")
+    try:
+        all_gather(torch.empty(8), torch.ones(2), algorithm="hierarchical")
+    except ValueError as err:
+        if "hierarchical" not in str(err) or "ring" not in str(err):
+            problems.append(f"all_gather hierarchical: {err}")
+    else:
+        problems.append("all_gather hierarchical: no error")
+    return problems
+
+
+def test_bad_layout_arguments_raise_clear_errors():
+    assert pool(4).run(layout_errors) == [[]] * 4
 
 
 # ----------------------------------------------------------------------------------------------
@@ -662,3 +772,45 @@ def test_allreduce_example_under_torchrun(tmp_path, nranks, extra):
     assert {k for k in records[0]} >= {"source", "collective", "algorithm", "nranks", "size", "count", "dtype",
                                        "op", "time_us", "algbw", "busbw", "wrong"}
     assert {r["source"] for r in records} == {"measured"} and {r["nranks"] for r in records} == {nranks}
+
+
+def test_allreduce_example_on_two_torchrun_nodes(tmp_path):
+    """Two torchrun agents of 2 ranks each (``--nnodes=2``) on this machine: the runtime finds 2 nodes
+    from torchrun's variables and runs the topology-aware algorithms; every result checked against native.
+
+    Deliberately slow (two agents start four ranks and rendezvous: 15-50 s on 2 cores): the only test
+    of the real torchrun placement, which the pool tests imitate with the same variables.
+    """
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "allreduce.py"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    algorithms = "ring:channels=2,tree,hierarchical,native"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for name in ("COLLSIM_LAYOUT", "COLLSIM_RANKS_PER_NODE", "COLLSIM_NICS_PER_NODE"):
+        env.pop(name, None)
+    agents = [
+        subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node_rank={node}", "--nproc_per_node=2",
+             "--master_addr=127.0.0.1", f"--master_port={port}", str(script), "-b", "4K", "-e", "256K", "-f", "64",
+             "-n", "2", "-w", "1", "--algorithms", algorithms],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for node in (0, 1)
+    ]
+    try:
+        outputs = [agent.communicate(timeout=240) for agent in agents]
+    finally:
+        for agent in agents:
+            if agent.poll() is None:
+                agent.kill()
+    assert [a.returncode for a in agents] == [0, 0], outputs
+    stdout = outputs[0][0]
+    assert "layout 2x2 ranks" in stdout.splitlines()[0], stdout
+    rows = [line.split() for line in stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert {r[4] for r in rows} == set(algorithms.split(",")) and len(rows) == 2 * 4
+    assert all(r[-1] == "0" for r in rows), stdout
