@@ -5,7 +5,11 @@ Procedure (:func:`validate`)
 1. Bring the topology up as an emulation (:class:`topologies.emulate.Emulation`): namespaces,
    veth links shaped with ``tc tbf``, routes from ``topologies.Router``.
 2. Calibrate the model on it (:func:`sim.calibrate.calibrate_emulation`): point-to-point probes
-   and local reduction timing only, never the collectives judged here.
+   and local reduction timing only, never the collectives judged here. When the probed pairs'
+   bottleneck links differ in bandwidth (fast links inside a machine, slow ones between machines),
+   every link class gets the efficiency of the probes that crossed it (:func:`class_efficiencies`):
+   the busy probe (every rank exchanging with a partner at once) for its pairs' links, each quiet
+   pair's probes for its own.
 3. Predict every (algorithm, size) with the flow model (:func:`sim.select.run_model`) on the same
    topology, arc latencies replaced by the measured per-hop latency (an emulation cannot impose the
    topology's latency).
@@ -18,10 +22,20 @@ Procedure (:func:`validate`)
    result is checked (``#wrong``).
 5. Compare per point: error ``(predicted - measured) / measured``; per size: the predicted best
    algorithm, the measured best, and the *regret*: how much slower the predicted best measured than
-   the measured best.
+   the measured best. Against a baseline algorithm (:meth:`Validation.speedups`): how much faster
+   each algorithm is than the baseline, predicted and measured, and how far the two factors differ.
+
+Algorithms are specs (:func:`collectives.plan.parse_algorithm`): ``ring:channels=1``,
+``ring:channels=2``, ``hierarchical``. Both sides run the same schedule on the topology's layout
+(:func:`sim.layout.layout_of`: which endpoints share a machine, NICs per machine): the prediction
+generates it with :func:`collectives.plan.run_params`, the ranks are given the layout
+(``all_reduce(..., layout=...)``) and generate it the same way. On a topology of machines with two
+NICs, ``ring`` means two channels (``channels=auto``): ask for ``ring:channels=1`` for one ring.
 
 Targets (issue 7): median ``|error|`` at most 10 % for sizes >= 64 KiB; at >= 90 % of the sizes,
-regret at most 5 %.
+regret at most 5 %. Issue 12, on 2 machines x 2 ranks with 2 NICs each: the speedups of
+``hierarchical`` and ``ring:channels=2`` over ``ring:channels=1`` measured within 15 % of the
+predicted ones, and the predicted best the measured best at every size from 1 MiB.
 """
 
 from __future__ import annotations
@@ -37,7 +51,9 @@ from pathlib import Path
 
 __all__ = [
     "Point",
+    "Speedup",
     "Validation",
+    "class_efficiencies",
     "predict",
     "measure",
     "compare",
@@ -63,6 +79,22 @@ class Point:
     def error(self) -> float:
         """Relative error of the prediction: ``(predicted - measured) / measured``."""
         return (self.predicted - self.measured) / self.measured
+
+
+@dataclass(frozen=True)
+class Speedup:
+    """How much faster ``algorithm`` ran than ``baseline`` at ``size``: predicted and measured factors."""
+
+    algorithm: str
+    baseline: str
+    size: int
+    predicted: float  # baseline time / algorithm time, in the model
+    measured: float  # the same, measured
+
+    @property
+    def error(self) -> float:
+        """Relative error of the predicted factor: ``predicted / measured - 1``."""
+        return self.predicted / self.measured - 1.0
 
 
 @dataclass
@@ -97,6 +129,29 @@ class Validation:
             })
         return out
 
+    def speedups(self, baseline: str, min_size: int = 0) -> list[Speedup]:
+        """Every other algorithm's speedup over ``baseline`` per size (from ``min_size``), predicted and measured.
+
+        Raises
+        ------
+        ValueError
+            ``baseline`` was not validated.
+        """
+        at = {(p.algorithm, p.size): p for p in self.points}
+        if not any(a == baseline for a, _ in at):
+            raise ValueError(f"baseline {baseline!r} is not among the validated algorithms: "
+                             f"{', '.join(dict.fromkeys(a for a, _ in at))}")
+        out = []
+        for (alg, size), p in sorted(at.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+            base = at.get((baseline, size))
+            if alg != baseline and base is not None and size >= min_size:
+                out.append(Speedup(alg, baseline, size, base.predicted / p.predicted, base.measured / p.measured))
+        return out
+
+    def winners_agree(self, min_size: int = 0) -> bool:
+        """Whether the predicted best is the measured best at every size from ``min_size``."""
+        return all(r["predicted_best"] == r["measured_best"] for r in self.per_size() if r["size"] >= min_size)
+
     def best_agreement(self, tolerance: float = _REGRET_TARGET) -> float:
         """Fraction of sizes where the predicted best measured within ``tolerance`` of the best."""
         rows = self.per_size()
@@ -114,19 +169,73 @@ class Validation:
         }
 
 
+def _bottleneck_roles(G, router, i: int, j: int) -> set:
+    """Roles of the narrowest arcs on the route from rank ``i`` to rank ``j``."""
+    ends = G.graph["endpoints"]
+    route = router.route(ends[i], ends[j])
+    narrowest = min(float(G.edges[a]["bandwidth"]) for a in route)
+    return {G.edges[a].get("role") for a in route if float(G.edges[a]["bandwidth"]) == narrowest} - {None}
+
+
+def class_efficiencies(params, G):
+    """``params`` with a bandwidth efficiency per link role, from the calibration's own probes.
+
+    A calibration fits one efficiency, from the busy probe (pairs ``(r, r ^ 1)`` exchanging at
+    once) when it ran. On a topology whose probed pairs have bottlenecks of different bandwidths
+    (machines of several ranks: fast links inside, slow NIC links between) the busy pairs cross only
+    some of the link classes, and their efficiency (on this machine often bounded by the CPU, on
+    the fast links) says nothing about the others. Here each quiet pair's samples give the
+    efficiency of its bottleneck links' roles (least squares of ``t - alpha - hops * hop_latency``
+    against ``size / bottleneck``, with the pair fit's latency terms), and the busy fit's efficiency
+    stays for the roles of the busy pairs' bottlenecks. Nothing changes when every probed pair has
+    the same bottleneck bandwidth, or without a calibration record.
+
+    Returns
+    -------
+    ModelParams
+        With ``link_classes`` holding ``{"bandwidth_efficiency": e}`` per role so found.
+    """
+    from sim.calibrate import LATENCY_PROBE
+    from topologies import Router
+
+    record = params.extra.get("calibration") or {}
+    pairs = record.get("pairs", [])
+    if len({p["bottleneck_bandwidth"] for p in pairs}) < 2 or "pair_fit" not in record:
+        return params
+    router = Router(G)
+    alpha, hop = record["pair_fit"]["alpha"], record["pair_fit"]["hop_latency"]
+    classes = {}
+    for p in pairs:
+        rows = [(s["size"] / p["bottleneck_bandwidth"], s["seconds"] - alpha - p["hops"] * hop)
+                for s in record["samples"] if (s["src"], s["dst"]) == (p["src"], p["dst"]) and s["size"] > LATENCY_PROBE]
+        slope = sum(x * y for x, y in rows) / sum(x * x for x, _ in rows) if rows else 0.0
+        if slope > 0:
+            for role in _bottleneck_roles(G, router, p["src"], p["dst"]):
+                classes[role] = {"bandwidth_efficiency": min(1.0 / slope, 1.0)}
+    if "busy_fit" in record:
+        n = len(G.graph["endpoints"])
+        for r in range(0, n - 1, 2):
+            for role in _bottleneck_roles(G, router, r, r + 1):
+                classes[role] = {"bandwidth_efficiency": record["busy_fit"]["bandwidth_efficiency"]}
+    return params.replace(link_classes={**params.link_classes, **classes})
+
+
 def predict(G, params, sizes: Sequence[int], algorithms: Sequence[str], nranks: int | None = None) -> dict:
-    """Flow-model time (s) of every (algorithm, size) on ``G`` with calibrated ``params``.
+    """Flow-model time (s) of every (algorithm spec, size) on ``G`` with calibrated ``params``.
 
     Arc latencies are replaced by ``params.extra["hop_latency"]`` (0 when absent): the latency of
-    the emulated network, which the calibration measured.
+    the emulated network, which the calibration measured. Each schedule is generated on ``G``'s
+    layout exactly as the runtime ranks generate theirs (:func:`collectives.plan.run_params`).
 
     Returns
     -------
     dict
-        ``{(algorithm, size): SimResult}``.
+        ``{(algorithm spec, size): SimResult}``.
     """
+    from collectives.algorithms import get_schedule
+    from collectives.plan import parse_algorithm, run_params
     from sim.flow import Network
-    from sim.select import run_model
+    from sim.select import MODELS
 
     H = G.copy()
     hop = float(params.extra.get("hop_latency", 0.0))
@@ -134,7 +243,23 @@ def predict(G, params, sizes: Sequence[int], algorithms: Sequence[str], nranks: 
         d["latency"] = hop
     net = Network(H, params)
     n = len(G.graph["endpoints"]) if nranks is None else nranks
-    return {(a, s): run_model("flow", "allreduce", a, net, n, s) for s in sizes for a in algorithms}
+    layout = _layout(G, n)
+    out = {}
+    for spec in algorithms:
+        name, spec_params = parse_algorithm(spec)
+        for size in sizes:
+            params_ = run_params(name, spec_params, n, size, layout=layout)
+            out[(spec, size)] = MODELS["flow"](get_schedule("allreduce", name, n, **dict(params_)), net, size)
+    return out
+
+
+def _layout(G, nranks: int):
+    """The layout of ``G``'s first ``nranks`` endpoints (:func:`sim.layout.layout_of`)."""
+    from collectives.layout import Layout
+    from sim.layout import layout_of
+
+    full = layout_of(G)
+    return Layout.from_nodes(full.node_of[:nranks], nics_per_node=full.nics_per_node)
 
 
 def _rank_main(args) -> int:
@@ -149,9 +274,13 @@ def _rank_main(args) -> int:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=args.timeout))
     try:
+        from collectives.layout import Layout
+        from collectives.plan import split_algorithms
+
         rank, n = dist.get_rank(), dist.get_world_size()
         sizes = [int(s) for s in args.sizes.split(",")]
-        algorithms = args.algorithms.split(",")
+        algorithms = split_algorithms(args.algorithms)
+        layout = Layout(tuple(int(x) for x in args.layout.split(",")), args.nics) if args.layout else None
         expected = float(n * (n + 1) // 2)
         bufs = {s: torch.empty(s // 4, dtype=torch.float32) for s in sizes}
         times: dict[str, list[tuple[float, float]]] = {}
@@ -162,7 +291,7 @@ def _rank_main(args) -> int:
             buf.fill_(rank + 1)
             dist.barrier()
             t0 = time.perf_counter()  # CLOCK_MONOTONIC: one clock for every rank on this machine
-            all_reduce(buf, "sum", algorithm=alg)
+            all_reduce(buf, "sum", algorithm=alg, layout=layout)
             t1 = time.perf_counter()
             key = f"{alg}:{size}"
             wrong[key] = wrong.get(key, 0) + int((buf != expected).sum())
@@ -197,11 +326,13 @@ def measure(emu, sizes: Sequence[int], algorithms: Sequence[str], *, reps: int =
     from sim.calibrate import launch_ranks
 
     hosts = list(range(emu.nhosts))
+    layout = _layout(emu.G, len(hosts))
     with tempfile.TemporaryDirectory(prefix="collsim-validate-") as tmp:
         argv = [
             sys.executable, "-m", "sim.validate", "--worker", "--out", tmp,
             "--sizes", ",".join(str(s) for s in sizes), "--algorithms", ",".join(algorithms),
             "--reps", str(reps), "--warmup", str(warmup), "--timeout", str(timeout),
+            "--layout", ",".join(map(str, layout.node_of)), "--nics", str(layout.nics_per_node),
         ]
         if log is not None:
             print(f"measure: {len(hosts)} ranks, {len(sizes)} sizes x {len(algorithms)} algorithms x {reps} repetitions",
@@ -222,6 +353,8 @@ def measure(emu, sizes: Sequence[int], algorithms: Sequence[str], *, reps: int =
 
 def compare(G, predicted: dict, measured: dict, params) -> Validation:
     """Pair predictions with measurements; build the records of both (``sim.results.Record``)."""
+    import dataclasses
+
     from sim.results import Record
 
     n = len(G.graph["endpoints"])
@@ -230,7 +363,7 @@ def compare(G, predicted: dict, measured: dict, params) -> Validation:
     for (alg, size), res in predicted.items():
         t_meas, wrong = measured[(alg, size)]
         points.append(Point(alg, size, res.time, t_meas, wrong))
-        records.append(Record.from_result(res))
+        records.append(dataclasses.replace(Record.from_result(res), algorithm=alg))  # the spec, as measured
         records.append(Record(
             source="measured", collective="allreduce", algorithm=alg, nranks=n, size=size, count=size // 4,
             dtype="float32", op="sum", time_us=t_meas * 1e6, wrong=wrong, topology=name,
@@ -244,12 +377,12 @@ def validate(G, sizes: Sequence[int], algorithms: Sequence[str], *, spec: str | 
              probe_reps: int = 5, probe_sizes: Sequence[int] | None = None, timeout: float = 600.0,
              log=sys.stderr) -> Validation:
     """Emulate ``G``, calibrate, predict, measure and compare (see the module docstring)."""
-    from collectives.algorithms import check_algorithm
+    from collectives.plan import parse_algorithm
     from sim.calibrate import PROBE_SIZES, calibrate_emulation, format_params
     from topologies.emulate import Emulation
 
     for a in algorithms:
-        check_algorithm(a)
+        parse_algorithm(a)
     if not sizes or any(s < 4 for s in sizes):
         raise ValueError("sizes must be at least 4 bytes (one float32)")
     t0 = time.monotonic()
@@ -257,9 +390,13 @@ def validate(G, sizes: Sequence[int], algorithms: Sequence[str], *, spec: str | 
         if log is not None:
             print(f"validate: emulation {emu.prefix} up ({len(emu.namespaces)} namespaces, {len(emu.links)} links)",
                   file=log)
-        params = calibrate_emulation(emu, sizes=probe_sizes or PROBE_SIZES, reps=probe_reps, timeout=timeout, log=log)
+        params = class_efficiencies(calibrate_emulation(emu, sizes=probe_sizes or PROBE_SIZES, reps=probe_reps,
+                                                        timeout=timeout, log=log), G)
         if log is not None:
             print(f"calibrate: {format_params(params)}", file=log)
+            if params.link_classes:
+                classes = ", ".join(f"{role} {over['bandwidth_efficiency']:.3f}" for role, over in sorted(params.link_classes.items()))
+                print(f"calibrate: bandwidth efficiency per link class: {classes}", file=log)
         predicted = predict(G, params, sizes, algorithms)
         measured = measure(emu, sizes, algorithms, reps=reps, timeout=timeout, log=log)
     result = compare(G, predicted, measured, params)
@@ -268,8 +405,8 @@ def validate(G, sizes: Sequence[int], algorithms: Sequence[str], *, spec: str | 
     return result
 
 
-def format_report(v: Validation) -> str:
-    """The per-(algorithm, size) table and the per-size winners, as text."""
+def format_report(v: Validation, baseline: str | None = None) -> str:
+    """The per-(algorithm, size) table, the per-size winners and (with ``baseline``) the speedups, as text."""
     lines = [
         f"# validation on {v.topology}: {v.nranks} ranks, emulated (tc tbf), allreduce float32 sum",
         f"# {'size(B)':>10} {'algorithm':>19} {'predicted(us)':>14} {'measured(us)':>13} {'error%':>8} {'#wrong':>7}",
@@ -282,6 +419,11 @@ def format_report(v: Validation) -> str:
     lines.append(f"# {'size(B)':>10} {'predicted best':>19} {'measured best':>19} {'regret%':>8}")
     for r in v.per_size():
         lines.append(f"  {r['size']:>10} {r['predicted_best']:>19} {r['measured_best']:>19} {r['regret'] * 100:>8.1f}")
+    if baseline is not None:
+        lines.append(f"# {'size(B)':>10} {'speedup over ' + baseline:>30} {'predicted':>10} {'measured':>9} {'error%':>8}")
+        for sp in v.speedups(baseline):
+            lines.append(f"  {sp.size:>10} {sp.algorithm:>30} {sp.predicted:>9.2f}x {sp.measured:>8.2f}x "
+                         f"{sp.error * 100:>+8.1f}")
     s = v.summary()
     lines.append(
         f"# median |error| {s['median_abs_error'] * 100:.1f}% (sizes >= 64 KiB: {s['median_abs_error_ge_64KiB'] * 100:.1f}%); "
@@ -302,6 +444,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--timeout", type=float, default=600.0)
+    p.add_argument("--layout", default="", help="node of every rank, comma-separated (default: flat)")
+    p.add_argument("--nics", type=int, default=1, help="NICs per node")
     return _rank_main(p.parse_args(argv))
 
 
