@@ -43,9 +43,13 @@ def run(args) -> int:
     itemsize = itemsize_of(args.dtype)
     G, net = load_network(args)
     p = nranks_of(args, net)
-    result = run_model("flow", args.collective, algorithm, net, p, size, itemsize)
+    from sim.commands._args import channels_of, protocol_of
+    from sim.select import label
+
+    result = run_model("flow", args.collective, algorithm, net, p, size, itemsize, protocol=protocol_of(args),
+                       channels=channels_of(args))
     draw_utilization(G, result, args.output)
-    print(f"# {result.collective} {algorithm} {result.nbytes} B on {net.name} ({p} ranks): {result.time * 1e6:.2f} us, "
+    print(f"# {result.collective} {label(result)} {result.nbytes} B on {net.name} ({p} ranks): {result.time * 1e6:.2f} us, "
           f"busbw {result.busbw:.3f} GB/s")
     shown = result.bottlenecks[:8]
     more = f" (+{len(result.bottlenecks) - len(shown)} more)" if len(result.bottlenecks) > len(shown) else ""
