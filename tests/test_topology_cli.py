@@ -47,6 +47,35 @@ def test_gpu_cluster_summary(tmp_path):
     assert "bisection       800 GB/s (6400 Gb/s) one way" in out.stdout
 
 
+@pytest.mark.parametrize(
+    "spec, rows",
+    [
+        (
+            "gpu_cluster:nodes=2,gpus_per_node=8,nics_per_node=8,bandwidth=200Gbps",
+            ["nodes           2 machines, 8 endpoints each", "nics/node       8", "routing         dmodk",
+             "injection       200 GB/s (1600 Gb/s) per node"],
+        ),
+        (
+            "gpu_cluster:nodes=3,nics_per_node=2,routing=ecmp",
+            ["nodes           3 machines, 8 endpoints each", "nics/node       2", "routing         ecmp",
+             "injection       100 GB/s (800 Gb/s) per node"],
+        ),
+        (
+            "cluster:nodes=2,hosts_per_node=2,nics_per_node=2,bandwidth=100Mbps",
+            ["nodes           2 machines, 2 endpoints each", "nics/node       2",
+             "injection       0.025 GB/s (0.2 Gb/s) per node"],
+        ),
+        ("torus:dims=4x4", ["nodes           16 machines, 1 endpoint each", "nics/node       1", "routing         dor"]),
+        ("fat_tree:k=4", ["routing         dmodk", "injection       12.5 GB/s (100 Gb/s) per node"]),
+    ],
+)
+def test_summary_machines_nics_routing_injection(tmp_path, spec, rows):
+    out = collsim(spec, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    for row in rows:
+        assert row in out.stdout.splitlines(), (row, out.stdout)
+
+
 def test_list_shows_every_registered_topology(tmp_path):
     out = collsim("--list", cwd=tmp_path)
     assert out.returncode == 0, out.stderr

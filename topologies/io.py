@@ -95,6 +95,30 @@ def _tuples(x):
     return tuple(_tuples(y) for y in x) if isinstance(x, list) else x
 
 
+def _load_json(path) -> nx.DiGraph:
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    edges = "edges" if isinstance(data, dict) and "edges" in data else "links"
+    if not isinstance(data, dict) or not isinstance(data.get("nodes"), list) or not isinstance(data.get(edges), list):
+        found = ", ".join(map(repr, data)) if isinstance(data, dict) and data else "none"
+        raise ValueError(
+            "not a node-link topology: the JSON object needs a list 'nodes' and a list 'edges' "
+            f"(as topologies.save and networkx.node_link_data write them); keys found: {found}"
+        )
+    for k, node in enumerate(data["nodes"]):
+        if not isinstance(node, dict) or "id" not in node:
+            raise ValueError(f"nodes[{k}] must be an object with an 'id', got {node!r}")
+        node["id"] = _tuples(node["id"])
+    for k, edge in enumerate(data[edges]):
+        if not isinstance(edge, dict) or "source" not in edge or "target" not in edge:
+            raise ValueError(f"{edges}[{k}] must be an object with 'source' and 'target', got {edge!r}")
+        edge["source"], edge["target"] = _tuples(edge["source"]), _tuples(edge["target"])
+    G = nx.node_link_graph(data, directed=True, multigraph=False, edges=edges)
+    if isinstance(G.graph.get("endpoints"), list):
+        G.graph["endpoints"] = [_tuples(e) for e in G.graph["endpoints"]]
+    return G
+
+
 def load(path: str | os.PathLike, check: bool = True) -> nx.DiGraph:
     """Read a topology written by :func:`save` (or another tool) from ``path``.
 
@@ -109,29 +133,36 @@ def load(path: str | os.PathLike, check: bool = True) -> nx.DiGraph:
     -------
     networkx.DiGraph
         The topology (an undirected file gives two arcs per edge).
+
+    Raises
+    ------
+    ValueError
+        One line: the file is missing, is not JSON / GraphML, or is JSON without node-link
+        ``nodes`` and ``edges``.
+    TopologyError
+        The graph breaks the topology model (with ``check``).
     """
     ext = _format(path)
     if not os.path.exists(path):
         raise ValueError(f"topology file {os.fspath(path)!r} does not exist")
+    from xml.etree.ElementTree import ParseError
+
     try:
         if ext == ".json":
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-            edges = "edges" if "edges" in data else "links"
-            for node in data.get("nodes", []):
-                node["id"] = _tuples(node["id"])
-            for edge in data.get(edges, []):
-                edge["source"], edge["target"] = _tuples(edge["source"]), _tuples(edge["target"])
-            G = nx.node_link_graph(data, directed=True, multigraph=False, edges=edges)
-            if "endpoints" in G.graph:
-                G.graph["endpoints"] = [_tuples(e) for e in G.graph["endpoints"]]
+            G = _load_json(path)
         else:
-            G = nx.read_graphml(path)
+            try:
+                G = nx.read_graphml(path)
+            except ParseError as err:
+                raise ValueError(f"not GraphML (the XML does not parse: {err})") from None
             eps = G.graph.get("endpoints")
             if isinstance(eps, str):
                 G.graph["endpoints"] = json.loads(eps)
-    except (OSError, ValueError, KeyError, TypeError, nx.NetworkXError) as err:
-        raise ValueError(f"cannot read topology file {os.fspath(path)!r}: {err}") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"cannot read topology file {os.fspath(path)!r}: not JSON ({err})") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, nx.NetworkXError) as err:
+        what = f"missing key {err}" if isinstance(err, KeyError) else str(err)
+        raise ValueError(f"cannot read topology file {os.fspath(path)!r}: {what}") from None
     if not G.is_directed():
         G = nx.DiGraph(G)
     G = nx.DiGraph(G)  # a multigraph file collapses to one arc per direction

@@ -1,4 +1,10 @@
-"""Numbers that describe a topology: counts, bisection bandwidth, diameter.
+"""Numbers that describe a topology: counts, machines, injection and bisection bandwidth, diameter.
+
+Machines and injection bandwidth
+    Endpoints are grouped into machines by their ``node`` attribute (:func:`topologies.endpoint_nodes`);
+    NICs and switches with a ``node`` attribute belong to that machine too. A machine's **injection
+    bandwidth** is the sum of the bandwidths of the arcs that leave it: for a GPU server its NIC
+    links into the fabric, for a single host its links to the network.
 
 Bisection bandwidth
     Computing the worst-case bisection of a general graph is NP-hard, so collsim reports it for the
@@ -16,12 +22,14 @@ Diameter
 
 from __future__ import annotations
 
+from collections import Counter
+
 import networkx as nx
 import numpy as np
 
-from topologies.model import links, validate
+from topologies.model import endpoint_nodes, links, nics_per_node, validate
 
-__all__ = ["summary", "bisection_bandwidth", "diameter", "format_summary"]
+__all__ = ["summary", "bisection_bandwidth", "diameter", "injection_bandwidth", "format_summary"]
 
 _EXACT_SOURCES = 4096
 _SAMPLED_SOURCES = 1024
@@ -124,13 +132,36 @@ def diameter(G: nx.DiGraph) -> tuple[int, bool]:
     return int(best), exact
 
 
+def injection_bandwidth(G: nx.DiGraph) -> dict[int, float]:
+    """Return ``{machine: bytes/s}``: the summed bandwidth of the arcs leaving each machine.
+
+    Examples
+    --------
+    >>> from topologies import gpu_cluster, fat_tree
+    >>> injection_bandwidth(gpu_cluster(nodes=2, nics_per_node=4))  # 4 NICs of 400 Gb/s
+    {0: 200000000000.0, 1: 200000000000.0}
+    >>> set(injection_bandwidth(fat_tree(4)).values())  # one 100 Gb/s link per host
+    {12500000000.0}
+    """
+    machine = {n: m for n, m in G.nodes(data="node") if isinstance(m, int) and not isinstance(m, bool)}
+    machine.update(zip(G.graph["endpoints"], endpoint_nodes(G), strict=True))
+    out = dict.fromkeys(sorted(set(endpoint_nodes(G))), 0.0)
+    for u, v, bw in G.edges(data="bandwidth"):
+        mu = machine.get(u)
+        if mu is not None and machine.get(v) != mu:
+            out[mu] = out.get(mu, 0.0) + bw
+    return out
+
+
 def summary(G: nx.DiGraph) -> dict:
     """Return the numbers ``collsim topology`` prints: counts, bandwidths, bisection, diameter.
 
     Keys: ``name``, ``endpoints``, ``hosts``, ``gpus``, ``nics``, ``switches``, ``links``
-    (full-duplex), ``arcs``, ``min_bandwidth``/``max_bandwidth`` (bytes/s), ``bisection_bandwidth``
-    (bytes/s, first half of the endpoints to the second; ``None`` below two endpoints),
-    ``diameter`` (arcs) and ``diameter_exact``.
+    (full-duplex), ``arcs``, ``min_bandwidth``/``max_bandwidth`` (bytes/s), ``nodes`` (machines),
+    ``endpoints_per_node`` (min, max), ``nics_per_node``, ``routing`` (the policy a Router uses),
+    ``min_injection``/``max_injection`` (bytes/s per machine, see :func:`injection_bandwidth`),
+    ``bisection_bandwidth`` (bytes/s, first half of the endpoints to the second; ``None`` below two
+    endpoints), ``diameter`` (arcs) and ``diameter_exact``.
 
     Examples
     --------
@@ -138,11 +169,15 @@ def summary(G: nx.DiGraph) -> dict:
     >>> s = summary(fat_tree(4))
     >>> s["endpoints"], s["switches"], s["links"], s["bisection_bandwidth"], s["diameter"]
     (16, 20, 48, 100000000000.0, 6)
+    >>> s["nodes"], s["nics_per_node"], s["routing"], s["min_injection"]
+    (16, 1, 'dmodk', 12500000000.0)
     """
     validate(G)
     kinds = [k for _, k in G.nodes(data="kind")]
     bws = [d for *_, d in G.edges(data="bandwidth")]
     hops, exact = diameter(G)
+    sizes = Counter(endpoint_nodes(G)).values()
+    inject = injection_bandwidth(G).values()
     return {
         "name": G.graph["name"],
         "endpoints": len(G.graph["endpoints"]),
@@ -154,6 +189,12 @@ def summary(G: nx.DiGraph) -> dict:
         "arcs": G.number_of_edges(),
         "min_bandwidth": min(bws, default=None),
         "max_bandwidth": max(bws, default=None),
+        "nodes": len(sizes),
+        "endpoints_per_node": (min(sizes), max(sizes)),
+        "nics_per_node": nics_per_node(G),
+        "routing": G.graph.get("routing") or "ecmp",
+        "min_injection": min(inject),
+        "max_injection": max(inject),
         "bisection_bandwidth": bisection_bandwidth(G),
         "diameter": hops,
         "diameter_exact": exact,
@@ -169,12 +210,21 @@ def _rate(bps: float | None) -> str:
 def format_summary(s: dict) -> str:
     """Render :func:`summary` as aligned ``key  value`` lines."""
     n = s["endpoints"]
+    lo, hi = s["endpoints_per_node"]
+    each = f"{lo}" if lo == hi else f"{lo}..{hi}"
+    inject = _rate(s["min_injection"])
+    if s["max_injection"] != s["min_injection"]:
+        inject += f" .. {_rate(s['max_injection'])}"
     rows = [
         ("topology", s["name"]),
         ("endpoints", f"{n}"),
         ("hosts / gpus", f"{s['hosts']} / {s['gpus']}"),
         ("nics", f"{s['nics']}"),
         ("switches", f"{s['switches']}"),
+        ("nodes", f"{s['nodes']} machines, {each} endpoint{'' if hi == 1 else 's'} each"),
+        ("nics/node", f"{s['nics_per_node']}"),
+        ("routing", s["routing"]),
+        ("injection", f"{inject} per node"),
         ("links", f"{s['links']} full-duplex ({s['arcs']} arcs)"),
         ("link bandwidth", f"{_rate(s['min_bandwidth'])} .. {_rate(s['max_bandwidth'])}"),
         (

@@ -27,7 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="?",
         help=f"NAME[:key=value,...] with NAME one of: {', '.join(BUILDERS)}; or a .json/.graphml file",
     )
-    parser.add_argument("--draw", metavar="FILE.png", help="draw the topology to an image file")
+    parser.add_argument(
+        "--draw",
+        metavar="FILE.png",
+        help="draw the topology to an image file (large graphs: a tier summary, or a plane of a 3-D lattice)",
+    )
     parser.add_argument("--save", metavar="FILE", help=f"write the topology to a file ({', '.join(FORMATS)})")
     parser.add_argument(
         "--list", action="store_true", help="list the topologies and their parameters with defaults"
@@ -71,7 +75,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"saved {args.save}")
     if args.draw:
         from topologies import draw
+        from topologies.drawing import MAX_DRAWN_NODES, MAX_GRID_NODES, picture
 
+        how = picture(G)
         draw(G, args.draw)
-        print(f"drew {args.draw}")
+        if how == "summary":
+            print(f"drew {args.draw} (a tier summary: {G.number_of_nodes()} nodes are too many to draw one by one, "
+                  f"the bound is {MAX_DRAWN_NODES}, {MAX_GRID_NODES} on a grid)")
+        elif how == "plane":
+            print(f"drew {args.draw} (the plane z = 0: {G.number_of_nodes()} nodes are too many to draw one by one)")
+        else:
+            print(f"drew {args.draw}")
     return 0
