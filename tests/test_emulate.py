@@ -99,6 +99,7 @@ def test_exception_inside_removes_everything():
     "leaf_spine:leaves=2,spines=2,hosts_per_leaf=3,oversubscription=3,bandwidth=100Mbps",
     "ring:n=5,bandwidth=100Mbps",
     "fat_tree:k=4,bandwidth=100Mbps",
+    "cluster:nodes=2,hosts_per_node=2,nics_per_node=2,bandwidth=20Mbps,intra_bandwidth=160Mbps",
 ])
 def test_kernel_routes_are_the_routers_paths(spec):
     """``ip route get`` hop by hop in every namespace gives exactly Router.route, ECMP included."""
@@ -115,6 +116,9 @@ def test_kernel_routes_are_the_routers_paths(spec):
     if spec.startswith("leaf_spine"):  # two spines: ECMP really spreads pairs over both
         spines = {arc[1] for (i, j) in pairs for arc in traced[(i, j)] if str(arc[1]).startswith("spine")}
         assert len(spines) == 2
+    if spec.startswith("cluster"):  # inside a machine through its switch; between machines each host by its own NIC
+        assert [v for _, v in traced[(0, 1)]] == ["n0_sw", "n0_h1"]
+        assert traced[(0, 3)][0] == ("n0_h0", "n0_nic0") and traced[(1, 2)][0] == ("n0_h1", "n0_nic1")
 
 
 @needs_emulation
