@@ -127,3 +127,18 @@ def test_calibrate_command_bad_arguments(tmp_path):
     assert bad.returncode == 2 and "--topology" in bad.stderr and bad.stderr.count("\n") == 1
     bad = run("--topology", "switch:n=4,bandwidth=200Mbps", "--out", str(tmp_path / "x.json"), "--reps", "0")
     assert bad.returncode == 2 and "--reps" in bad.stderr
+
+
+def test_read_measured_takes_collsim_json_lines(tmp_path):
+    from sim.calibrate import read_measured
+    from sim.results import Record, write_jsonl
+
+    recs = [Record("measured", "allreduce", a, 4, s, s // 4, "float32", "sum", t, wrong=0)
+            for a, s, t in [("ring", 1024, 30.0), ("tree", 1024, 20.0), ("ring", 1 << 20, 400.0)]]
+    write_jsonl(recs, tmp_path / "m.jsonl")
+    m = read_measured(tmp_path / "m.jsonl")
+    assert (m.collective, m.nranks) == ("allreduce", 4)
+    assert m.times == {1024: pytest.approx(20e-6), 1 << 20: pytest.approx(400e-6)}  # the fastest per size
+    write_jsonl([*recs, Record("measured", "allreduce", "ring", 8, 1024, 256, "float32", "sum", 9.0)], tmp_path / "x.jsonl")
+    with pytest.raises(ValueError, match="several collectives or world sizes"):
+        read_measured(tmp_path / "x.jsonl")

@@ -102,3 +102,13 @@ def test_trivial_and_bad_inputs():
         cost("broadcast", "ring", 4, 1, bandwidth=1e9, latency=0)
     with pytest.raises(ValueError, match="bandwidth"):
         cost("allreduce", "ring", 4, 1, bandwidth=0, latency=0)
+
+
+def test_route_link_sees_only_the_links_the_schedule_crosses():
+    """On one GPU node the ring crosses NVLink (450 GB/s), not the NICs (50 GB/s) uniform_link would take."""
+    from sim.analytic import route_link, uniform_link
+
+    net = Network(topologies.gpu_cluster(nodes=1, gpus_per_node=4), ModelParams(alpha=0, gamma=0))
+    bandwidth, latency = route_link(net, get_schedule("allreduce", "ring", 4))
+    assert bandwidth == 450e9 and latency == pytest.approx(1e-6)  # two NVLink hops of 0.5 us
+    assert uniform_link(net, 4)[0] == 50e9

@@ -62,3 +62,19 @@ def test_bad_inputs(net):
         sweep(net, 9, [1024], ["ring"])
     with pytest.raises(ValueError, match="unknown algorithm"):
         sweep(net, 4, [1024], ["ring", "butterfly"])
+
+
+def test_gpu_selection_names_protocols_and_refines_with_them():
+    from sim.params import defaults_for
+    from sim.select import label, layout_for
+
+    G = topologies.gpu_cluster(nodes=2, gpus_per_node=4, nics_per_node=2, fabric="single")
+    gpu = Network(G, defaults_for(G))
+    assert layout_for(gpu, 8).nnodes == 2 and layout_for(Network(topologies.switch(4)), 4) is None
+    sel = select(sweep(gpu, 8, [4096, 1 << 28], ["ring", "tree"], protocol="auto"), refine=3, network=gpu)
+    assert all(r.protocol in ("ll", "ll128", "simple") for r in sel.results)
+    assert all("/" in label(r) for r in sel.results)
+    forced = sweep(gpu, 8, [4096], ["ring"], protocol="simple")
+    assert forced[0].protocol == "simple"
+    with pytest.raises(ValueError, match="unknown protocol"):
+        sweep(gpu, 8, [4096], ["ring"], protocol="fast")
