@@ -16,8 +16,8 @@ size of the range:
 >>> net = Network(topologies.switch(8))
 >>> sel = select(sweep(net, 8, [1024, 1 << 24], ["ring", "recursive_doubling"]))
 >>> lines = explain(sel, net)
->>> lines[1].split(":")[0].strip()
-'1 KiB'
+>>> print(lines[1].split(";")[0])
+#   1 KiB: recursive_doubling
 """
 
 from __future__ import annotations
