@@ -1,4 +1,4 @@
-"""``collsim validate``: one small validation on an emulated switch, and the comparison arithmetic."""
+"""``collsim validate``: small validations on an emulated switch and on 2 machines x 2 ranks, and the arithmetic."""
 
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ def test_small_validation_end_to_end(tmp_path):
     out, plot = tmp_path / "v.jsonl", tmp_path / "v.png"
     proc = subprocess.run(
         [sys.executable, "-m", "sim", "validate", "--topology", "switch:n=4,bandwidth=200Mbps",
-         "--sizes", "256KiB,1MiB", "--algorithms", "all", "--reps", "3", "--json", str(out), "--plot", str(plot),
+         "--sizes", "256KiB,1MiB", "--algorithms", "ring,tree,recursive_halving,recursive_doubling", "--reps", "3",
+         "--json", str(out), "--plot", str(plot),
          "--max-error", "0.5"],
         capture_output=True, text=True, timeout=170, cwd=tmp_path,
     )
@@ -65,6 +66,52 @@ def test_small_validation_end_to_end(tmp_path):
     assert median < 0.5, proc.stdout + proc.stderr
 
 
+def test_speedups_over_a_baseline_and_winners():
+    v = _validation([
+        ("ring:channels=1", 1 << 20, 6.0, 6.6, 0), ("ring:channels=2", 1 << 20, 3.0, 3.6, 0), ("hierarchical", 1 << 20, 2.5, 3.0, 0),
+        ("ring:channels=1", 2 << 20, 12.0, 12.0, 0), ("ring:channels=2", 2 << 20, 6.0, 5.5, 0), ("hierarchical", 2 << 20, 5.0, 5.9, 0),
+    ])
+    speedups = {(sp.algorithm, sp.size): sp for sp in v.speedups("ring:channels=1")}
+    assert len(speedups) == 4
+    sp = speedups[("hierarchical", 1 << 20)]
+    assert (sp.predicted, sp.measured) == pytest.approx((2.4, 2.2)) and sp.error == pytest.approx(2.4 / 2.2 - 1)
+    assert [sp.size for sp in v.speedups("ring:channels=1", min_size=2 << 20)] == [2 << 20] * 2
+    # 1 MiB: hierarchical predicted and measured best; 2 MiB: hierarchical predicted, the 2-channel ring measured
+    assert [(r["predicted_best"], r["measured_best"]) for r in v.per_size()] == [
+        ("hierarchical", "hierarchical"), ("hierarchical", "ring:channels=2")]
+    assert not v.winners_agree(1 << 20) and not v.winners_agree(2 << 20)
+    assert v.winners_agree(3 << 20)  # no sizes left: nothing disagrees
+    assert "speedup over ring:channels=1" in format_report(v, baseline="ring:channels=1")
+    with pytest.raises(ValueError, match="baseline 'tree'"):
+        v.speedups("tree")
+
+
+def test_class_efficiencies_from_the_probes():
+    """Fast links inside machines, slow between: each pair's probes give its links' efficiency, the busy probe its own."""
+    import topologies
+    from sim.params import ModelParams
+    from sim.validate import class_efficiencies
+
+    G = topologies.cluster(2, 2, 2, bandwidth=1e6, intra_bandwidth=8e6)
+    alpha = 1e-3
+    samples = [{"src": 0, "dst": j, "size": b, "seconds": alpha + b / (eff * bw)}
+               for j, bw, eff in ((1, 8e6, 0.5), (2, 1e6, 0.9)) for b in (8, 65536, 1 << 20)]
+    record = {
+        "pairs": [{"src": 0, "dst": 1, "hops": 2, "bottleneck_bandwidth": 8e6},
+                  {"src": 0, "dst": 2, "hops": 4, "bottleneck_bandwidth": 1e6}],
+        "samples": samples, "pair_fit": {"alpha": alpha, "hop_latency": 0.0, "bandwidth_efficiency": 0.7},
+        "busy_fit": {"alpha": 2e-3, "bandwidth_efficiency": 0.4},
+    }
+    params = ModelParams(alpha=2e-3, gamma=0.0, bandwidth_efficiency=0.4, extra={"calibration": record})
+    classes = class_efficiencies(params, G).link_classes
+    assert classes["nic"]["bandwidth_efficiency"] == pytest.approx(0.9)
+    assert classes["network"]["bandwidth_efficiency"] == pytest.approx(0.9)
+    assert classes["intra"]["bandwidth_efficiency"] == pytest.approx(0.4)  # the busy pairs (0, 1), (2, 3) are inside
+    # one bottleneck bandwidth for every probed pair: nothing to split
+    record["pairs"][0]["bottleneck_bandwidth"] = 1e6
+    assert class_efficiencies(params, G).link_classes == {}
+
+
 def test_validate_bad_arguments(tmp_path):
     def run(*args):
         return subprocess.run([sys.executable, "-m", "sim", "validate", *args], capture_output=True, text=True, timeout=60)
@@ -72,6 +119,10 @@ def test_validate_bad_arguments(tmp_path):
     spec = ["--topology", "switch:n=4,bandwidth=200Mbps"]
     for args, needle in [
         (["--algorithms", "ring,nope"], "--algorithms"),
+        (["--algorithms", "ring:lanes=2"], "lanes"),
+        (["--algorithms", "ring,tree", "--baseline", "hierarchical"], "--baseline"),
+        (["--winners-from", "lots"], "--winners-from"),
+        (["--max-speedup-error", "0"], "--max-speedup-error"),
         (["--sizes", "1MiB:64KiB"], "bad size range"),
         (["--max-error", "0"], "--max-error"),
         (["--plot", str(tmp_path / "x.txt")], "--plot"),
@@ -80,3 +131,35 @@ def test_validate_bad_arguments(tmp_path):
         proc = run(*spec, *args)
         assert proc.returncode == 2, (args, proc.stderr)
         assert proc.stderr.startswith("collsim: error:") and needle in proc.stderr and proc.stderr.count("\n") == 1
+
+
+#: Issue 12's emulated proof (as in benchmarks/validation.py): 2 machines x 2 ranks, 160 Mbit/s inside a
+#: machine, 20 Mbit/s between machines through 2 NICs per machine.
+CLUSTER = "cluster:nodes=2,hosts_per_node=2,nics_per_node=2,bandwidth=20Mbps,intra_bandwidth=160Mbps"
+
+
+@pytest.mark.skipif(REASON is not None, reason=f"emulation unavailable: {REASON}")
+def test_hierarchy_pays_on_two_emulated_machines():
+    """The 2-channel ring and hierarchical allreduce against the flat ring at 1 MiB, predicted and measured.
+
+    Deliberately slow (about 45 s: the links are slow so that this 2-core machine moves the bytes
+    without the CPU becoming the bottleneck). It checks that the layout reaches both sides: every
+    result correct; both predicted about 2x faster than the flat ring (one ring crosses between the
+    machines through one NIC each way, they use both) and measured clearly faster; the predicted
+    best the measured best. The speedups must agree within 35 % here, on a machine shared with
+    other tests (the flat schedules on both sides would give 1.0x); benchmarks/validation.py holds
+    the 15 % target over 1-4 MiB with more repetitions.
+    """
+    import topologies
+    from sim.validate import validate
+
+    algorithms = ["ring:channels=1", "ring:channels=2", "hierarchical"]
+    v = validate(topologies.from_spec(CLUSTER), [1 << 20], algorithms, spec=CLUSTER, reps=3,
+                 probe_sizes=(8, 16384, 65536, 262144, 1 << 20), probe_reps=3, timeout=400, log=None)
+    report = format_report(v, baseline="ring:channels=1")
+    assert all(p.wrong == 0 for p in v.points), report
+    speedups = v.speedups("ring:channels=1")
+    assert {sp.algorithm for sp in speedups} == {"ring:channels=2", "hierarchical"}, report
+    assert all(sp.predicted > 1.8 and sp.measured > 1.35 for sp in speedups), report
+    assert all(abs(sp.error) <= 0.35 for sp in speedups), report
+    assert v.winners_agree(), report
