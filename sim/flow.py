@@ -9,14 +9,17 @@ Model
   that names it with a non-empty transfer; ranks skip the others) when it has finished the previous
   one, i.e. its sends of that step have left and its receives have arrived and been reduced, so the
   data it sends next is there. Transfers of zero bytes are dropped on both sides, as the runtimes do.
-* **Rendezvous**: a transfer starts when both its sender and its receiver have started the step,
-  at ``start = max(ready[src], ready[dst])``.
+* **Rendezvous or eager**: a transfer starts when both its sender and its receiver have started the
+  step, at ``start = max(ready[src], ready[dst])``. A transfer of fewer than
+  ``ModelParams.eager_threshold`` bytes (default 0: none) is eager: it starts at ``ready[src]``,
+  without waiting for its receiver, and the receiver's part is done at ``max(arrival,
+  ready[dst])`` (plus its reduction), as an MPI eager message that waits in a buffer.
 * **Per-message overhead**: the transfer's data starts to flow ``alpha`` seconds after ``start``.
 * **Routing**: a transfer from rank ``i`` to rank ``j`` follows ``topologies.Router(G).route`` from
   ``endpoints[i]`` to ``endpoints[j]``.
-* **Bandwidth sharing**: the flows of a step that are in flight at the same time share every arc
-  max-min fairly (progressive filling over the arcs they cross); the rates are recomputed whenever
-  one of them starts or ends. An arc's capacity is ``bandwidth_efficiency * bandwidth``
+* **Bandwidth sharing**: all flows in flight at the same time, whichever step they belong to, share
+  every arc max-min fairly (progressive filling over the arcs they cross); the rates are
+  recomputed whenever one of them starts or ends. An arc's capacity is ``bandwidth_efficiency * bandwidth``
   (:class:`sim.params.ModelParams`, which can also override bandwidth and latency per link role).
 * **Latency**: the last byte leaves the sender at ``E``; it arrives at ``A = E + sum(latency)`` of
   the route's arcs. The sender's part of the transfer is done at ``E``, the receiver's at ``A``,
@@ -25,13 +28,19 @@ Model
 * A rank's step ends when all its parts of the step's transfers are done; the collective ends when
   the last rank ends.
 
-Flows of *different* steps do not share links in this model: steps are simulated one after the
-other, each starting from the ranks' ready times. In lock-step runs (symmetric topologies, the
-common case) no flows of different steps overlap in time, so nothing is lost. When ranks drift
-apart (heterogeneous links, pipelined trees), flows of neighbouring steps can overlap in reality and
-would contend on links between switches; the model leaves that out, so such a link can then show an
-average utilisation slightly above 1 (at most 1.02 over every algorithm and collective on the
-builders' default topologies, on a mesh). A rank's own links never can: its steps are sequential.
+Flows of *different* steps share links too. When ranks drift apart (ECMP collisions, unequal links,
+pipelined trees, eager sends), a rank that finished a step early starts its next one while late
+ranks' flows of the step before still cross the links between switches; both get their max-min
+share. (Issue 16: recursive doubling on an ECMP leaf-spine, 1 MiB, takes 591 us; costing steps one
+after the other said 511 us; SimGrid says 595 us with its own latency convention and 591 us with
+this one. ``tests/test_simgrid_oracle.py`` holds the model against SimGrid on 80 cases.)
+
+How (see Scale): steps are simulated one after the other from the ranks' ready times, which is
+exact as long as no flow starts on an arc before a flow of an earlier step has left it, and every
+step's flows are checked for that. At the first step where it fails, the run goes back to the last
+instant when all ranks were ready together (the start, or the end of a lock-step step) and from
+there every transfer of every step runs on one event clock, until all ranks are again ready
+together with nothing in flight (then the step loop takes over again) or the collective ends.
 
 Max-min sharing is not monotone: giving one flow more bandwidth can take a shared link's capacity
 from a flow on the critical path, so more bandwidth on one link can (rarely, slightly) make a
@@ -64,6 +73,16 @@ arcs). Routes are cached per rank pair and the compiled flows of a step are cach
   merged into one event. Only long pipelines of ranks that drift apart (a segmented tree on a
   thousand ranks) get there; there it changes the predicted time by under 1 % (0.6 % for a
   256 MiB tree allreduce on ``fat_tree:k=16``) and makes it several times faster.
+* The overlap check keeps, per arc, when the flows since the last lock-step point leave it; a
+  run of steps with the same pattern whose flows never share an arc (a ring whose ranks drift) is
+  checked per flow, since on its arcs a flow follows only its own earlier copies.
+* The event clock across steps (``_Clock``) generates steps as the first rank reaches them and
+  drops them when every rank is through. When flows start or end, it recomputes the rates of the
+  flows connected to them through shared arcs only (up to ``RERATE_HOPS`` hops; beyond that, all
+  of them). Its exactness has the same bound: ``EXACT_EVENTS`` rate recomputations per step
+  generated, then events closer than ``EVENT_WINDOW`` of the shortest transfer time are merged.
+  A lock-step run never needs it; a drifting one can cost several times the step loop
+  (``benchmarks/sim_scaling.py`` measures both).
 
 Examples
 --------
@@ -77,6 +96,7 @@ Examples
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -94,6 +114,9 @@ _REL = 1e-12  # relative tolerance for "the same instant"
 LARGE_GROUP = 32
 #: Rate recomputations per step that are always exact (see ``_one_clock_events``).
 EXACT_EVENTS = 64
+#: Hops of "shares an arc with" that the event clock follows from a changed flow before it
+#: recomputes every rate instead of those of the connected flows only.
+RERATE_HOPS = 6
 #: Past :data:`EXACT_EVENTS`, events closer than this fraction of the step's shortest transfer
 #: time are merged.
 EVENT_WINDOW = 0.1
@@ -369,6 +392,39 @@ def _maxmin(arc: np.ndarray, flow: np.ndarray, cap: np.ndarray, rate: np.ndarray
             arc, flow = arc[stay], flow[stay]
 
 
+def _rerate(arc: np.ndarray, flow: np.ndarray, cap: np.ndarray, rate: np.ndarray, changed: list) -> np.ndarray:
+    """Max-min rates of the flows in flight after the flows on the arcs ``changed`` started or ended.
+
+    Only the flows connected to those arcs (through arcs they share, transitively) can change
+    rate; the others keep theirs. When that set keeps growing, everything is recomputed.
+    """
+    seeds = np.concatenate(changed) if changed else np.zeros(0, dtype=np.int64)
+    marked = np.zeros(cap.size, dtype=bool)
+    marked[seeds] = True
+    mine = np.zeros(rate.shape[0], dtype=bool)
+    for _ in range(RERATE_HOPS):
+        grow = marked[arc] & ~mine[flow]
+        if not grow.any():
+            break
+        mine[flow[grow]] = True
+        on = mine[flow]
+        more = on & ~marked[arc]
+        if not more.any():
+            break
+        marked[arc[more]] = True
+    else:
+        mine[:] = True
+    if mine.all():
+        out = np.empty(rate.shape[0])
+        _maxmin(arc, flow, cap, out)
+        return out
+    out = rate.copy()
+    if mine.any():
+        on = mine[flow]
+        _maxmin(arc[on], flow[on], cap, out)
+    return out
+
+
 def _grouped_events(pat: _Pattern, comp: np.ndarray, start: np.ndarray, size: np.ndarray,
                     flows: np.ndarray, window: np.ndarray | None = None) -> np.ndarray:
     """Event-driven max-min sharing of ``flows``, each group with its own clock (see ``_Pattern.run``).
@@ -453,6 +509,257 @@ def _grouped_maxmin(arc: np.ndarray, flow: np.ndarray, vcap: np.ndarray, vgroup:
             capr = np.maximum(capr - np.bincount(arc_out, weights=level[arc_out], minlength=vcap.size), 0.0)
             stay = ~out
             arc, flow = arc[stay], flow[stay]
+
+
+# ---------------------------------------------------------------- one event clock across steps
+
+
+def _ranges(ptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Concatenated ``arange(ptr[r], ptr[r + 1])`` for every ``r`` in ``rows`` (a CSR row gather)."""
+    lens = ptr[rows + 1] - ptr[rows]
+    total = int(lens.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.repeat(ptr[rows] - np.cumsum(lens) + lens, lens) + np.arange(total)
+
+
+class _LiveStep:
+    """One step's transfers as the event clock sees them, and every rank's progress through it."""
+
+    def __init__(self, index: int, p: int, src, dst, size, red_cost, latency, eager, ptr, arcs):
+        self.index = index
+        self.src, self.dst, self.size = src, dst, size
+        self.red_cost, self.latency, self.eager = red_cost, latency, eager
+        self.ptr, self.arcs = ptr, arcs  # transfer k crosses the clock's arcs arcs[ptr[k]:ptr[k + 1]]
+        n = src.shape[0]
+        self.by_src = np.argsort(src, kind="stable")
+        self.src_ptr = np.searchsorted(src[self.by_src], np.arange(p + 1))
+        self.by_dst = np.argsort(dst, kind="stable")
+        self.dst_ptr = np.searchsorted(dst[self.by_dst], np.arange(p + 1))
+        self.left = np.diff(self.src_ptr) + np.diff(self.dst_ptr)  # parts (sends, receives) each rank has left
+        self.involved = self.left > 0
+        self.parts = int(self.left.sum())
+        self.tmax = np.full(p, -np.inf)  # each rank's latest part done so far
+        self.enter = np.full(p, np.nan)  # when each rank started the step
+        self.started = np.zeros(n, dtype=bool)
+        self.arrival = np.full(n, np.nan)  # when the last byte reached the receiver, once known
+
+
+class _Clock:
+    """The transfers of every step from ``first`` on, on one event clock (flows of any steps share arcs).
+
+    The ranks start at ``ready`` with nothing in flight. A rank enters its next step when all its
+    parts of the previous one are done; a transfer starts ``alpha`` after both its ranks entered its
+    step (after its sender did, for an eager transfer); every flow in flight, whatever its step,
+    shares arcs max-min fairly, rates recomputed at every flow start and end. A receive is done at
+    ``max(arrival, when the receiver entered the step)`` plus its reduction.
+    """
+
+    def __init__(self, schedule: Schedule, network: Network, offsets: np.ndarray, patterns: dict,
+                 first: int, ready: np.ndarray, eager_below: float, resync: bool = True):
+        self.schedule, self.network, self.offsets, self.patterns = schedule, network, offsets, patterns
+        self.resync = resync  # return at the first instant all ranks are ready together
+        self.alpha, self.gamma, self.eager_below = network.params.alpha, network.params.gamma, eager_below
+        self.p = p = schedule.nranks
+        self.first = first
+        self.ready = np.asarray(ready, dtype=float).copy()
+        self.cur = np.full(p, first, dtype=np.int64)  # the step each rank is in (nsteps: done)
+        self.steps: dict[int, _LiveStep] = {}
+        self.order: list[int] = []  # indices of the live steps, ascending
+        self.next_index = first  # next step to materialise
+        self.local = np.full(len(network.arcs), -1, dtype=np.int64)  # topology arc -> clock arc
+        self.glob = np.zeros(0, dtype=np.int64)  # clock arc -> topology arc
+        self.cap = np.zeros(0)
+        self.carried = np.zeros(0)  # bytes per clock arc
+        self.pending: list[tuple[int, np.ndarray, np.ndarray]] = []  # (step, transfers, start times)
+        self.events = 0  # rate recomputations
+        self.budget = 0  # exact ones left: EXACT_EVENTS per step generated
+        self.top_active = -1  # highest step that ever had a flow in flight
+        self.shortest = np.inf  # shortest transfer time (alone on its route) of any step so far
+
+    def arc_bytes(self) -> np.ndarray:
+        """Bytes each topology arc carried."""
+        out = np.zeros(len(self.network.arcs))
+        out[self.glob] = self.carried
+        return out
+
+    # ---------------------------------------------------------------- steps, generated as ranks reach them
+
+    def _materialise(self) -> bool:
+        """Add the next step that has a non-empty transfer; False at the end of the schedule."""
+        net, offsets = self.network, self.offsets
+        while self.next_index < self.schedule.nsteps:
+            i = self.next_index
+            self.next_index += 1
+            step = self.schedule.make_step(i)
+            size = offsets[step.chunk + step.nchunks] - offsets[step.chunk]
+            keep = np.flatnonzero(size > 0)
+            if keep.size == 0:
+                continue
+            full = self.patterns.get(step.key)
+            if full is None:
+                full = self.patterns[step.key] = net.compile(np.ascontiguousarray(step.src), np.ascontiguousarray(step.dst))
+            ptr = np.zeros(keep.size + 1, dtype=np.int64)
+            np.cumsum(full.lengths[keep], out=ptr[1:])
+            arcs = full.arcs[full.indices[_ranges(full.indptr, keep)]]
+            new = np.unique(arcs[self.local[arcs] < 0])
+            if new.size:
+                self.local[new] = np.arange(self.glob.size, self.glob.size + new.size)
+                self.glob = np.concatenate([self.glob, new])
+                self.cap = np.concatenate([self.cap, net.capacity[new]])
+                self.carried = np.concatenate([self.carried, np.zeros(new.size)])
+            size = size[keep].astype(float)
+            red_cost = np.where(step.reduce[keep], self.gamma * size, 0.0)
+            self.steps[i] = _LiveStep(i, self.p, step.src[keep], step.dst[keep], size, red_cost, full.latency[keep],
+                                      size < self.eager_below, ptr, self.local[arcs])
+            self.order.append(i)
+            self.budget += EXACT_EVENTS
+            self.shortest = min(self.shortest, float(np.min(size / full.static_rate[keep])))
+            return True
+        return False
+
+    # ---------------------------------------------------------------- ranks
+
+    def _move_on(self, work: list) -> None:
+        """For each ``(after, ranks, times)``: the ranks finished step ``after`` at ``times``; enter their next steps."""
+        while work:
+            after, ranks, times = work.pop()
+            j = bisect.bisect_right(self.order, after)
+            while ranks.size:
+                if j == len(self.order) and not self._materialise():
+                    self.cur[ranks] = self.schedule.nsteps
+                    self.ready[ranks] = times
+                    break
+                st = self.steps[self.order[j]]
+                j += 1
+                hit = st.involved[ranks]
+                if hit.any():
+                    work.extend(self._enter(st, ranks[hit], times[hit]))
+                    ranks, times = ranks[~hit], times[~hit]
+
+    def _enter(self, st: _LiveStep, ranks: np.ndarray, times: np.ndarray) -> list:
+        """``ranks`` start step ``st`` at ``times``: start what can start; returns ranks done with the step."""
+        st.enter[ranks] = times
+        self.cur[ranks] = st.index
+        self.ready[ranks] = times
+        recvs = st.by_dst[_ranges(st.dst_ptr, ranks)]
+        cand = np.concatenate([st.by_src[_ranges(st.src_ptr, ranks)], recvs])
+        cand = np.unique(cand[~st.started[cand]])
+        if cand.size:
+            es, ed = st.enter[st.src[cand]], st.enter[st.dst[cand]]
+            eager = st.eager[cand]
+            ok = ~np.isnan(es) & (eager | ~np.isnan(ed))
+            if ok.any():
+                go = cand[ok]
+                st.started[go] = True
+                start = np.where(eager[ok], es[ok], np.maximum(es[ok], ed[ok])) + self.alpha
+                self.pending.append((st.index, go, start))
+        early = recvs[~np.isnan(st.arrival[recvs])]  # eager messages that arrived before their receiver came
+        if early.size:
+            return self._done(st, st.dst[early], np.maximum(st.arrival[early], st.enter[st.dst[early]]) + st.red_cost[early])
+        return []
+
+    def _done(self, st: _LiveStep, ranks: np.ndarray, times: np.ndarray) -> list:
+        """Parts of ``ranks`` in ``st`` done at ``times``; returns ``(step, ranks, times)`` of the ranks that finished it."""
+        np.maximum.at(st.tmax, ranks, times)
+        np.subtract.at(st.left, ranks, 1)
+        st.parts -= ranks.size
+        fin = np.unique(ranks[st.left[ranks] == 0])
+        return [(st.index, fin, st.tmax[fin])] if fin.size else []
+
+    def _ended(self, st: _LiveStep, flows: np.ndarray, end: np.ndarray) -> None:
+        """Flows of ``st`` whose last byte left their sender at ``end``."""
+        st.arrival[flows] = end + st.latency[flows]
+        work = self._done(st, st.src[flows], end)
+        there = ~np.isnan(st.enter[st.dst[flows]])
+        if there.any():
+            f = flows[there]
+            work += self._done(st, st.dst[f], np.maximum(st.arrival[f], st.enter[st.dst[f]]) + st.red_cost[f])
+        self._move_on(work)
+
+    # ---------------------------------------------------------------- the clock
+
+    def _waiting(self, p_step: np.ndarray, p_flow: np.ndarray, p_time: np.ndarray) -> tuple:
+        """The transfers waiting for their start time, with :attr:`pending` added."""
+        if self.pending:
+            p_step = np.concatenate([p_step] + [np.full(f.size, s) for s, f, _ in self.pending])
+            p_flow = np.concatenate([p_flow] + [f for _, f, _ in self.pending])
+            p_time = np.concatenate([p_time] + [ts for _, _, ts in self.pending])
+            self.pending.clear()
+        return p_step, p_flow, p_time
+
+    def run(self) -> float | None:
+        """Simulate until every rank is done (returns None) or all ranks are ready together with nothing
+        in flight (returns that time; :attr:`cur` ``.min()`` is the step they go on from)."""
+        p = self.p
+        self._move_on([(self.first - 1, np.arange(p), self.ready.copy())])
+        a_step = np.zeros(0, dtype=np.int64)  # flows in flight: their step, their index in it,
+        a_flow = np.zeros(0, dtype=np.int64)
+        a_rem = np.zeros(0)  # the bytes they have left and their rate
+        a_rate = np.zeros(0)
+        e_arc = np.zeros(0, dtype=np.int64)  # (clock arc, position in flight): every arc of every flow in flight
+        e_pos = np.zeros(0, dtype=np.int64)
+        p_step = np.zeros(0, dtype=np.int64)  # transfers waiting for their start time
+        p_flow = np.zeros(0, dtype=np.int64)
+        p_time = np.zeros(0)
+        t = -np.inf
+        while True:
+            p_step, p_flow, p_time = self._waiting(p_step, p_flow, p_time)
+            t_end = t + a_rem / a_rate if a_rem.size else a_rem
+            t_next = min(float(t_end.min()) if t_end.size else np.inf, float(p_time.min()) if p_time.size else np.inf)
+            if t_next == np.inf:
+                break
+            a_rem = np.maximum(a_rem - a_rate * (t_next - t), 0.0) if a_rem.size else a_rem
+            t = t_next
+            limit = t * (1 + _REL)
+            if self.events >= self.budget:
+                limit += EVENT_WINDOW * self.shortest  # past the budget, close events are merged
+            changed = []  # arcs whose flows in flight changed: the rates to recompute are around them
+            if t_end.size:
+                fin = t_end <= limit
+                if fin.any():
+                    ended = (a_step[fin], a_flow[fin], t_end[fin])
+                    keep = ~fin
+                    pos = np.cumsum(keep) - 1
+                    ekeep = keep[e_pos]
+                    changed.append(e_arc[~ekeep])
+                    e_arc, e_pos = e_arc[ekeep], pos[e_pos[ekeep]]
+                    a_step, a_flow, a_rem, a_rate = a_step[keep], a_flow[keep], a_rem[keep], a_rate[keep]
+                    for s in np.unique(ended[0]).tolist():
+                        mine = ended[0] == s
+                        self._ended(self.steps[s], ended[1][mine], ended[2][mine])
+                    while self.order and self.steps[self.order[0]].parts == 0:
+                        del self.steps[self.order.pop(0)]
+                    p_step, p_flow, p_time = self._waiting(p_step, p_flow, p_time)  # some may start now
+            go = p_time <= limit
+            if go.any():
+                for s in np.unique(p_step[go]).tolist():
+                    mine = go & (p_step == s)
+                    st, flows = self.steps[s], p_flow[mine]
+                    ent = _ranges(st.ptr, flows)
+                    lens = st.ptr[flows + 1] - st.ptr[flows]
+                    arcs = st.arcs[ent]
+                    np.add.at(self.carried, arcs, np.repeat(st.size[flows], lens))
+                    changed.append(arcs)
+                    e_arc = np.concatenate([e_arc, arcs])
+                    e_pos = np.concatenate([e_pos, np.repeat(np.arange(a_step.size, a_step.size + flows.size), lens)])
+                    a_step = np.concatenate([a_step, np.full(flows.size, s)])
+                    a_flow = np.concatenate([a_flow, flows])
+                    a_rem = np.concatenate([a_rem, st.size[flows]])
+                    a_rate = np.concatenate([a_rate, np.zeros(flows.size)])
+                    self.top_active = max(self.top_active, s)
+                p_step, p_flow, p_time = p_step[~go], p_flow[~go], p_time[~go]
+            if a_step.size:
+                a_rate = _rerate(e_arc, e_pos, self.cap, a_rate, changed)
+                self.events += 1
+            else:
+                k = int(self.cur.min())
+                if self.resync and self.top_active < k and (self.ready == self.ready[0]).all():
+                    return float(self.ready[0])  # a clean cut: every rank ready at once, nothing in flight
+        if (self.cur < self.schedule.nsteps).any():
+            r = int(np.argmin(self.cur))
+            raise RuntimeError(f"rank {r} waits forever in step {int(self.cur[r])}: the schedule deadlocks")
+        return None
 
 
 @dataclass
@@ -544,6 +851,59 @@ def element_count(schedule: Schedule, nbytes: int, itemsize: int) -> int:
     return count - count % schedule.nblocks
 
 
+class _Busy:
+    """When each arc is next free of the flows simulated step by step since the last lock-step point.
+
+    The step loop is exact as long as no flow starts on an arc before a flow of an earlier step has
+    left it (then no two flows of different steps are ever in flight on one arc). :meth:`clash`
+    checks that for a step's flows and records them. Runs of the same pattern whose flows never
+    share an arc (a ring) are checked per flow, not per arc: on its arcs, a flow of such a run
+    follows only its own earlier copies, which its sender finished before starting it.
+    """
+
+    def __init__(self, narcs: int):
+        self.until = np.full(narcs, -np.inf)
+        self.run = None  # (pattern, latest earlier end on each flow's arcs, each flow's last end)
+
+    def reset(self) -> None:
+        """Forget every flow (all of them end before anything that follows starts)."""
+        self.until.fill(-np.inf)
+        self.run = None
+
+    def _flush(self) -> None:
+        if self.run is not None:
+            pat, _, last = self.run
+            arcs = pat.arcs[pat.indices]
+            self.until[arcs] = np.maximum(self.until[arcs], np.repeat(last, pat.lengths))
+            self.run = None
+
+    def clash(self, pat: _Pattern, sub: np.ndarray | None, start: np.ndarray, sent: np.ndarray, delay: float = 0.0) -> bool:
+        """True when a flow (``start + delay`` to ``sent``) starts on an arc before an earlier one leaves it; else record them."""
+        if self.run is None or self.run[0] is not pat:
+            self._flush()
+            if pat.disjoint:
+                late = np.maximum.reduceat(self.until[pat.arcs[pat.indices]], pat.indptr[:-1]) if pat.lengths.size else np.zeros(0)
+                self.run = (pat, late if (late > -np.inf).any() else None, np.full(pat.lengths.size, -np.inf))
+            else:
+                rows = pat.rows if sub is None else np.repeat(np.arange(sub.size), pat.lengths[sub])
+                arcs = pat.arcs[pat.indices if sub is None else pat.indices[_ranges(pat.indptr, sub)]]
+                late = np.full(start.size, -np.inf)
+                np.maximum.at(late, rows, self.until[arcs])
+                if (start + delay < late * (1 - 1e-12)).any():
+                    return True
+                np.maximum.at(self.until, arcs, sent[rows])
+                return False
+        _, late, last = self.run
+        # (late is None: nothing ran on these arcs before the run, so only the run's own earlier copies)
+        if late is not None and (start + delay < (late if sub is None else late[sub]) * (1 - 1e-12)).any():
+            return True
+        if sub is None:
+            self.run = (pat, late, sent)  # the whole pattern ran: its latest copy is all that counts
+        else:
+            last[sub] = sent
+        return False
+
+
 def simulate(schedule: Schedule, network: Network | nx.DiGraph, nbytes: int, *, itemsize: int = 4,
              params: ModelParams | None = None) -> SimResult:
     """Simulate ``schedule`` on a buffer of ``nbytes`` bytes with the flow model.
@@ -583,97 +943,160 @@ def simulate(schedule: Schedule, network: Network | nx.DiGraph, nbytes: int, *, 
     chunk_bytes = np.diff(offsets)
     uniform = chunk_bytes.size == 0 or chunk_bytes.min() == chunk_bytes.max()
     alpha, gamma = network.params.alpha, network.params.gamma
+    eager_below = network.params.eager_threshold
 
     ready = np.zeros(p)
     sync_t: float | None = 0.0  # when not None: every rank is ready at exactly this time
+    synced = (0, 0.0)  # (step, time): the last step all ranks were ready to start at one time
+    journal: list = []  # byte accounting since then: (pattern, flows or None, bytes), or (pattern, None, None) for a use
+    busy = _Busy(len(network.arcs))
+    clock_bytes = np.zeros(len(network.arcs))
     patterns: dict = {}  # (step key, nonzero mask) -> _Pattern
     lockstep: dict = {}  # step key -> [duration, uses, pattern, bytes] (uniform chunks only)
     runs: dict = {}  # (pattern key, bytes, starts) -> end offsets, for contended steps
 
-    for i in range(schedule.nsteps):
-        step = schedule.make_step(i)
+    i = 0
+    while i < schedule.nsteps:
+        step = key = None
+        if uniform:  # the lock-step and repeated-pattern paths need the step's key only
+            if schedule.key_of is None:
+                step = schedule.make_step(i)
+                key = step.key
+            else:
+                key = schedule.key_of(i)
+        i += 1
         if sync_t is not None and uniform:
-            hit = lockstep.get(step.key)
+            hit = lockstep.get(key)
             if hit is not None:
                 sync_t += hit[0]
                 hit[1] += 1
+                synced = (i, sync_t)
                 continue
+        clash = False
         if uniform and sync_t is None:
-            pat = patterns.get(step.key)
+            pat = patterns.get(key)
             if pat is not None and pat.pre is not None:
                 # a pattern seen before with all flows on links of their own: one vectorised update
-                duration, tail, _ = pat.pre
-                sent = np.maximum(ready[pat.src], ready[pat.dst]) + duration
-                if pat.perm and pat.src.size == p:
-                    new = np.empty(p)
-                    new[pat.src] = sent
-                    new[pat.dst] = np.maximum(new[pat.dst], sent + tail)
-                    ready = new
+                duration, tail, lat, red_cost, size = pat.pre
+                start = np.maximum(ready[pat.src], ready[pat.dst])
+                if eager_below:
+                    start = np.where(size < eager_below, ready[pat.src], start)
+                sent = start + duration
+                if busy.clash(pat, None, start, sent, alpha):
+                    clash = True
                 else:
-                    _advance(ready, pat, sent, sent + tail)
-                pat.uses += 1
-                if pat.nranks_involved == p and (ready == ready[0]).all():
-                    sync_t = float(ready[0])
+                    received = np.maximum(sent + lat, ready[pat.dst]) + red_cost if eager_below else sent + tail
+                    if pat.perm and pat.src.size == p:
+                        new = np.empty(p)
+                        new[pat.src] = sent
+                        new[pat.dst] = np.maximum(new[pat.dst], received)
+                        ready = new
+                    else:
+                        _advance(ready, pat, sent, received)
+                    pat.uses += 1
+                    journal.append((pat, None, None))
+                    if pat.nranks_involved == p and (ready == ready[0]).all():
+                        sync_t = float(ready[0])
+                        synced, journal = (i, sync_t), []
+                        busy.reset()
+                    continue
+        if step is None:
+            step = schedule.make_step(i - 1)
+        if not clash:
+            size = offsets[step.chunk + step.nchunks] - offsets[step.chunk]
+            nonzero = size > 0
+            if not nonzero.any():
                 continue
-        size = offsets[step.chunk + step.nchunks] - offsets[step.chunk]
-        nonzero = size > 0
-        if not nonzero.any():
-            continue
-        every = bool(nonzero.all())
-        src, dst, red = step.src, step.dst, step.reduce
-        if not every:
-            src, dst, red, size = src[nonzero], dst[nonzero], red[nonzero], size[nonzero]
-        full = patterns.get(step.key)
-        if full is None:
-            full = patterns[step.key] = network.compile(np.ascontiguousarray(step.src), np.ascontiguousarray(step.dst))
-        if every:
-            pkey, pat, sub = step.key, full, None
-        elif full.disjoint:
-            # a subset of flows that never share an arc: reuse the full pattern's arrays
-            pkey, pat, sub = step.key, full, np.flatnonzero(nonzero)
-        else:
-            pkey, sub = (step.key, nonzero.tobytes()), None
-            pat = patterns.get(pkey)
-            if pat is None:
-                pat = patterns[pkey] = network.compile(np.ascontiguousarray(src), np.ascontiguousarray(dst))
-        size = size.astype(float)
+            every = bool(nonzero.all())
+            src, dst, red = step.src, step.dst, step.reduce
+            if not every:
+                src, dst, red, size = src[nonzero], dst[nonzero], red[nonzero], size[nonzero]
+            full = patterns.get(step.key)
+            if full is None:
+                full = patterns[step.key] = network.compile(np.ascontiguousarray(step.src), np.ascontiguousarray(step.dst))
+            if every:
+                pkey, pat, sub = step.key, full, None
+            elif full.disjoint:
+                # a subset of flows that never share an arc: reuse the full pattern's arrays
+                pkey, pat, sub = step.key, full, np.flatnonzero(nonzero)
+            else:
+                pkey, sub = (step.key, nonzero.tobytes()), None
+                pat = patterns.get(pkey)
+                if pat is None:
+                    pat = patterns[pkey] = network.compile(np.ascontiguousarray(src), np.ascontiguousarray(dst))
+            size = size.astype(float)
+            eager = size < eager_below if eager_below else None
 
-        was_sync = sync_t is not None
-        if was_sync:
-            t0, rel = sync_t, None
-            ready.fill(sync_t)
-            sync_t = None
-        else:
-            s0 = np.maximum(ready[src], ready[dst])
-            t0 = float(s0.min())
-            rel = s0 - t0
-        if pat.disjoint:
-            rate = pat.static_rate if sub is None else pat.static_rate[sub]
-            end = (alpha if rel is None else rel + alpha) + size / rate
-        else:
-            rkey = (pkey, size.tobytes(), None if rel is None else rel.tobytes())
-            end = runs.get(rkey)
-            if end is None:
-                start = np.full(size.shape, alpha) if rel is None else rel + alpha
-                end = runs[rkey] = pat.run(start, size)
-        sent = t0 + end
+            was_sync = sync_t is not None
+            if was_sync:
+                t0, rel = sync_t, None
+                ready.fill(sync_t)
+                sync_t = None
+            else:
+                s0 = np.maximum(ready[src], ready[dst])
+                if eager is not None:
+                    s0 = np.where(eager, ready[src], s0)
+                t0 = float(s0.min())
+                rel = s0 - t0
+            if pat.disjoint:
+                rate = pat.static_rate if sub is None else pat.static_rate[sub]
+                end = (alpha if rel is None else rel + alpha) + size / rate
+            else:
+                rkey = (pkey, size.tobytes(), None if rel is None else rel.tobytes())
+                end = runs.get(rkey)
+                if end is None:
+                    start = np.full(size.shape, alpha) if rel is None else rel + alpha
+                    end = runs[rkey] = pat.run(start, size)
+            sent = t0 + end
+            flow_start = np.full(size.shape, t0 + alpha) if rel is None else t0 + rel + alpha
+            clash = not was_sync and busy.clash(pat, sub, flow_start, sent)
+        if clash:
+            # Flows of different steps would share an arc: from the last lock-step point on, every
+            # transfer runs on one event clock instead.
+            for pat_, sub_, size_ in journal:
+                if size_ is None:
+                    pat_.uses -= 1
+                elif sub_ is None:
+                    pat_.flow_bytes -= size_
+                else:
+                    pat_.flow_bytes[sub_] -= size_
+            journal = []
+            start_step, start_t = synced
+            clock = _Clock(schedule, network, offsets, patterns, start_step, np.full(p, start_t), eager_below)
+            sync_t = clock.run()
+            clock_bytes += clock.arc_bytes()
+            ready = clock.ready
+            busy.reset()
+            if sync_t is None:
+                break
+            i = int(clock.cur.min())
+            synced = (i, sync_t)
+            continue
+
         arrived = sent + (pat.latency if sub is None else pat.latency[sub])
+        if eager is not None:
+            arrived = np.maximum(arrived, ready[dst])
         recv_done = arrived + np.where(red, gamma * size, 0.0) if gamma else arrived
 
         _advance(ready, pat, sent, recv_done, src, dst)
         if sub is None:
             pat.flow_bytes += size
             if uniform and pat.disjoint:
-                pat.pre = (alpha + size / pat.static_rate, pat.latency + np.where(red, gamma * size, 0.0), size)
+                red_cost = np.where(red, gamma * size, 0.0)
+                pat.pre = (alpha + size / pat.static_rate, pat.latency + red_cost, pat.latency, red_cost, size)
         else:
             pat.flow_bytes[sub] += size
+        journal.append((pat, sub, size))
 
-        if sub is None and pat.nranks_involved == p:
-            first = ready[0]
-            if (ready == first).all():
-                sync_t = float(first)
-                if was_sync and uniform and step.key not in lockstep and every:
-                    lockstep[step.key] = [sync_t - t0, 0, pat, size]
+        if sub is None and pat.nranks_involved == p and (ready == ready[0]).all():
+            sync_t = float(ready[0])
+            synced, journal = (i, sync_t), []
+            busy.reset()
+            if was_sync and uniform and step.key not in lockstep and every:
+                lockstep[step.key] = [sync_t - t0, 0, pat, size]
+        elif was_sync:
+            busy.reset()
+            busy.clash(pat, sub, flow_start, sent)
 
     if sync_t is not None:
         ready.fill(sync_t)
@@ -681,8 +1104,8 @@ def simulate(schedule: Schedule, network: Network | nx.DiGraph, nbytes: int, *, 
         pat.flow_bytes += uses * size
     for pat in patterns.values():
         if pat.uses:
-            pat.flow_bytes += pat.uses * pat.pre[2]
-    arc_bytes = np.zeros(len(network.arcs))
+            pat.flow_bytes += pat.uses * pat.pre[4]
+    arc_bytes = clock_bytes
     for pat in patterns.values():
         if pat.arcs.size:
             np.add.at(arc_bytes, pat.arcs, pat.MT @ pat.flow_bytes)
