@@ -33,7 +33,7 @@ pipelined trees, eager sends), a rank that finished a step early starts its next
 ranks' flows of the step before still cross the links between switches; both get their max-min
 share. (Issue 16: recursive doubling on an ECMP leaf-spine, 1 MiB, takes 591 us; costing steps one
 after the other said 511 us; SimGrid says 595 us with its own latency convention and 591 us with
-this one. ``tests/test_simgrid_oracle.py`` holds the model against SimGrid on 80 cases.)
+this one. ``tests/test_simgrid_oracle.py`` holds the model against SimGrid on 81 cases.)
 
 How (see Scale): steps are simulated one after the other from the ranks' ready times, which is
 exact as long as no flow starts on an arc before a flow of an earlier step has left it, and every
