@@ -230,3 +230,30 @@ def test_failed_save_leaves_nothing(tmp_path, ext):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError, match="does not exist"):
         save(G, tmp_path / "missing" / f"r{ext}")
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "gpu_cluster:nodes=3,gpus_per_node=4,nics_per_node=2,fabric=fat_tree,nvls=true,sharp=true,routing=ecmp",
+        "cluster:nodes=2,hosts_per_node=3,nics_per_node=3",
+        "torus:dims=3x4x2",
+        "hypercube:d=3,routing=dor",
+    ],
+)
+@pytest.mark.parametrize("ext", [".json", ".graphml"])
+def test_round_trip_keeps_machines_routing_and_flags(tmp_path, spec, ext):
+    G = topologies.from_spec(spec)
+    save(G, tmp_path / f"t{ext}")
+    H = load(tmp_path / f"t{ext}")
+    assert topologies.endpoint_nodes(H) == topologies.endpoint_nodes(G)
+    assert all(type(H.nodes[e]["node"]) is int for e in H.graph["endpoints"])
+    assert topologies.nics_per_node(H) == topologies.nics_per_node(G)
+    for key in ("routing", "nics_per_node", "dims", "wrap"):
+        assert H.graph.get(key) == G.graph.get(key), key
+    for flag in ("nvls", "sharp"):
+        assert {n for n, d in H.nodes(data=True) if d.get(flag)} == {n for n, d in G.nodes(data=True) if d.get(flag)}
+    a, b = topologies.Router(G), topologies.Router(H)
+    assert a.policy == b.policy == G.graph["routing"]
+    n = len(G.graph["endpoints"])
+    assert [a.route_ranks(0, j) for j in range(n)] == [b.route_ranks(0, j) for j in range(n)]

@@ -6,6 +6,10 @@
   are written as ``str(id)``; the ``endpoints`` list is stored as a JSON string graph attribute;
   other graph attributes that are not str, int, float or bool are left out.
 
+Both keep what routing and the schedules need: the endpoints' ``node`` (machine), switch flags
+(``nvls``, ``sharp``) and the graph's ``routing``, ``nics_per_node``, ``dims`` and ``wrap``. A file
+that is not GraphML or node-link JSON is refused with one line saying what is wrong.
+
 >>> import os, tempfile
 >>> from topologies import ring
 >>> path = os.path.join(tempfile.mkdtemp(), "ring.graphml")

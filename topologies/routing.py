@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import operator
 import zlib
 from collections import OrderedDict
 from collections.abc import Hashable
@@ -161,18 +162,17 @@ class _HubDistances(_Distances):
         super().__init__()
         self.r, self.t, self.local = router, t, local
         self.via = router._from_hub[:, t]  # distance from each hub to t
+        self._via = self.via.tolist()
         self.memo: dict[int, float] = {}
 
     def covers(self, s: int) -> bool:
         return True
 
     def _of(self, nodes: list[int]) -> list[float]:
-        memo = self.memo
-        missing = [v for v in nodes if v not in memo]
-        if missing:
-            hub = (self.r._to_hub[:, missing] + self.via[:, None]).min(axis=0).tolist()
-            local = self.local
-            for v, x in zip(missing, hub, strict=True):
+        memo, local, via, column = self.memo, self.local, self._via, self.r._hub_column
+        for v in nodes:
+            if v not in memo:
+                x = min(map(operator.add, column(v), via))
                 y = local.get(v, _INF)
                 memo[v] = y if y < x else x
         return [memo[v] for v in nodes]
@@ -473,8 +473,16 @@ class Router:
         self._from_hub = dijkstra(forward, directed=True, indices=hubs)
         self._hub_hub = self._from_hub[:, hubs]  # [h, h2]: distance from hub h to hub h2
         self._hub_next_cache: dict[tuple[int, int], list[int]] = {}
+        self._hub_columns: dict[int, list[float]] = {}
         self._succ_pos_cache: dict[int, dict[int, int]] = {}
         self._hub_ready = True
+
+    def _hub_column(self, v: int) -> list[float]:
+        """Distances from node ``v`` to every hub, as a Python list (cached per node)."""
+        out = self._hub_columns.get(v)
+        if out is None:
+            out = self._hub_columns[v] = self._to_hub[:, v].tolist()
+        return out
 
     def _hub_next(self, h: int, h2: int) -> list[int]:
         """Positions in hub ``h``'s successors of the next hops on shortest paths from ``h`` to hub ``h2``."""

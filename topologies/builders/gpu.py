@@ -380,7 +380,7 @@ def cluster(
             host = f"n{s}_h{i}"
             eps.append(host)
             G.add_node(host, kind="host", layer=0, rail=i // share, **here)
-            add_link(G, host, f"n{s}_nic{i // share}", bw, lat, role="nic")
+            add_link(G, host, f"n{s}_nic{i // share}", bw, lat, role="network")
             if hpn > 1:
                 add_link(G, host, f"n{s}_sw", ibw, ilat, role="intra")
     G.graph["endpoints"] = eps

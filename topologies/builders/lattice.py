@@ -76,7 +76,8 @@ def torus(
         Seconds per link (default 1 us).
     routing : {"dor", "ecmp", "dmodk", "shortest"}
         Routing policy, kept in ``G.graph["routing"]`` (default ``"dor"``: dimension-order, one
-        dimension at a time, the shorter way around each ring; see :mod:`topologies.routing`).
+        dimension at a time, ``x`` (the last entry of ``dims``) first, the shorter way around each
+        ring; see :mod:`topologies.routing`).
 
     Returns
     -------
@@ -117,7 +118,8 @@ def mesh(
         Seconds per link (default 1 us).
     routing : {"dor", "ecmp", "dmodk", "shortest"}
         Routing policy, kept in ``G.graph["routing"]`` (default ``"dor"``: dimension-order, one
-        dimension at a time, the lowest first; see :mod:`topologies.routing`).
+        dimension at a time, ``x`` (the last entry of ``dims``) first; see
+        :mod:`topologies.routing`).
 
     Returns
     -------
