@@ -60,6 +60,16 @@ tree (double binary tree, ``S`` segments per tree, segment ``s = n / (2S)``)
 
 With ``p = 1`` or ``n = 0`` every cost is 0 (the runtimes send nothing).
 
+Schedules without a closed form
+-------------------------------
+``hierarchical``, and ``ring`` or ``tree`` with ``channels`` or a ``layout``, are costed by walking
+their steps without link contention (:func:`walk`): a transfer of ``b`` bytes from ``i`` to ``j``
+starts when both ranks have finished their previous step, and takes
+:math:`\alpha + b_{ij}/B_{ij}` to leave and :math:`L_{ij}` more to arrive (plus :math:`b\gamma` if
+reduced), with ``B_ij`` and ``L_ij`` the narrowest usable bandwidth and the latency of the route
+``i -> j`` and ``b_ij`` every byte the step sends from ``i`` to ``j`` (transfers between one pair
+share its bandwidth). On a uniform fully connected network this is the flow model's time.
+
 Examples
 --------
 >>> t = cost("allreduce", "ring", 4, 4_000_000, bandwidth=1e9, latency=1e-6)
@@ -74,7 +84,11 @@ import numpy as np
 from collectives.algorithms import algorithm_params, check_algorithm, check_collective, get_schedule
 from sim.params import DEFAULT_PARAMS, ModelParams
 
-__all__ = ["cost", "uniform_link", "route_link", "predict"]
+__all__ = ["CLOSED_FORMS", "cost", "uniform_link", "route_link", "walk", "predict"]
+
+
+#: Algorithms with closed forms (flat schedules: no channels, no layout).
+CLOSED_FORMS = ("ring", "tree", "recursive_halving", "recursive_doubling")
 
 
 def _clip(x, lo, hi):
@@ -228,18 +242,64 @@ def route_link(network, schedule) -> tuple[float, float]:
     return bandwidth, latency
 
 
+def walk(schedule, network, nbytes: int, *, itemsize: int = 4) -> float:
+    """Seconds of ``schedule`` walked step by step without link contention (module docstring).
+
+    Each transfer uses its route's narrowest usable bandwidth and its route latency
+    (:meth:`sim.flow.Network.route_latency`); transfers of one step between the same pair of ranks
+    share the pair's bandwidth.
+    """
+    from sim.flow import element_count
+
+    p = schedule.nranks
+    count = element_count(schedule, nbytes, itemsize)
+    offsets = schedule.chunk_offsets(count) * itemsize
+    alpha, gamma = network.params.alpha, network.params.gamma
+    ready = np.zeros(p)
+    links: dict[int, tuple[float, float]] = {}
+    for i in range(schedule.nsteps):
+        step = schedule.make_step(i)
+        size = (offsets[step.chunk + step.nchunks] - offsets[step.chunk]).astype(float)
+        keep = size > 0
+        if not keep.any():
+            continue
+        src, dst, red, size = step.src[keep], step.dst[keep], step.reduce[keep], size[keep]
+        pair = src * p + dst
+        uniq, inv = np.unique(pair, return_inverse=True)
+        total = np.bincount(inv, weights=size)[inv]
+        for k in uniq.tolist():
+            if k not in links:
+                a, b = divmod(k, p)
+                links[k] = (float(network.capacity[network.path(a, b)].min()), network.route_latency(a, b))
+        bw = np.array([links[k][0] for k in uniq.tolist()])[inv]
+        lat = np.array([links[k][1] for k in uniq.tolist()])[inv]
+        start = np.maximum(ready[src], ready[dst])
+        sent = start + alpha + total / bw
+        done = sent + lat + np.where(red, gamma * size, 0.0)
+        upd = np.full(p, -np.inf)
+        np.maximum.at(upd, src, sent)
+        np.maximum.at(upd, dst, done)
+        involved = upd > -np.inf
+        ready[involved] = upd[involved]
+    return float(ready.max()) if p else 0.0
+
+
 def predict(schedule, network, nbytes: int, *, itemsize: int = 4, params: ModelParams | None = None):
     """Analytic prediction for a schedule on a network, as a :class:`sim.flow.SimResult`.
 
     The topology is seen through :func:`route_link` (the links the schedule crosses); per-link
     results are left empty.
     """
-    from sim.flow import Network, SimResult, element_count
+    from sim.flow import Network, element_count
 
     if not isinstance(network, Network):
         network = Network(network, params if params is not None else DEFAULT_PARAMS)
     p = schedule.nranks
     count = element_count(schedule, nbytes, itemsize)
+    flat = schedule.algorithm in CLOSED_FORMS and not ({"channels", "layout"} & set(schedule.params))
+    if not flat:
+        t = walk(schedule, network, nbytes, itemsize=itemsize)
+        return _result(schedule, network, count, itemsize, t)
     bandwidth, latency = route_link(network, schedule)
     prm = network.params
     t = cost(
@@ -253,6 +313,13 @@ def predict(schedule, network, nbytes: int, *, itemsize: int = 4, params: ModelP
         gamma=prm.gamma,
         segments=schedule.params.get("segments"),
     )
+    return _result(schedule, network, count, itemsize, t)
+
+
+def _result(schedule, network, count: int, itemsize: int, t: float):
+    from sim.flow import SimResult
+
+    p = schedule.nranks
     return SimResult(
         collective=schedule.collective,
         algorithm=schedule.algorithm,

@@ -112,3 +112,18 @@ def test_route_link_sees_only_the_links_the_schedule_crosses():
     bandwidth, latency = route_link(net, get_schedule("allreduce", "ring", 4))
     assert bandwidth == 450e9 and latency == pytest.approx(1e-6)  # two NVLink hops of 0.5 us
     assert uniform_link(net, 4)[0] == 50e9
+
+
+@pytest.mark.parametrize("algorithm", ["ring", "tree", "hierarchical"])
+def test_layout_schedules_are_walked_and_agree_with_flow_where_links_are_not_shared(algorithm):
+    """Ring/tree with channels and hierarchical have no closed form: the analytic model walks their steps."""
+    from collectives import algorithm_params
+    from collectives.layout import Layout
+
+    p = 8
+    layout = Layout.regular(2, 4, nics_per_node=2)
+    schedule = get_schedule("allreduce", algorithm, p, **algorithm_params(algorithm, p, 1 << 22, layout=layout))
+    assert {"channels", "layout"} & set(schedule.params)
+    net = uniform(p)
+    nbytes = schedule.nchunks * 1024 * 4
+    assert predict(schedule, net, nbytes).time == pytest.approx(simulate(schedule, net, nbytes).time, rel=1e-9)
