@@ -542,7 +542,7 @@ def pin_plan(nranks: int, pin: bool = True) -> tuple[list[int] | None, str]:
     if len(cores) < nranks:
         return None, f"not pinned: {nranks} ranks but only {len(cores)} usable cores ({_ranges(cores)})"
     mine = cores[:nranks]
-    return mine, f"pinned: rank r on core {_ranges(mine)}[r], with all its threads (one core per rank)"
+    return mine, f"pinned: rank r on core {_ranges(mine)}[r] with all its threads"
 
 
 def _ranges(cores: Sequence[int]) -> str:
