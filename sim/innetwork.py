@@ -32,10 +32,11 @@ them), so every arc carries all its bytes over the whole collective:
 .. math::  t = L + \max_{\text{arcs } a} \frac{\text{bytes}(a)}{f \cdot C_a}
 
 with :math:`C_a` the arc's usable bandwidth (:class:`sim.params.ModelParams`), :math:`f` NCCL's
-efficiency of the algorithm (NVLS 0.85, ``nvlsEfficiency`` for Hopper; CollNet 0.9) and :math:`L`
-NCCL's latency (``src/graph/tuning.cc``): NVLS 25 us (``hwLat[NVLINK][NVLS]``), plus 18 us
-(``hwLat[NET][NVLS]``) across nodes; CollNet Direct
-:math:`2(\min(1, q-1)\cdot 3.7 + (q-1)\cdot 0.4) + 31` us. Both use NCCL's Simple protocol only.
+efficiency of the algorithm (NVLS 0.85: ``nvlsEfficiency`` for Hopper in NCCL 2.2x; CollNet 0.9:
+NCCL 2.8's ``busBw *= .9`` for CollNet) and :math:`L` NCCL's latency (``src/graph/tuning.cc``):
+NVLS 25 us (``hwLat[NVLINK][NVLS]`` in 2.2x, 23 in v2.19), plus 18 us (``hwLat[NET][NVLS]``)
+across nodes; CollNet Direct :math:`2(\min(1, q-1)\cdot 3.7 + (q-1)\cdot 0.4) + 31` us (v2.19).
+Both use NCCL's Simple protocol only.
 The same cost serves the flow and the analytic model.
 
 Examples

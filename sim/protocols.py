@@ -39,10 +39,13 @@ come here.
 Constants (microseconds, GB/s)
 ------------------------------
 From NVIDIA NCCL ``src/graph/tuning.cc`` (``baseLat``, ``hwLat``, ``llMaxBws``, the bandwidth
-refinements of ``ncclTopoTuneModel``), as of the 2.2x releases (``ncclTunerConstantsDefaults``);
-the ring rows are unchanged since v2.19 (commit b6475625). Newer releases lowered the tree's
-Simple hop latency from 28 us to 4 us; NCCL's comment on the old value says it included "the
-latency [of] a 256kB chunk", which the simulation already pays as transfer time.
+refinements of ``ncclTopoTuneModel``). Two versions were read: v2.19 (commit b6475625, read
+directly) and the 2.2x defaults (``ncclTunerConstantsDefaults``, from a public description of
+them, since that file was not available to read). The table uses the 2.2x values, as the H200 data
+(NCCL 2.30) ran with them; where they differ from v2.19: the tree's Simple hop latency was 28 us
+(NVLink, PCIe, network; NCCL's comment: "the latency [of] a 256kB chunk", which the simulation pays
+as transfer time anyway), its Simple base latency 0, the ring's LL fraction 1/4 and Hopper's
+``llMaxBw`` row 87.7 / 22.5 / 19.0. The ring rows are the same in both.
 
 ===========  ==============  ===================  ==================  ==================
 family       base LL/128/S   NVLink hop LL/128/S  PCIe hop LL/128/S   net hop LL/128/S
@@ -53,8 +56,8 @@ tree         6.8 / 14 / 8.4  0.6 / 1.25 / 4.0     1.0 / 1.9 / 4.0     5.0 / 8.5 
 
 Bandwidth fractions (``ncclTopoTuneModel``):
 
-* ring: LL 0.5 (capped at ``llMaxBw``), LL128 0.92 (0.7 with fewer than 2 GPUs per node),
-  Simple 1.
+* ring: LL 0.5 (capped at ``llMaxBw``; 1/4 in v2.19), LL128 0.92 (0.7 with fewer than 2 GPUs
+  per node), Simple 1.
 * tree: Simple 0.92; LL 0.92 / 3.8 (capped at ``llMaxBw``); LL128 0.92 x 7/9 on one node,
   0.92 x 120/128 across nodes.
 * ``llMaxBw`` (bus GB/s) by GPU generation and 1 / 2 / more nodes: Volta 39 / 39 / 20.4, Ampere
