@@ -274,18 +274,22 @@ def format_report(report: dict, datasets: dict) -> str:
     return "\n".join(lines)
 
 
-def write_nccl_tests(points: list[dict], path, *, nranks: int | None = None, hosts: list[str] | None = None) -> None:
+def write_nccl_tests(points: list[dict], path, *, nranks: int | None = None, hosts: list[str] | None = None,
+                     note: str = "") -> None:
     """Write measured points of one collective and world size in nccl-tests' ``all_reduce_perf`` layout.
 
     Out-of-place and in-place columns both carry the published time (the sources give one); ``#wrong`` is 0.
+    ``note`` becomes a first ``#`` line (nccl-tests readers skip ``#`` lines).
     """
     from sim.results import busbw_factor
 
     n = nranks or points[0]["nranks"]
-    hosts = hosts or ["node0"] * n
+    nodes = points[0].get("nodes", 1)
+    hosts = hosts or [f"node{r * nodes // n}" for r in range(n)]
     lo, hi = min(p["size"] for p in points), max(p["size"] for p in points)
-    lines = [f"# nThread 1 nGpus 1 minBytes {lo} maxBytes {hi} step: 2(factor) warmup iters: 5 iters: 20 agg iters: 1 "
-             "validation: 1 graph: 0", "#", "# Using devices"]
+    lines = [f"# {note}"] if note else []
+    lines += [f"# nThread 1 nGpus 1 minBytes {lo} maxBytes {hi} step: 2(factor) warmup iters: 5 iters: 20 agg iters: 1 "
+              "validation: 1 graph: 0", "#", "# Using devices"]
     for r in range(n):
         lines.append(f"#  Rank {r:2d} Group  0 Pid {1000 + r:6d} on {hosts[r]:>10} device {r % 8:2d} [0x{r:02x}] GPU")
     lines += ["#",
@@ -310,7 +314,21 @@ def main(argv=None) -> int:
     ap.add_argument("--datasets", default=None, help="comma-separated dataset names (default: all)")
     ap.add_argument("--model", default="flow", choices=("flow", "analytic"))
     ap.add_argument("--no-write", action="store_true", help="print only; do not write benchmarks/results/published.*")
+    ap.add_argument("--nccl-tests", metavar="DATASET", default=None,
+                    help="instead: print DATASET's points (one world size) in nccl-tests' all_reduce_perf layout")
     args = ap.parse_args(argv)
+    if args.nccl_tests:
+        import tempfile
+
+        ds = load()["datasets"].get(args.nccl_tests)
+        if ds is None or len({(p["collective"], p["nranks"]) for p in ds["points"]}) != 1:
+            ap.error(f"--nccl-tests: give a dataset of one collective and world size (e.g. D7, D8), got {args.nccl_tests!r}")
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "all_reduce_perf.txt"
+            write_nccl_tests(ds["points"], out, note=f"collsim: dataset {args.nccl_tests} of benchmarks/data/published.json "
+                             "in nccl-tests' layout (published numbers, not a raw log)")
+            print(out.read_text(), end="")
+        return 0
     data = load()
     datasets = data["datasets"]
     if args.datasets:
