@@ -77,7 +77,7 @@ def test_latency_still_comes_first():
         ("fat_tree:k=4", "dmodk"),
         ("leaf_spine", "dmodk"),
         ("gpu_cluster", "dmodk"),
-        ("cluster", "dmodk"),
+        ("cluster", "ecmp"),
         ("torus:dims=4x4", "dor"),
         ("mesh:dims=3x3", "dor"),
         ("hypercube:d=3", "ecmp"),

@@ -37,9 +37,9 @@ Policies (``Router(G, policy=...)``; default: the graph's ``routing`` attribute,
         higher coordinates, except from the middle coordinate to 0). So a torus ``dims=(8, 4)``
         routes as SimGrid's torus ``4,8``. Routes between non-endpoints use ``shortest``.
 Defaults of the builders
-    ``dmodk``: ``fat_tree``, ``leaf_spine``, ``gpu_cluster`` and ``cluster`` (InfiniBand-like
-    fabrics); ``dor``: ``torus`` and ``mesh``; ``ecmp``: everything else (ring, line, switch,
-    fully_connected, hypercube, dragonfly, hand-built graphs).
+    ``dmodk``: ``fat_tree``, ``leaf_spine`` and ``gpu_cluster`` (InfiniBand-like fabrics); ``dor``:
+    ``torus`` and ``mesh``; ``ecmp``: everything else (ring, line, switch, fully_connected,
+    hypercube, dragonfly, the CPU ``cluster``, hand-built graphs).
 Caching and speed
     Routes are cached per ``(src, dst)``. A route needs every node's distance to ``dst`` only as far
     out as ``src``: a small pure-Python Dijkstra (at most :attr:`Router.LOCAL_BUDGET` arcs) finds

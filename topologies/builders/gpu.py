@@ -6,7 +6,9 @@
 
 Every endpoint carries ``node`` (its machine's index); endpoints are numbered machine by machine, so
 rank ``r`` is local rank ``r % per_node`` of machine ``r // per_node``. The graph carries
-``nics_per_node``. Routing defaults to ``dmodk`` (InfiniBand-like fabrics).
+``nics_per_node``. Routing defaults to ``dmodk`` for GPU clusters (InfiniBand-like fabrics) and to
+``ecmp`` for the CPU ``cluster`` (Ethernet; its routes have no choice to make anyway: every host has
+one way out, its NIC).
 """
 
 from __future__ import annotations
@@ -300,7 +302,7 @@ def cluster(
     latency: Latency = 1e-6,
     intra_bandwidth: Bandwidth = 4 * GBPS_100,
     intra_latency: Latency = 0.5e-6,
-    routing: Routing = "dmodk",
+    routing: Routing = "ecmp",
 ) -> nx.DiGraph:
     """Build CPU machines of several hosts each, joined through their NICs by one fabric switch.
 
@@ -331,8 +333,8 @@ def cluster(
         seconds (1 us).
     intra_bandwidth, intra_latency : float
         Host to machine switch links (default 400 Gb/s, 0.5 us).
-    routing : {"dmodk", "ecmp", "shortest"}
-        Routing policy, kept in ``G.graph["routing"]`` (default ``"dmodk"``; see
+    routing : {"ecmp", "dmodk", "shortest"}
+        Routing policy, kept in ``G.graph["routing"]`` (default ``"ecmp"``, Ethernet's; see
         :mod:`topologies.routing`).
 
     Returns
@@ -384,5 +386,5 @@ def cluster(
             if hpn > 1:
                 add_link(G, host, f"n{s}_sw", ibw, ilat, role="intra")
     G.graph["endpoints"] = eps
-    set_routing(G, routing, "dmodk")
+    set_routing(G, routing, "ecmp")
     return G
