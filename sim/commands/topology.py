@@ -1,7 +1,12 @@
 """``collsim topology SPEC``: build a topology, print its summary, optionally draw or save it.
 
+The summary: counts of endpoints, GPUs, NICs, switches and links; machines (``nodes``: endpoints
+that share a ``node``), NICs per node, the routing policy, each node's injection bandwidth (its NIC
+links into the fabric), link bandwidths, bisection and diameter.
+
 Example::
 
+    collsim topology gpu_cluster:nodes=2,nics_per_node=4,fabric=fat_tree --draw cluster.png
     collsim topology fat_tree:k=4,bandwidth=100Gbps --draw fat_tree.png --save fat_tree.graphml
     collsim topology --list
 """
@@ -38,7 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.epilog = (
         "units: bandwidth in bits or bytes per second (100Gbps, 400Gb/s, 50GB/s, 12.5e9bytes/s),\n"
-        "latency in s, ms, us, ns (1us). Run with --list for every topology's parameters."
+        "latency in s, ms, us, ns (1us); a number without its unit is refused.\n"
+        "The summary names the machines (endpoints sharing a node), NICs per node, the routing\n"
+        "policy (routing=ecmp|dmodk|shortest|dor) and each node's injection bandwidth.\n"
+        "Run with --list for every topology's parameters."
     )
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
 
