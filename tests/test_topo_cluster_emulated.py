@@ -1,4 +1,4 @@
-"""The emulated ``cluster``: two NICs per machine really carry two flows at once, one NIC shares them.
+"""The emulated ``cluster``: two NICs per machine carry two flows at twice one NIC's rate; one NIC shares them.
 
 Needs root, network namespaces and the tbf qdisc (skipped otherwise, with the probe's reason). Each
 test moves a few MB at 20 Mbit/s: a few seconds.
@@ -28,9 +28,9 @@ while True:
     if not b:
         break
     if t0 is None:
-        t0 = time.perf_counter()
+        t0 = time.monotonic()
     n += len(b)
-print(n, n / (time.perf_counter() - t0), flush=True)
+print(n, t0, time.monotonic(), flush=True)
 """
 SOURCE = """
 import socket, sys
@@ -39,8 +39,10 @@ s = socket.create_connection((sys.argv[1], 5001)); s.sendall(b"x" * int(sys.argv
 RATE = 20e6 / 8  # 20 Mbit/s per NIC link
 
 
-def concurrent_rates(emu: Emulation, pairs, nbytes: int) -> list[float]:
-    """Bytes/s of TCP transfers for ``pairs`` of ranks, all running at once."""
+def aggregate_rate(emu: Emulation, pairs, nbytes: int) -> float:
+    """Bytes/s of TCP transfers for ``pairs`` of ranks, all running at once: all bytes over the time
+    from the first byte received to the last (TCP need not share a link evenly, so no flow's own
+    rate is checked)."""
     sinks = [emu.run(j, [sys.executable, "-c", SINK, emu.host_address(j)], stdout=subprocess.PIPE, text=True)
              for _, j in pairs]
     for sink in sinks:
@@ -48,21 +50,21 @@ def concurrent_rates(emu: Emulation, pairs, nbytes: int) -> list[float]:
     sources = [emu.run(i, [sys.executable, "-c", SOURCE, emu.host_address(j), str(nbytes)]) for i, j in pairs]
     for source in sources:
         assert source.wait(timeout=120) == 0
-    rates = []
+    first, last = [], []
     for sink in sinks:
-        received, rate = sink.communicate(timeout=120)[0].split()
+        received, t0, t1 = sink.communicate(timeout=120)[0].split()
         assert int(received) == nbytes
-        rates.append(float(rate))
-    return rates
+        first.append(float(t0))
+        last.append(float(t1))
+    return len(pairs) * nbytes / (max(last) - min(first))
 
 
-@pytest.mark.parametrize("nics, share", [(2, 1.0), (1, 0.5)])
-def test_each_local_rank_has_its_own_nic(nics, share):
+@pytest.mark.parametrize("nics", [2, 1])
+def test_each_local_rank_has_its_own_nic(nics):
     # Both hosts of machine 0 send to machine 1 at once (as the two channels of a ring that leave a
     # machine at different local ranks do). With two NICs per machine the flows leave and enter
-    # through different NICs and each gets a NIC's rate; with one NIC they share it and get half.
+    # through different NICs and together move two NICs' worth; with one NIC they share it.
     G = topologies.cluster(2, 2, nics, bandwidth=RATE, intra_bandwidth=8 * RATE)
     with Emulation(G) as emu:
-        rates = concurrent_rates(emu, [(0, 2), (1, 3)], 3 << 20)
-    for rate in rates:
-        assert 0.75 * share * RATE < rate < 1.05 * share * RATE, (rates, share * RATE)
+        rate = aggregate_rate(emu, [(0, 2), (1, 3)], 3 << 20)
+    assert 0.75 * nics * RATE < rate < 1.05 * nics * RATE, (rate, nics * RATE)
