@@ -70,10 +70,7 @@ def test_out_of_the_box_h100_ring_is_near_the_published_370(model):
 @pytest.mark.parametrize("fabric", [
     "single",
     "fat_tree",
-    pytest.param("rail", marks=pytest.mark.xfail(strict=True, reason=(
-        "the channel rings cross nodes from local rank r to r+1 and the router breaks the tie between the "
-        "source-rail and the destination-rail (PXN) path differently for neighbouring channels, so two channels "
-        "share a rail and 4 of 8 rails carry data (96 GB/s)"))),
+    "rail",
 ])
 def test_two_nodes_eight_nics_ring_with_channels(fabric):
     """Issue 12's done-when: gpu_cluster 2x8, 8 NICs of 200 Gb/s, ring at 8 GiB: busbw 150-400 (25 before)."""

@@ -274,3 +274,17 @@ def test_route_does_not_depend_on_search_or_request_order(spec):
     expected = [python_first.route(s, t) for s, t in pairs]
     assert [scipy_only.route(s, t) for s, t in pairs] == expected
     assert [backwards.route(s, t) for s, t in reversed(pairs)][::-1] == expected
+
+
+def test_pxn_cross_rail_leaves_through_the_destination_rail():
+    """Between servers, a GPU reaches a GPU on another rail over NVLink first (NCCL's PXN), so the
+    flows 0->9 and 1->10 of neighbouring channels use different rails."""
+    from topologies import gpu_cluster
+
+    r = Router(gpu_cluster(nodes=2, gpus_per_node=8))
+    rails = []
+    for i, j in [(0, 9), (1, 10), (7, 8)]:
+        path = r.route_ranks(i, j)
+        assert path[0][1] == "n0_nvswitch"
+        rails.append({v for _, v in path if str(v).startswith("rail")})
+    assert rails == [{"rail1"}, {"rail2"}, {"rail0"}]

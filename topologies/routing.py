@@ -9,7 +9,10 @@ Path cost
 Widest among the shortest
     A flow ``(src, dst)`` follows only shortest paths, and among them only those whose narrowest arc
     is widest (largest bottleneck bandwidth). So a transfer between two GPUs that NVLink joins never
-    detours over an equally short PCIe path. At every node ``u`` on the way, the *candidates* are
+    detours over an equally short PCIe path. Where such paths still tie, the ones whose next arc is
+    widest win: a GPU sending to another server's GPU on a different rail first crosses NVLink to
+    its own server's GPU on the destination's rail and leaves through that GPU's NIC, as NCCL's PXN
+    does, so rings whose channels cross at different GPUs spread over all rails. At every node ``u`` on the way, the *candidates* are
     the neighbours ``v`` on such a path to ``dst``; the policy picks one.
 Policies (``Router(G, policy=...)``; default: the graph's ``routing`` attribute, else ``ecmp``)
     ``ecmp``
@@ -585,7 +588,11 @@ class Router:
             if len(vs) > 1 and not uniform:
                 widths = [min(b, self._width(v, D, t)) for v, b in zip(vs, bws, strict=True)]
                 best = max(widths)
-                vs = [v for v, w in zip(vs, widths, strict=True) if w == best]
+                keep = [i for i, w in enumerate(widths) if w == best]
+                # PXN: where paths tie, take the widest arc first, so data crosses NVLink to the
+                # GPU on the destination's rail before it leaves the server (as NCCL's PXN does)
+                first = max(bws[i] for i in keep)
+                vs = [vs[i] for i in keep if bws[i] == first]
             k = len(vs)
             if k == 1:
                 v = vs[0]
