@@ -137,6 +137,7 @@ import torch.distributed as dist
 from collectives.algorithms import ALGORITHMS, get_schedule
 from collectives.layout import Layout
 from collectives.plan import (
+    blocked_params,
     check_layout,
     format_algorithm,
     labels_from_env,
@@ -144,7 +145,6 @@ from collectives.plan import (
     nics_from_env,
     parse_algorithm,
     program_for,
-    rank_blocked,
     run_params,
     runnable_algorithms,
     takes_layout,
@@ -751,14 +751,13 @@ def _params(fn: str, collective: str, name: str, spec: dict, group, nranks: int,
             layout: Layout | None, channels, device: torch.device) -> tuple:
     """The generator parameters of this call (finding the layout if the algorithm takes one)."""
     try:
-        run_params(name, spec, nranks, nbytes, channels=channels)  # bad channels or spec: before any communication
         if layout is not None:
             layout = check_layout(layout, nranks)
         elif nranks > 1 and takes_layout(name):
+            run_params(name, spec, nranks, nbytes, channels=channels)  # bad channels: refused before the all-gather
             layout = find_layout(group, device)
         params = run_params(name, spec, nranks, nbytes, layout=layout, channels=channels)
-        if collective != "allreduce" and nranks > 1 and not rank_blocked(
-                get_schedule(collective, name, nranks, **dict(params))):
+        if collective != "allreduce" and nranks > 1 and not blocked_params(collective, name, nranks, params):
             where = f" on layout {layout.describe()}" if layout is not None else ""
             raise ValueError(f"{format_algorithm(name, spec)}{where} does not leave block r on rank r, so it cannot run "
                              f"{collective}; use it for all_reduce, or choose from: "

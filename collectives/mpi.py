@@ -80,17 +80,17 @@ from typing import Any, NamedTuple
 import numpy as np
 from mpi4py import MPI
 
-from collectives.algorithms import ALGORITHMS, get_schedule
+from collectives.algorithms import ALGORITHMS
 from collectives.layout import Layout
 from collectives.plan import (
     RankProgram,
+    blocked_params,
     check_layout,
     labels_from_env,
     layout_of_ranks,
     nics_from_env,
     parse_algorithm,
     program_for,
-    rank_blocked,
     run_params,
     runnable_algorithms,
     takes_layout,
@@ -424,7 +424,7 @@ def _params(comm: MPI.Intracomm, collective: str, spec: str, nbytes: int, layout
     if layout is None and nranks > 1 and takes_layout(name):
         layout = find_layout(comm)
     params = run_params(name, params, nranks, nbytes, layout=layout, channels=channels)
-    if collective != "allreduce" and nranks > 1 and not rank_blocked(get_schedule(collective, name, nranks, **dict(params))):
+    if collective != "allreduce" and nranks > 1 and not blocked_params(collective, name, nranks, params):
         raise ValueError(f"{collective}: {spec} on layout {layout.describe() if layout else 'flat'} does not leave "
                          f"block r on rank r; use it for all_reduce, or choose from: "
                          f"{', '.join(a for a in (AUTO, *allowed_algorithms(collective)) if a != name)}")

@@ -55,7 +55,6 @@ from collectives.algorithms import (
     check_algorithm,
     collectives_of,
     get_schedule,
-    takes,
 )
 from collectives.layout import Layout
 from collectives.schedule import Schedule
@@ -80,6 +79,7 @@ __all__ = [
     "check_layout",
     "run_params",
     "rank_blocked",
+    "blocked_params",
 ]
 
 #: Node label per world rank, comma-separated: overrides layout discovery in both runtimes.
@@ -169,15 +169,17 @@ def program_for(collective: str, algorithm: str, nranks: int, rank: int, count: 
 # what a runtime runs: algorithm specs, layouts, generator parameters
 
 
+@cache
 def _generator_parameters(algorithm: str) -> tuple[str, ...]:
-    """Keyword parameters of the algorithm's allreduce generator (beyond ``nranks``)."""
+    """Keyword parameters of the algorithm's allreduce generator (beyond ``nranks``); cached, as
+    ``inspect.signature`` costs tens of microseconds and the runtimes ask on every call."""
     fn = ALGORITHMS[check_algorithm(algorithm)].allreduce
     return tuple(name for name in inspect.signature(fn).parameters if name != "nranks")
 
 
 def takes_layout(algorithm: str) -> bool:
     """Whether ``algorithm``'s schedules follow a :class:`Layout` (the runtime must find one)."""
-    return takes(algorithm, "layout")
+    return "layout" in _generator_parameters(algorithm)
 
 
 @cache
@@ -209,6 +211,12 @@ def parse_algorithm(text: str) -> tuple[str, dict[str, int | str]]:
     """
     if not isinstance(text, str):
         raise ValueError(f"algorithm must be a string like 'ring' or 'ring:channels=2', got {text!r}")
+    name, params = _parse_algorithm(text)
+    return name, dict(params)
+
+
+@lru_cache(maxsize=256)
+def _parse_algorithm(text: str) -> tuple[str, tuple]:
     name, _, rest = text.strip().partition(":")
     name = check_algorithm(name.strip())
     params: dict[str, int | str] = {}
@@ -223,7 +231,7 @@ def parse_algorithm(text: str) -> tuple[str, dict[str, int | str]]:
         if key in params:
             raise ValueError(f"algorithm {text!r}: parameter {key!r} given twice")
         params[key] = int(value) if value.lstrip("-").isdigit() else value
-    return name, params
+    return name, tuple(params.items())
 
 
 def format_algorithm(name: str, params: Mapping[str, int | str] | None = None) -> str:
@@ -341,24 +349,40 @@ def run_params(algorithm: str, spec: Mapping[str, int | str], nranks: int, nbyte
         The caller's ``channels`` argument; None leaves it to the spec, then to ``"auto"``
         (``layout.nics_per_node``, 1 without a layout).
     """
-    spec = dict(spec)
     channels = _check_channels(channels)
+    try:
+        return _run_params(algorithm, tuple(spec.items()), nranks, nbytes, layout, channels)
+    except TypeError:  # an unhashable value: check it the long way (it is refused below)
+        return _run_params.__wrapped__(algorithm, tuple(spec.items()), nranks, nbytes, layout, channels)
+
+
+@lru_cache(maxsize=1024)
+def _run_params(algorithm: str, spec: tuple, nranks: int, nbytes: int, layout, channels) -> tuple:
+    """:func:`run_params` on hashable arguments, cached (the runtimes ask on every call)."""
+    spec = dict(spec)
     if "channels" in spec:
         from_spec = _check_channels(spec.pop("channels"))
         if channels is not None and channels != from_spec:
             raise ValueError(f"channels={channels!r} contradicts the algorithm spec's channels={from_spec!r}")
         channels = from_spec
     kwargs = {}
-    if takes(algorithm, "layout") and layout is not None:
+    accepted = _generator_parameters(algorithm)
+    if "layout" in accepted and layout is not None:
         kwargs["layout"] = layout
     if channels is not None:
-        if not takes(algorithm, "channels"):
+        if "channels" not in accepted:
             raise ValueError(f"{algorithm} takes no channels; algorithms with channels: "
-                             f"{', '.join(a for a in ALGORITHMS if takes(a, 'channels'))}")
+                             f"{', '.join(a for a in ALGORITHMS if 'channels' in _generator_parameters(a))}")
         kwargs["channels"] = channels
     params = algorithm_params(algorithm, nranks, nbytes, **kwargs)
     params.update(spec)
     return tuple(sorted(params.items()))
+
+
+@lru_cache(maxsize=256)
+def blocked_params(collective: str, algorithm: str, nranks: int, params: tuple) -> bool:
+    """:func:`rank_blocked` of the registry's schedule with ``params`` (as :func:`run_params` gives them); cached."""
+    return rank_blocked(get_schedule(collective, algorithm, nranks, **dict(params)))
 
 
 def rank_blocked(schedule: Schedule) -> bool:
