@@ -521,11 +521,14 @@ def _grouped_maxmin(arc: np.ndarray, flow: np.ndarray, vcap: np.ndarray, vgroup:
 
 def _ranges(ptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Concatenated ``arange(ptr[r], ptr[r + 1])`` for every ``r`` in ``rows`` (a CSR row gather)."""
-    lens = ptr[rows + 1] - ptr[rows]
+    first = ptr[rows]
+    lens = ptr[rows + 1] - first
     total = int(lens.sum())
+    if total == rows.size and (lens == 1).all():
+        return first  # one entry per row, the common case
     if total == 0:
         return np.zeros(0, dtype=np.int64)
-    return np.repeat(ptr[rows] - np.cumsum(lens) + lens, lens) + np.arange(total)
+    return np.repeat(first - np.cumsum(lens) + lens, lens) + np.arange(total)
 
 
 class _LiveStep:
@@ -536,6 +539,7 @@ class _LiveStep:
         self.shortest = float(alone.min())  # shortest transfer time of the step, alone on its route
         self.src, self.dst, self.size = src, dst, size
         self.red_cost, self.latency, self.eager = red_cost, latency, eager
+        self.any_eager = bool(eager.any())
         self.ptr, self.arcs = ptr, arcs  # transfer k crosses the clock's arcs arcs[ptr[k]:ptr[k + 1]]
         n = src.shape[0]
         self.by_src = np.argsort(src, kind="stable")
@@ -660,6 +664,8 @@ class _Clock:
                 st.started[go] = True
                 start = np.where(eager[ok], es[ok], np.maximum(es[ok], ed[ok])) + self.alpha
                 self.pending.append((st.index, go, start))
+        if not st.any_eager:
+            return []
         early = recvs[~np.isnan(st.arrival[recvs])]  # eager messages that arrived before their receiver came
         if early.size:
             return self._done(st, st.dst[early], np.maximum(st.arrival[early], st.enter[st.dst[early]]) + st.red_cost[early])
