@@ -141,10 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     for verdict in verdicts:
         print(verdict)
     (out / "validation_summary.json").write_text(json.dumps(result, indent=1))
-    only = "" if args.only == list(TOPOLOGIES) else f" --only {' '.join(args.only)}"
+    command = " ".join(["python benchmarks/validation.py", *(sys.argv[1:] if argv is None else argv)])
     (out / "validation_report.md").write_text(
         "# Predicted vs measured allreduce on emulated topologies\n\n"
-        f"Command: `python benchmarks/validation.py --sizes {args.sizes} --reps {args.reps}{only}`\n\n"
+        f"Command: `{command}`\n\n"
         + "\n".join(reports) + "".join(f"\n**{v}**\n" for v in verdicts)
     )
     return 0 if ok else 1
