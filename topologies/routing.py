@@ -90,6 +90,7 @@ POLICIES: tuple[str, ...] = ROUTINGS
 _PICOSECOND = 1e-12
 _CACHE_BYTES = 128 * 2**20  # memory for cached distance arrays
 _HUB_BYTES = 256 * 2**20  # memory for the distances to and from hubs
+_BATCH_BYTES = 1024 * 2**20  # memory for the tables of Router.route_arcs
 _INF = math.inf
 
 
@@ -253,6 +254,10 @@ class Router:
     MAX_HUBS = 64
     #: Most arcs the hub-bounded search relaxes before falling back to the plain searches.
     HUB_BUDGET = 4096
+    #: Batch routing (:meth:`route_arcs`) needs hub-free components of at most this many nodes...
+    BATCH_COMPONENT = 64
+    #: ... and at most this many distinct arc bandwidths.
+    BATCH_LEVELS = 4
 
     def __init__(self, G: nx.DiGraph, weight: str = "latency", policy: str | None = None):
         if weight not in WEIGHTS:
@@ -288,6 +293,7 @@ class Router:
         name = np.array([str(x) for x in self._nodes])
         order = np.lexsort((name[dst], src))
         src, dst, cost, bw = src[order], dst[order], cost[order], bw[order]
+        self._arc_edge = order  # position of an arc here -> its index in G.edges
         self._bounds = np.searchsorted(src, np.arange(n + 1)).tolist()
         self._to, self._arc_cost, self._arc_bw = dst, cost, bw
         # Reversed graph: Dijkstra from t on it gives every node's distance *to* t.
@@ -308,6 +314,7 @@ class Router:
         self._hubs = hubs if 0 < len(hubs) <= self.MAX_HUBS and 16 * len(hubs) * n <= _HUB_BYTES else None
         self._hub_pos: dict[int, int] = {}
         self._hub_ready = False
+        self._batch = None  # tables of route_arcs, made on first use (False: not available)
         self._grid = self._lattice() if policy == "dor" else None
 
     # --- adjacency ------------------------------------------------------------------------------
@@ -606,3 +613,315 @@ class Router:
             path.append((nodes[u], nodes[v]))
             u = v
         return path
+
+    # --- many routes at once --------------------------------------------------------------------
+
+    def route_arcs(self, src, dst) -> tuple[np.ndarray, np.ndarray]:
+        """Routes between many rank pairs at once, as arc indices in ``G.edges`` order.
+
+        The same routes as :meth:`route_ranks` (``tests/test_routing.py`` holds them equal), found
+        for all pairs together with numpy where the graph allows it (see the module docstring,
+        *Batches*), else one by one.
+
+        Parameters
+        ----------
+        src, dst : array of int
+            Ranks (endpoint indices), equal lengths.
+
+        Returns
+        -------
+        indptr, arcs : ndarray of int64
+            The route of pair ``k`` is ``arcs[indptr[k]:indptr[k + 1]]`` (indices into ``list(G.edges)``).
+        """
+        eps = len(self.endpoints)
+        src = np.asarray(src, dtype=np.int64).ravel()
+        dst = np.asarray(dst, dtype=np.int64).ravel()
+        if src.shape != dst.shape:
+            raise ValueError(f"src and dst must have the same length, got {src.size} and {dst.size}")
+        for r, what in ((src, "src"), (dst, "dst")):
+            if r.size and (r.min() < 0 or r.max() >= eps):
+                raise ValueError(f"ranks in {what} out of range: topology {self.G.graph['name']!r} has ranks 0..{eps - 1}")
+        K = src.size
+        pieces: list[tuple[np.ndarray, np.ndarray]] = []  # (pair, arc) in route order
+        todo = np.arange(K)
+        own = type(self).route is Router.route and type(self)._walk is Router._walk  # not overridden
+        if K and own and self._batch_tables() is not None:
+            node = self._endpoint_index()
+            done, k_out, a_out = self._batch_walk(node[src], node[dst], dst)
+            pieces.append((k_out, a_out))
+            todo = np.flatnonzero(~done)
+        for k in todo.tolist():  # one by one: graphs without hub tables, or pairs the batch left
+            route = self.route(self.endpoints[int(src[k])], self.endpoints[int(dst[k])])
+            pieces.append((np.full(len(route), k, dtype=np.int64), self._edges_of(route)))
+        ks = np.concatenate([p[0] for p in pieces]) if pieces else np.zeros(0, dtype=np.int64)
+        arcs = np.concatenate([p[1] for p in pieces]) if pieces else np.zeros(0, dtype=np.int64)
+        order = np.argsort(ks, kind="stable")  # each pair's arcs were appended in route order
+        indptr = np.zeros(K + 1, dtype=np.int64)
+        np.cumsum(np.bincount(ks, minlength=K), out=indptr[1:])
+        return indptr, arcs[order]
+
+    def _endpoint_index(self) -> np.ndarray:
+        out = getattr(self, "_ep_index", None)
+        if out is None:
+            out = self._ep_index = np.array([self._index[e] for e in self.endpoints], dtype=np.int64)
+        return out
+
+    def _arc_keys(self) -> tuple[np.ndarray, np.ndarray]:
+        """``u * n + v`` of every arc (sorted) and the arc's position here, for vectorised look-ups."""
+        out = getattr(self, "_keys", None)
+        if out is None:
+            n = len(self._nodes)
+            deg = np.diff(np.asarray(self._bounds, dtype=np.int64))
+            key = np.repeat(np.arange(n, dtype=np.int64), deg) * n + self._to
+            pos = np.argsort(key, kind="stable")
+            out = self._keys = (key[pos], pos)
+        return out
+
+    def _arc_pos(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Positions of the arcs ``(u[k], v[k])`` here, -1 where the graph has no such arc."""
+        keys, pos = self._arc_keys()
+        want = u * len(self._nodes) + v
+        at = np.minimum(np.searchsorted(keys, want), max(keys.size - 1, 0))
+        found = keys[at] == want if keys.size else np.zeros(want.shape, dtype=bool)
+        return np.where(found, pos[at] if keys.size else -1, -1)
+
+    def _edges_of(self, route: list[tuple]) -> np.ndarray:
+        idx = self._index
+        u = np.fromiter((idx[a] for a, _ in route), dtype=np.int64, count=len(route))
+        v = np.fromiter((idx[b] for _, b in route), dtype=np.int64, count=len(route))
+        return self._arc_edge[self._arc_pos(u, v)]
+
+    def _batch_tables(self):
+        """Distance tables of the batch walk, or None where it does not apply (see *Batches*)."""
+        if self._batch is None:
+            self._batch = self._make_batch_tables() or False
+        return self._batch or None
+
+    def _make_batch_tables(self):
+        from scipy.sparse import coo_array, csr_array
+        from scipy.sparse.csgraph import connected_components, dijkstra
+
+        if self._hubs is None or self.policy == "dor":
+            return None
+        if not self._hub_ready:
+            self._prepare_hubs()
+        n, hubs = len(self._nodes), self._hubs
+        H = len(hubs)
+        is_hub = np.zeros(n, dtype=bool)
+        is_hub[hubs] = True
+        arc_src = np.repeat(np.arange(n, dtype=np.int64), np.diff(np.asarray(self._bounds, dtype=np.int64)))
+        arc_dst = self._to
+        inner = ~is_hub[arc_src] & ~is_hub[arc_dst]
+        # hub-free components: the graph without its hubs
+        g = coo_array((np.ones(int(inner.sum())), (arc_src[inner], arc_dst[inner])), shape=(n, n))
+        _, comp = connected_components(g, directed=False)
+        comp = comp.astype(np.int64)
+        comp[is_hub] = -1
+        # renumber the components that hold non-hub nodes 0..C-1
+        used, comp_of = np.unique(comp[~is_hub], return_inverse=True)
+        comp = np.full(n, -1, dtype=np.int64)
+        comp[~is_hub] = comp_of
+        C = used.size
+        sizes = np.bincount(comp[~is_hub], minlength=C)
+        c = int(sizes.max(initial=1))
+        levels = np.unique(self._arc_bw)[::-1] if not self._uniform else self._arc_bw[:1]
+        if c > self.BATCH_COMPONENT or levels.size > self.BATCH_LEVELS:
+            return None
+        L = levels.size
+        if 8 * L * (C * c * c + 2 * H * n) > _BATCH_BYTES:
+            return None
+        # position of every non-hub node in its component, and the members of every component
+        order = np.argsort(comp, kind="stable")[int(is_hub.sum()):]
+        starts = np.zeros(C + 1, dtype=np.int64)
+        np.cumsum(sizes, out=starts[1:])
+        where = np.full(n, -1, dtype=np.int64)
+        where[order] = np.arange(order.size) - starts[comp[order]]
+        members = np.full((C, c), -1, dtype=np.int64)
+        members[comp[order], where[order]] = order
+        forward = self._reverse.T.tocsr()
+        local, to_hub, from_hub = [], [], []
+        for j, w in enumerate(levels.tolist()):
+            keep = self._arc_bw >= w
+            # distances inside components along hub-free paths (Floyd-Warshall, all components at once)
+            D = np.full((C, c, c), _INF)
+            D[:, np.arange(c), np.arange(c)] = 0.0
+            sel = inner & keep
+            D[comp[arc_src[sel]], where[arc_src[sel]], where[arc_dst[sel]]] = self._arc_cost[sel]
+            for m in range(c):
+                np.minimum(D, D[:, :, m, None] + D[:, None, m, :], out=D)
+            local.append(D)
+            if j == L - 1:
+                to_hub.append(np.ascontiguousarray(self._to_hub.T))
+                from_hub.append(np.ascontiguousarray(self._from_hub.T))
+            else:
+                rev = csr_array((self._arc_cost[keep], (arc_dst[keep], arc_src[keep])), shape=(n, n))
+                fwd = csr_array((self._arc_cost[keep], (arc_src[keep], arc_dst[keep])), shape=(n, n))
+                to_hub.append(np.ascontiguousarray(dijkstra(rev, directed=True, indices=hubs).T))
+                from_hub.append(np.ascontiguousarray(dijkstra(fwd, directed=True, indices=hubs).T))
+        del forward
+        hub_pos = np.full(n, -1, dtype=np.int64)
+        hub_pos[hubs] = np.arange(H)
+        indeg = np.diff(self._reverse.indptr).astype(np.int64)
+        return {"comp": comp, "where": where, "members": members, "local": local, "to_hub": to_hub,
+                "from_hub": from_hub, "levels": levels, "hub_pos": hub_pos, "indeg": indeg}
+
+    def _batch_dist(self, j: int, v: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Exact distances from nodes ``v`` to nodes ``t`` (non-hubs) on the arcs of bandwidth level ``j``."""
+        T = self._batch
+        d = (T["to_hub"][j][v] + T["from_hub"][j][t]).min(axis=1) if len(self._hubs) else np.full(v.shape, _INF)
+        cv, ct = T["comp"][v], T["comp"][t]
+        same = np.flatnonzero(cv == ct)
+        if same.size:
+            w = T["where"]
+            loc = T["local"][j][ct[same], w[v[same]], w[t[same]]]
+            d[same] = np.minimum(d[same], loc)
+        return d
+
+    def _batch_walk(self, S: np.ndarray, Tn: np.ndarray, dst_rank: np.ndarray):
+        """The walk of :meth:`_walk` for many pairs at once: ``(done, pair, arc)``, arcs in route order.
+
+        Pairs it cannot take (a hub as destination, a hub whose next hops lead through other hubs,
+        no path) come back with ``done`` False, for the one-by-one walk.
+        """
+        T = self._batch
+        K = S.size
+        L = T["levels"].size - 1
+        done = np.ones(K, dtype=bool)
+        k_out: list[np.ndarray] = []
+        a_out: list[np.ndarray] = []
+        # a destination with a single way in (not from src): route to that neighbour, then the arc
+        R = self._reverse
+        target = Tn.copy()
+        one = (T["indeg"][Tn] == 1) & (S != Tn)
+        if one.any():
+            pred = R.indices[R.indptr[Tn[one]]].astype(np.int64)
+            ok = pred != S[one]
+            idx = np.flatnonzero(one)[ok]
+            target[idx] = pred[ok]
+            tail = (idx, self._arc_edge[self._arc_pos(target[idx], Tn[idx])])
+        else:
+            tail = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        done &= T["comp"][target] >= 0  # destinations that are hubs: one by one
+        u = S.copy()
+        du = np.zeros(K)
+        live = np.flatnonzero(done & (u != target))
+        if live.size:
+            du[live] = self._batch_dist(L, u[live], target[live])
+            bad = live[~np.isfinite(du[live])]
+            done[bad] = False
+        digits = dst_rank.astype(np.int64).copy()
+        bounds = np.asarray(self._bounds, dtype=np.int64)
+        hub_pos, members, comp, where = T["hub_pos"], T["members"], T["comp"], T["where"]
+        levels = T["levels"]
+        nodes = self._nodes
+        hops = 0
+        while True:
+            ks = np.flatnonzero(done & (u != target))
+            if not ks.size:
+                break
+            hops += 1
+            if hops > len(nodes):
+                raise TopologyError(f"topology {self.G.graph['name']!r}: a batch route did not end")  # pragma: no cover
+            uu, tt, dd = u[ks], target[ks], du[ks]
+            parts = []
+            # ordinary nodes: every successor
+            nh = np.flatnonzero(hub_pos[uu] < 0)
+            if nh.size:
+                a, b = bounds[uu[nh]], bounds[uu[nh] + 1]
+                deg = b - a
+                rep = np.repeat(nh, deg)
+                first = np.repeat(np.cumsum(deg) - deg, deg)
+                pos = np.repeat(a, deg) + np.arange(rep.size) - first
+                v = self._to[pos]
+                dv = self._batch_dist(L, v, tt[rep])
+                ok = self._arc_cost[pos] + dv == dd[rep]
+                parts.append((rep[ok], pos[ok], dv[ok]))
+            hb = np.flatnonzero(hub_pos[uu] >= 0)
+            if hb.size:
+                h = hub_pos[uu[hb]]
+                via = T["from_hub"][L][tt[hb]]  # (pairs, hubs): distance from each hub to t
+                best = self._hub_hub[h] + via
+                best[np.arange(hb.size), h] = _INF
+                through = (best == dd[hb, None]).any(axis=1)  # next hops towards other hubs: one by one
+                done[ks[hb[through]]] = False
+                hb = hb[~through]
+                if hb.size:
+                    mem = members[comp[tt[hb]]]  # (pairs, c)
+                    rep = np.repeat(hb, mem.shape[1])
+                    v = mem.ravel()
+                    has = v >= 0
+                    rep, v = rep[has], v[has]
+                    pos = self._arc_pos(uu[rep], v)
+                    found = pos >= 0
+                    rep, v, pos = rep[found], v[found], pos[found]
+                    dv = T["local"][L][comp[tt[rep]], where[v], where[tt[rep]]]
+                    ok = self._arc_cost[pos] + dv == dd[rep]
+                    parts.append((rep[ok], pos[ok], dv[ok]))
+            rep = np.concatenate([p[0] for p in parts])
+            pos = np.concatenate([p[1] for p in parts])
+            dv = np.concatenate([p[2] for p in parts])
+            o = np.lexsort((pos, rep))  # per pair, successors in ECMP order
+            rep, pos, dv = rep[o], pos[o], dv[o]
+            count = np.bincount(rep, minlength=ks.size)
+            lost = (count == 0) & done[ks]
+            done[ks[lost]] = False  # pragma: no cover (exact distances always leave a next hop)
+            bw = self._arc_bw[pos]
+            v = self._to[pos]
+            multi = count[rep] > 1
+            if multi.any() and not self._uniform:
+                # widest: width(v) = the widest level on whose arcs v still reaches t as fast
+                mi = np.flatnonzero(multi)
+                vm, tm = v[mi], tt[rep[mi]]
+                width = np.full(mi.size, _INF)
+                open_ = vm != tm
+                for j in range(levels.size):
+                    q = np.flatnonzero(open_)
+                    if not q.size:
+                        break
+                    hit = self._batch_dist(j, vm[q], tm[q]) == dv[mi[q]]
+                    width[q[hit]] = levels[j]
+                    open_[q[hit]] = False
+                wide = np.minimum(bw[mi], width)
+                top = np.full(ks.size, -_INF)
+                np.maximum.at(top, rep[mi], wide)
+                keep = np.ones(rep.size, dtype=bool)
+                keep[mi] = wide == top[rep[mi]]
+                # PXN: then the widest next arc
+                first = np.full(ks.size, -_INF)
+                np.maximum.at(first, rep[keep], bw[keep])
+                keep &= bw == first[rep]
+                rep, pos, dv, v = rep[keep], pos[keep], dv[keep], v[keep]
+                count = np.bincount(rep, minlength=ks.size)
+            start = np.zeros(ks.size, dtype=np.int64)
+            np.cumsum(count[:-1], out=start[1:])
+            pick = start.copy()
+            many = np.flatnonzero(count > 1)
+            if many.size:
+                if self.policy == "dmodk":
+                    o = np.lexsort((v, rep))  # sorted(vs): by node index within each pair
+                    rep, pos, dv, v = rep[o], pos[o], dv[o], v[o]
+                    kk = count[many]
+                    pick[many] = start[many] + digits[ks[many]] % kk
+                    digits[ks[many]] //= kk
+                elif self.policy == "shortest":
+                    o = np.lexsort((v, rep))
+                    rep, pos, dv, v = rep[o], pos[o], dv[o], v[o]
+                else:  # ecmp: the hash of the flow and of the node, one pair at a time
+                    for i in many.tolist():
+                        k = int(ks[i])
+                        src_name = nodes[int(S[k])]
+                        dst_name = self.endpoints[int(dst_rank[k])]
+                        seed = zlib.crc32(f"{src_name}->{dst_name}".encode())
+                        pick[i] = start[i] + zlib.crc32(str(nodes[int(uu[i])]).encode(), seed) % int(count[i])
+            go = np.flatnonzero((count > 0) & done[ks])
+            sel = pick[go]
+            k_out.append(ks[go])
+            a_out.append(self._arc_edge[pos[sel]])
+            u[ks[go]] = v[sel]
+            du[ks[go]] = dv[sel]
+        k_out.append(tail[0])
+        a_out.append(tail[1])
+        ks = np.concatenate(k_out)
+        arcs = np.concatenate(a_out)
+        keep = done[ks]
+        return done, ks[keep], arcs[keep]
