@@ -161,6 +161,7 @@ class Network:
         )
         self.latency = np.array([p.arc_latency(d["latency"], d.get("role")) for *_, d in G.edges(data=True)], dtype=float)
         self._pairs: dict[tuple[int, int], np.ndarray] = {}
+        self._blocks: dict[tuple[bytes, bytes], tuple[np.ndarray, np.ndarray]] = {}  # routes(): (arcs, lengths)
 
     def __repr__(self) -> str:
         return f"Network({self.name!r}, {len(self.endpoints)} endpoints, {len(self.arcs)} arcs)"
@@ -186,10 +187,30 @@ class Network:
         """Summed arc latency (s) of the route from rank ``i`` to rank ``j``."""
         return float(self.latency[self.path(i, j)].sum())
 
+    def routes(self, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Routes of the flows ``src[k] -> dst[k]`` as ``(arcs, lengths)``: flow ``k``'s arc indices follow
+        flow ``k - 1``'s. Routed all together (:meth:`topologies.Router.route_arcs`) and cached per
+        (src, dst) arrays, so the protocol views of a GPU network (:mod:`sim.protocols`) share them."""
+        src = np.ascontiguousarray(src, dtype=np.int64)
+        dst = np.ascontiguousarray(dst, dtype=np.int64)
+        key = (src.tobytes(), dst.tobytes())
+        out = self._blocks.get(key)
+        if out is None:
+            if hasattr(self.router, "route_arcs"):
+                indptr, arcs = self.router.route_arcs(src, dst)
+                out = (arcs, np.diff(indptr))
+            else:
+                paths = [self.path(i, j) for i, j in zip(src.tolist(), dst.tolist(), strict=True)]
+                lengths = np.fromiter((len(q) for q in paths), dtype=np.int64, count=len(paths))
+                out = (np.concatenate(paths) if paths else np.zeros(0, dtype=np.int64), lengths)
+            if len(self._blocks) >= 64:
+                self._blocks.pop(next(iter(self._blocks)))
+            self._blocks[key] = out
+        return out
+
     def compile(self, src: np.ndarray, dst: np.ndarray) -> _Pattern:
         """Compile the flows ``src[k] -> dst[k]`` (rank arrays) into an incidence pattern."""
-        paths = [self.path(i, j) for i, j in zip(src.tolist(), dst.tolist(), strict=True)]
-        return _Pattern(self, src, dst, paths)
+        return _Pattern(self, src, dst, self.routes(src, dst))
 
 
 def net_ranks(src: np.ndarray, dst: np.ndarray) -> int:
@@ -203,16 +224,19 @@ def net_ranks(src: np.ndarray, dst: np.ndarray) -> int:
 class _Pattern:
     """The flows of one step pattern: who talks to whom over which arcs."""
 
-    def __init__(self, net: Network, src: np.ndarray, dst: np.ndarray, paths: list[np.ndarray]):
+    def __init__(self, net: Network, src: np.ndarray, dst: np.ndarray, paths):
         from scipy.sparse import csr_array
 
         self.src, self.dst = src, dst
         nflows = src.shape[0]
-        lengths = np.fromiter((len(q) for q in paths), dtype=np.int64, count=nflows)
+        if isinstance(paths, tuple):  # (arcs, lengths), from Network.routes
+            flat, lengths = paths
+        else:  # one array of arc indices per flow
+            lengths = np.fromiter((len(q) for q in paths), dtype=np.int64, count=nflows)
+            flat = np.concatenate(paths) if nflows else np.zeros(0, dtype=np.int64)
         if nflows and lengths.min() == 0:
             k = int(np.argmin(lengths))
             raise ValueError(f"ranks {src[k]} and {dst[k]} run on the same node of {net.name!r}; give every rank its own endpoint")
-        flat = np.concatenate(paths) if nflows else np.zeros(0, dtype=np.int64)
         self.arcs, local = np.unique(flat, return_inverse=True)  # global ids of the arcs used, local index
         self.indptr = np.zeros(nflows + 1, dtype=np.int64)
         np.cumsum(lengths, out=self.indptr[1:])

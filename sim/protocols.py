@@ -200,8 +200,25 @@ def gpu_generation(G) -> str:
 
 
 def _arc_kinds(net: Network) -> np.ndarray:
-    codes = {"nvlink": 0, "pcie": 1}
-    return np.array([codes.get(d.get("role"), 2) for *_, d in net.G.edges(data=True)], dtype=np.int64)
+    """0, 1 or 2 per arc of ``net`` (NVLink, PCIe, network); computed once per topology."""
+    kinds = _KIND_CACHE.get(net)
+    if kinds is None:
+        codes = {"nvlink": 0, "pcie": 1}
+        kinds = np.array([codes.get(d.get("role"), 2) for *_, d in net.G.edges(data=True)], dtype=np.int64)
+        kinds.setflags(write=False)
+        _KIND_CACHE[net] = kinds
+    return kinds
+
+
+def _route_kinds(net: Network, src: np.ndarray, dst: np.ndarray, kinds: np.ndarray) -> np.ndarray:
+    """The slowest kind of arc (0, 1 or 2) on each route ``src[k] -> dst[k]``, 0 for an empty route."""
+    arcs, lengths = net.routes(src, dst)
+    out = np.zeros(lengths.size, dtype=np.int64)
+    nonempty = lengths > 0
+    if arcs.size:
+        starts = (np.cumsum(lengths) - lengths)[nonempty]
+        out[nonempty] = np.maximum.reduceat(kinds[arcs], starts)
+    return out
 
 
 class ProtocolNetwork(Network):
@@ -226,8 +243,7 @@ class ProtocolNetwork(Network):
 
     def compile(self, src: np.ndarray, dst: np.ndarray):
         pat = super().compile(src, dst)
-        kinds = np.fromiter((self.pair_kind(i, j) for i, j in zip(src.tolist(), dst.tolist(), strict=True)),
-                            dtype=np.int64, count=len(src))
+        kinds = _route_kinds(self, src, dst, self._arc_kind)
         pat.latency = pat.latency + self.step_latency[kinds]
         return pat
 
@@ -256,17 +272,13 @@ def gpu_shape(network: Network, nranks: int) -> GpuShape:
         node_of = layout.node_of[:nranks]
         nnodes = len(set(node_of))
         kinds = _arc_kinds(network) if not hasattr(network, "_arc_kind") else network._arc_kind
-        # LL128 needs NVLink between the GPUs of a node: look at one neighbour pair per node
-        ll128 = True
-        first: dict[int, int] = {}
-        for r, nd in enumerate(node_of):
-            if nd in first:
-                arcs = network.path(first[nd], r)
-                if arcs.size and int(kinds[arcs].max()) != 0:
-                    ll128 = False
-                    break
-            else:
-                first[nd] = r
+        # LL128 needs NVLink between the GPUs of a node: the route from each node's first rank to
+        # every other rank of the node crosses NVLink only
+        nodes = np.asarray(node_of, dtype=np.int64)
+        _, first_of, inverse = np.unique(nodes, return_index=True, return_inverse=True)
+        src = first_of[inverse.ravel()].astype(np.int64)
+        others = np.flatnonzero(src != np.arange(nodes.size))
+        ll128 = not others.size or bool((_route_kinds(network, src[others], others, kinds) == 0).all())
         shape = cache[nranks] = GpuShape(nnodes, nranks / max(nnodes, 1), gpu_generation(network.G), ll128)
     return shape
 
@@ -306,6 +318,7 @@ class Variant:
 
 
 _SHAPES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_KIND_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _VARIANTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -314,7 +327,7 @@ def _variant_network(base: Network, protocol: str, family: str, fraction: float,
     # caches of compiled patterns hold capacities and latencies: a variant starts with its own; the
     # route cache (_pairs) and the arc index are shared, since routes do not depend on the protocol
     for key, value in list(vars(net).items()):
-        if isinstance(value, dict) and key not in ("arc_index", "_pairs"):
+        if isinstance(value, dict) and key not in ("arc_index", "_pairs", "_blocks"):
             setattr(net, key, type(value)())
     net.__class__ = ProtocolNetwork
     net.capacity = base.capacity * fraction

@@ -55,6 +55,16 @@ Caching and speed
     destination's distances are then a search that stops at hubs plus one minimum over the hubs.
     Which search ran never changes the route: all give exact distances for every node a walk from
     ``src`` can reach.
+Batches
+    :meth:`Router.route_arcs` walks many pairs at once with numpy, one hop of every route per
+    iteration, on graphs with hubs whose *hub-free components* (what is left without the hubs: a
+    server of a GPU cluster) are small. A distance is then ``min(inside the component, min over
+    hubs h of to_hub[h, x] + from_hub[h, t])``, the components' distances found for all of them
+    at once (Floyd-Warshall). The widest-path tie-break needs no search either: the widest
+    bottleneck from ``v`` over shortest paths to ``t`` is the largest arc bandwidth ``w`` such that
+    the arcs of at least ``w`` still reach ``t`` as fast, so the same tables are kept per distinct
+    bandwidth. Pairs the batch cannot take (a hub whose next hops lead to other hubs) are routed one
+    by one; the routes are the same either way.
 
 >>> from topologies import fat_tree
 >>> r = Router(fat_tree(4))
