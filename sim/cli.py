@@ -2,7 +2,9 @@
 
 Every subcommand is a module in :mod:`sim.commands` with ``NAME``, ``HELP``,
 ``add_arguments(parser)`` and ``run(args) -> int``; the CLI discovers them, so adding a command is
-adding a module. Bad arguments print one line, ``collsim: error: ...``, and exit with status 2.
+adding a module. Bad arguments print one line, ``collsim: error: ...``, and exit with status 2;
+``collsim`` alone prints the usage and the commands and exits with status 2, as argparse does for a
+missing argument. ``collsim --version`` prints the installed package's version.
 """
 
 from __future__ import annotations
@@ -33,8 +35,18 @@ def _commands():
             yield importlib.import_module(f"sim.commands.{info.name}")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("collsim")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="collsim", description="Collective-communication runtime and simulator.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for module in _commands():
@@ -46,8 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        if not argv:
+            parser.print_help(sys.stderr)
+            return 2
+        args = parser.parse_args(argv)
         return int(args._run(args) or 0)
     except (UsageError, ValueError) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__

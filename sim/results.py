@@ -45,6 +45,7 @@ __all__ = [
     "read_jsonl",
     "parse_size",
     "parse_sizes",
+    "check_sizes",
     "Progress",
 ]
 
@@ -338,8 +339,10 @@ def parse_size(text: str) -> int:
     return int(value)
 
 
-def parse_sizes(text: str) -> list[int]:
+def parse_sizes(text: str, itemsize: int = 1, dtype: str | None = None) -> list[int]:
     """Parse a size sweep: ``1KiB:1GiB`` (doubling), ``1KiB:1GiB:x4``, or a list ``1KiB,64KiB``.
+
+    Every size must hold at least one element of ``itemsize`` bytes (:func:`check_sizes`).
 
     >>> parse_sizes("1KiB:8KiB")
     [1024, 2048, 4096, 8192]
@@ -366,8 +369,9 @@ def parse_sizes(text: str) -> list[int]:
                     factor = float("nan")
                 if not factor > 1:
                     raise ValueError(f"bad size step {step!r} in {text!r}: use xF with F > 1, e.g. x2")
-            if lo < 1 or hi < lo:
-                raise ValueError(f"bad size range {text!r}: need 1 <= start <= end")
+            check_sizes([lo], itemsize, dtype)
+            if hi < lo:
+                raise ValueError(f"bad size range {text!r}: need start <= end")
             sizes, s = [], float(lo)
             while s <= hi * (1 + 1e-12):
                 sizes.append(int(round(s)))
@@ -376,25 +380,57 @@ def parse_sizes(text: str) -> list[int]:
             raise ValueError(f"bad sizes {text!r}: use START:END[:xF] or a comma-separated list")
     if not sizes:
         raise ValueError(f"bad sizes {text!r}: no sizes")
-    return sorted(dict.fromkeys(sizes))
+    return check_sizes(sorted(dict.fromkeys(sizes)), itemsize, dtype)
+
+
+def check_sizes(sizes: Sequence[int], itemsize: int = 1, dtype: str | None = None) -> list[int]:
+    """Return ``sizes`` if each holds at least one element, else raise ValueError.
+
+    The one rule for every size collsim takes (``simulate``/``select``/``validate --sizes``, the
+    benchmarks' ``-b``/``-e``): a size smaller than one element is an error, never a silent 0.
+
+    >>> check_sizes([4, 1024], 4)
+    [4, 1024]
+    >>> check_sizes([3], 4, "float32")
+    Traceback (most recent call last):
+    ValueError: size 3 B is smaller than one float32 element (4 B)
+    """
+    for size in sizes:
+        if size < max(itemsize, 1):
+            what = f"one {dtype} element" if dtype else "one element"
+            raise ValueError(f"size {size} B is smaller than {what} ({max(itemsize, 1)} B)")
+    return list(sizes)
 
 
 class Progress:
-    """A one-line progress bar on stderr for long sweeps (silent when not a terminal or total < 2).
+    """Progress of a long sweep on stderr: a one-line bar on a terminal, else a line every few seconds.
+
+    On a terminal the bar is redrawn in place. Elsewhere (stderr piped to a file or a CI log) a
+    plain line ``label: done/total (pct%), N s`` is written every :attr:`every` seconds, so a
+    sweep that takes minutes is never silent, and one that takes less writes nothing.
+    ``enabled=False`` turns both off; a total below 2 shows nothing.
 
     >>> with Progress(3, "sweep", enabled=False) as bar:
     ...     for _ in range(3):
     ...         bar.advance()
     """
 
+    #: Seconds between progress lines when the stream is not a terminal.
+    every = 5.0
+
     def __init__(self, total: int, label: str = "", *, enabled: bool | None = None, stream=None):
         import sys
+        import time
 
         self.total, self.label, self.done = int(total), label, 0
         self.stream = stream if stream is not None else sys.stderr
+        tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         if enabled is None:
-            enabled = self.total > 1 and hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.enabled = enabled
+            enabled = self.total > 1
+        self.enabled = enabled and tty
+        self.lines = enabled and not tty
+        self._clock = time.monotonic
+        self._started = self._last = self._clock()
 
     def advance(self, note: str = "") -> None:
         self.done += 1
@@ -403,6 +439,12 @@ class Progress:
             filled = int(width * self.done / max(self.total, 1))
             bar = "#" * filled + "." * (width - filled)
             self.stream.write(f"\r{self.label} [{bar}] {self.done}/{self.total} {note[:40]:<40}")
+            self.stream.flush()
+        elif self.lines and (now := self._clock()) - self._last >= self.every:
+            self._last = now
+            pct = 100 * self.done / max(self.total, 1)
+            self.stream.write(f"{self.label}: {self.done}/{self.total} ({pct:.0f}%), "
+                              f"{self._last - self._started:.0f} s{' ' + note if note else ''}\n")
             self.stream.flush()
 
     def __enter__(self) -> Progress:

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from collectives import ALGORITHMS
 from collectives.tuning import load_table
 from sim.results import Record, read_jsonl, write_jsonl
 
@@ -25,12 +26,12 @@ def test_simulate_prints_the_table_and_writes_json_and_plot(tmp_path):
     lines = out.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if "size(B)" in line)
     rows = [line.split() for line in lines[header + 1:] if not line.startswith("#")]
-    assert len(rows) == 4 * 4  # 4 sizes x 4 algorithms
-    assert {r[4] for r in rows} == {"ring", "tree", "recursive_halving", "recursive_doubling"}
+    assert len(rows) == 4 * len(ALGORITHMS)  # 4 sizes x every algorithm ('all')
+    assert {r[4] for r in rows} == set(ALGORITHMS)
     assert all(len(r) == 9 and float(r[7]) > 0 for r in rows)
     assert "# best algorithm per size:" in out.stdout
     records = read_jsonl(tmp_path / "s.jsonl")
-    assert len(records) == 16 and {r.source for r in records} == {"simulated"}
+    assert len(records) == len(rows) and {r.source for r in records} == {"simulated"}
     assert {r.topology for r in records} == {"fat_tree:k=4"} and {r.nranks for r in records} == {16}
     assert (tmp_path / "s.png").read_bytes()[:8] == PNG
 
@@ -97,3 +98,46 @@ def test_bad_arguments_fail_in_one_line_with_status_2(tmp_path, args, message):
     assert message in lines[0]
     assert "Traceback" not in out.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing half-created
+
+
+def _plotted(records, tmp_path, monkeypatch, title=None):
+    """Plot ``records`` and return the matplotlib figure that was saved."""
+    from matplotlib.figure import Figure
+
+    from sim.plots import plot_curves
+
+    saved = []
+    savefig = Figure.savefig
+
+    def keep(self, *args, **kwargs):
+        saved.append(self)
+        return savefig(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    plot_curves(records, tmp_path / "p.png", title=title)
+    (fig,) = saved
+    fig.canvas.draw()
+    return fig
+
+
+def _records(source, topology, model):
+    return [Record(source, "allreduce", a, 16, size, size // 4, "float32", "sum", t * size / 1024, wrong=0,
+                   topology=topology, model=model)
+            for a, t in (("ring", 3.0), ("tree", 2.0)) for size in (1024, 1 << 20, 1 << 30)]
+
+
+def test_plot_labels_sizes_in_binary_units_and_names_the_topology_once(tmp_path, monkeypatch):
+    fig = _plotted(_records("simulated", "fat_tree:k=4", "flow"), tmp_path, monkeypatch)
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert {"1 KiB", "1 MiB", "1 GiB"} <= set(ticks), ticks
+    assert fig.axes[0].get_xlabel() == "message size"
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["ring", "tree"]
+    assert "on fat_tree:k=4" in fig._suptitle.get_text()
+
+
+def test_plot_legend_names_only_what_differs(tmp_path, monkeypatch):
+    records = _records("simulated", "switch:n=16", "flow") + _records("measured", "", "")
+    fig = _plotted(records, tmp_path, monkeypatch, title="overlay")
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [
+        "ring (measured)", "tree (measured)", "ring (simulated: switch:n=16, flow model)",
+        "tree (simulated: switch:n=16, flow model)"]

@@ -7,22 +7,27 @@ Every check raises ValueError naming the option and what is allowed; the CLI pri
 from __future__ import annotations
 
 import os
+from functools import cache
 
-from collectives import ALGORITHMS, COLLECTIVES
+import numpy as np
+
+from collectives import ALGORITHMS, COLLECTIVES, get_schedule
 
 __all__ = [
-    "FIGURE_SUFFIXES",
     "add_model_arguments",
+    "add_nranks_argument",
+    "channels_of",
     "check_output",
+    "collective_algorithms",
     "itemsize_of",
     "load_network",
+    "not_a_collective",
     "nranks_of",
     "parse_algorithms",
     "parse_option",
+    "parse_sizes_of",
+    "protocol_of",
 ]
-
-#: File types the plotting commands write.
-FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
 
 
 def add_model_arguments(parser, *, sizes: str | None = "1KiB:256MiB:x4") -> None:
@@ -43,16 +48,66 @@ def add_model_arguments(parser, *, sizes: str | None = "1KiB:256MiB:x4") -> None
         parser.add_argument("--sizes", default=sizes, help=f"START:END[:xF] or a list, units B/KiB/MiB/GiB (default {sizes})")
 
 
-def parse_algorithms(text: str) -> list[str]:
-    """Comma-separated algorithm names, or 'all'."""
+def add_nranks_argument(parser, help: str, **kwargs) -> None:
+    """``--nranks`` (alias ``--ranks``): every command names the world size the same way."""
+    parser.add_argument("--nranks", "--ranks", dest="nranks", metavar="N", help=f"{help}; --ranks is an alias",
+                        **kwargs)
+
+
+@cache
+def collective_algorithms(collective: str) -> tuple[str, ...]:
+    """The algorithms that run ``collective`` as torch and MPI define it: the ones the runtimes run.
+
+    Every allreduce qualifies. A reduce_scatter or allgather must be *rank-blocked* (block ``r``
+    ends on, or starts from, rank ``r``); the tree's halves reduce onto and broadcast from its two
+    roots, phases of its allreduce, so the runtimes refuse them and so do the simulating commands.
+    """
+    if collective == "allreduce":
+        return tuple(ALGORITHMS)
+    p = 3
+    names = []
+    for name in ALGORITHMS:
+        try:
+            schedule = get_schedule(collective, name, p)
+        except ValueError:  # an algorithm that does not generate this collective at all
+            continue
+        if schedule.nblocks == p and np.array_equal(schedule.owner, np.arange(p)):
+            names.append(name)
+    return tuple(names)
+
+
+def not_a_collective(algorithm: str, collective: str) -> str:
+    """Why ``algorithm`` has no ``collective`` of its own (for a one-line error)."""
+    try:
+        owners = len(set(get_schedule(collective, algorithm, 8).owner.tolist()))
+    except ValueError:
+        return f"{algorithm} has no {collective}"
+    where = (f"leaves the reduced blocks on {owners} of the p ranks instead of block r on rank r"
+             if collective == "reduce_scatter" else
+             f"starts from blocks on {owners} of the p ranks instead of block r on rank r")
+    return (f"{algorithm}'s {collective} is a phase of its allreduce, not {'an' if collective[0] in 'aeiou' else 'a'} {collective} of its own "
+            f"(it {where}), so no runtime runs it")
+
+
+def parse_algorithms(text: str, collective: str = "allreduce", option: str = "--algorithms") -> list[str]:
+    """Comma-separated algorithm names, or 'all' (every algorithm that runs ``collective``)."""
+    allowed = collective_algorithms(collective) if collective in COLLECTIVES else tuple(ALGORITHMS)
     if text.strip() == "all":
-        return list(ALGORITHMS)
+        return list(allowed)
     names = [a.strip() for a in text.split(",") if a.strip()]
     if not names:
-        raise ValueError("--algorithms: give at least one algorithm")
+        raise ValueError(f"{option}: give at least one algorithm")
+    from sim.innetwork import SIMULATED_ONLY
+
     for name in names:
+        if name in SIMULATED_ONLY:  # costed on topologies that declare the switch capability
+            continue
         if name not in ALGORITHMS:
-            raise ValueError(f"--algorithms: unknown algorithm {name!r}; choose from: all, {', '.join(ALGORITHMS)}")
+            sim_only = ", ".join(f"{a} (simulated only)" for a in SIMULATED_ONLY)
+            raise ValueError(f"{option}: unknown algorithm {name!r}; choose from: all, {', '.join(ALGORITHMS)}, {sim_only}")
+        if name not in allowed:
+            raise ValueError(f"{option}: {not_a_collective(name, collective)}; "
+                             f"for {collective} choose from: all, {', '.join(allowed)}")
     return list(dict.fromkeys(names))
 
 
@@ -64,6 +119,14 @@ def parse_option(parse, text: str, option: str):
         raise ValueError(f"{option}: {err}") from None
 
 
+def parse_sizes_of(text: str, dtype: str, option: str = "--sizes") -> list[int]:
+    """Sizes from ``text`` (:func:`sim.results.parse_sizes`), each at least one ``dtype`` element."""
+    from sim.results import parse_sizes
+
+    itemsize = itemsize_of(dtype)
+    return parse_option(lambda t: parse_sizes(t, itemsize, dtype), text, option)
+
+
 def itemsize_of(dtype: str) -> int:
     from sim.results import DTYPES
 
@@ -73,13 +136,32 @@ def itemsize_of(dtype: str) -> int:
 
 
 def check_output(path: str | None, option: str, *, figure: bool = False) -> None:
-    """Refuse an output file whose folder does not exist (or, for a figure, an unknown file type)."""
+    """Refuse an output file that cannot be written, before any work is done.
+
+    The file is opened for appending (nothing in an existing file changes) and removed again if
+    it did not exist, so a folder that is missing, read-only or a special file system (``/sys``),
+    and a path that is a folder, all fail here in one line naming ``option``. With ``figure`` the
+    file type must be one :func:`sim.plots.figure_formats` lists (the same list for every picture).
+    """
     if not path:
         return
-    if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-        raise ValueError(f"{option}: folder of {path!r} does not exist")
-    if figure and os.path.splitext(path)[1].lower() not in FIGURE_SUFFIXES:
-        raise ValueError(f"{option}: use a .png, .svg or .pdf file name, got {path!r}")
+    if os.path.isdir(path):
+        raise ValueError(f"{option}: {path!r} is a folder; give a file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"{option}: folder {folder!r} of {path!r} does not exist")
+    if figure:
+        from sim.plots import check_figure_path
+
+        parse_option(check_figure_path, path, option)
+    existed = os.path.exists(path)
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as err:
+        raise ValueError(f"{option}: cannot write {path!r}: {err.strerror or err}") from None
+    if not existed:
+        os.remove(path)
 
 
 def load_network(args):
@@ -121,7 +203,7 @@ def channels_of(args) -> int | str:
 
 
 def nranks_of(args, network) -> int:
-    n = len(network.endpoints) if args.nranks is None else args.nranks
+    n = len(network.endpoints) if args.nranks is None else int(args.nranks)
     if n < 1:
         raise ValueError(f"--nranks must be >= 1, got {n}")
     if n > len(network.endpoints):

@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     import topologies
     from sim.calibrate import PROBE_SIZES, calibrate_emulation, calibrate_torchrun, format_params
     from sim.cli import UsageError
+    from sim.commands._args import check_output
     from sim.params import save_params
     from sim.results import parse_sizes
 
@@ -65,9 +66,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--sizes: give at least one size above 64 bytes (the bandwidth probes)")
     if 8 not in sizes:
         sizes = [*sizes, 8]
-    out_dir = os.path.dirname(os.path.abspath(args.out))
-    if not os.path.isdir(out_dir):
-        raise ValueError(f"--out: folder {out_dir!r} does not exist")
+    check_output(args.out, "--out")
     try:
         G = topologies.from_spec(args.topology)
     except (ValueError, OSError) as err:

@@ -18,8 +18,10 @@ def add_arguments(parser) -> None:
     add_model_arguments(parser, sizes=None)
     parser.add_argument("--algorithm", required=True, help=f"one of: {', '.join(ALGORITHMS)}")
     parser.add_argument("--size", required=True, help="message size, e.g. 64MiB")
-    parser.add_argument("--nranks", type=int, default=None, help="ranks (default: one per endpoint)")
-    parser.add_argument("-o", "--output", required=True, metavar="FILE", help="image to write (.png, .svg or .pdf)")
+    from sim.commands._args import add_nranks_argument
+
+    add_nranks_argument(parser, "ranks (default: one per endpoint)", type=int, default=None)
+    parser.add_argument("-o", "--output", required=True, metavar="FILE", help="image to write (.png, .svg, .pdf, .jpg, ...)")
 
 
 def run(args) -> int:
@@ -32,15 +34,15 @@ def run(args) -> int:
         parse_option,
     )
     from sim.plots import draw_utilization
-    from sim.results import parse_size
+    from sim.results import check_sizes, parse_size
     from sim.select import run_model
 
-    (algorithm,) = parse_algorithms(args.algorithm) if "," not in args.algorithm else (None,)
-    if algorithm is None:
+    if "," in args.algorithm or args.algorithm.strip() == "all":
         raise ValueError(f"--algorithm: give one algorithm, got {args.algorithm!r}")
-    size = parse_option(parse_size, args.size, "--size")
-    check_output(args.output, "--output", figure=True)
+    (algorithm,) = parse_algorithms(args.algorithm, args.collective, "--algorithm")
     itemsize = itemsize_of(args.dtype)
+    size = parse_option(lambda t: check_sizes([parse_size(t)], itemsize, args.dtype)[0], args.size, "--size")
+    check_output(args.output, "-o/--output", figure=True)
     G, net = load_network(args)
     p = nranks_of(args, net)
     from sim.commands._args import channels_of, protocol_of

@@ -16,9 +16,13 @@ def add_arguments(parser) -> None:
     from sim.commands._args import add_model_arguments
 
     add_model_arguments(parser, sizes="1KiB:256MiB:x2")
-    parser.add_argument("--algorithms", default="all", help=f"comma-separated, or 'all' ({', '.join(ALGORITHMS)})")
-    parser.add_argument("--nranks", default=None,
-                        help="world sizes, comma-separated (default: one per endpoint of the topology)")
+    parser.add_argument("--algorithms", default="all",
+                        help=f"comma-separated, or 'all' ({', '.join(ALGORITHMS)}; and, simulated only, nvls and collnet "
+                             "where the topology declares NVLS / SHARP switches)")
+    from sim.commands._args import add_nranks_argument
+
+    add_nranks_argument(parser, "world sizes, comma-separated (default: one per endpoint of the topology)",
+                        default=None)
     parser.add_argument("--model", default="flow", help="flow (default) or analytic")
     parser.add_argument("--refine", type=int, default=4, help="bisection steps per crossover (default 4)")
     parser.add_argument("-o", "--output", metavar="FILE", default=None,
@@ -51,18 +55,18 @@ def _human(n: int) -> str:
 
 
 def run(args) -> int:
-    from sim.commands._args import check_output, itemsize_of, load_network, parse_algorithms, parse_option
-    from sim.results import Progress, parse_sizes
+    from sim.commands._args import check_output, itemsize_of, load_network, parse_algorithms, parse_sizes_of
+    from sim.results import Progress
     from sim.select import MODELS, select, sweep, tuning_table
 
     if args.model not in MODELS:
         raise ValueError(f"--model: unknown model {args.model!r}; choose from: {', '.join(MODELS)}")
     if args.refine < 0:
         raise ValueError(f"--refine must be >= 0, got {args.refine}")
-    algorithms = parse_algorithms(args.algorithms)
-    sizes = parse_option(parse_sizes, args.sizes, "--sizes")
+    algorithms = parse_algorithms(args.algorithms, args.collective)
     itemsize = itemsize_of(args.dtype)
-    check_output(args.output, "--output")
+    sizes = parse_sizes_of(args.sizes, args.dtype)
+    check_output(args.output, "-o/--output")
     from sim.commands._args import channels_of, protocol_of
     from sim.explain import explain
     from sim.innetwork import NOTE, resolve_algorithms

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collectives import ALGORITHMS, COLLECTIVES, get_schedule, verify
 from collectives.algorithms import takes
 from collectives.layout import Layout
+from sim.commands._args import add_nranks_argument, check_output, collective_algorithms, not_a_collective
 
 NAME = "show"
 HELP = "print (or plot) which chunk moves where in each step of an algorithm's schedule"
@@ -16,13 +17,14 @@ MAX_RANKS = 32
 
 def add_arguments(parser) -> None:
     parser.add_argument("algorithm", help=f"one of: {', '.join(ALGORITHMS)}")
-    parser.add_argument("--ranks", type=int, default=None, help=f"world size, 1..{MAX_RANKS} (default 4, or nodes x ranks per node)")
+    add_nranks_argument(parser, f"world size, 1..{MAX_RANKS} (default 4, or nodes x ranks per node)", type=int,
+                        default=None)
     parser.add_argument("--nodes", type=int, default=None, help="ring, tree, hierarchical: lay the ranks out on this many nodes")
     parser.add_argument("--ranks-per-node", type=int, default=None, help="ranks on each node (with --nodes; default ranks / nodes)")
     parser.add_argument("--channels", type=int, default=1, help="ring, tree, hierarchical: channels (default 1)")
     parser.add_argument("--collective", default="allreduce", help=f"one of: {', '.join(COLLECTIVES)}")
     parser.add_argument("--segments", type=int, default=None, help="tree only: segments per tree")
-    parser.add_argument("--plot", metavar="FILE.png", help="also draw the schedule with matplotlib")
+    parser.add_argument("--plot", metavar="FILE", help="also draw the schedule (.png, .svg, .pdf, .jpg, ...)")
 
 
 def _cell(n: int, p: int) -> str:
@@ -111,14 +113,14 @@ def _layout(args) -> Layout | None:
         raise ValueError(f"--nodes must be >= 1, got {args.nodes}")
     per_node = args.ranks_per_node
     if per_node is None:
-        ranks = 4 if args.ranks is None else args.ranks
+        ranks = 4 if args.nranks is None else args.nranks
         if ranks % args.nodes:
-            raise ValueError(f"--ranks {ranks} is not a multiple of --nodes {args.nodes}; give --ranks-per-node")
+            raise ValueError(f"--nranks {ranks} is not a multiple of --nodes {args.nodes}; give --ranks-per-node")
         per_node = ranks // args.nodes
     if per_node < 1:
         raise ValueError(f"--ranks-per-node must be >= 1, got {per_node}")
-    if args.ranks is not None and args.ranks != args.nodes * per_node:
-        raise ValueError(f"--ranks {args.ranks} != --nodes {args.nodes} x --ranks-per-node {per_node}")
+    if args.nranks is not None and args.nranks != args.nodes * per_node:
+        raise ValueError(f"--nranks {args.nranks} != --nodes {args.nodes} x --ranks-per-node {per_node}")
     if args.nodes * per_node > MAX_RANKS:
         raise ValueError(f"--nodes x --ranks-per-node must be at most {MAX_RANKS}, got {args.nodes * per_node}")
     return Layout.regular(args.nodes, per_node)
@@ -131,11 +133,11 @@ def run(args) -> int:
     if layout is not None:
         if not takes(args.algorithm, "layout"):
             raise ValueError(f"--nodes applies to ring, tree and hierarchical, not {args.algorithm}")
-        args.ranks = layout.nranks
-    elif args.ranks is None:
-        args.ranks = 4
-    if not 1 <= args.ranks <= MAX_RANKS:
-        raise ValueError(f"--ranks must be between 1 and {MAX_RANKS}, got {args.ranks}")
+        args.nranks = layout.nranks
+    elif args.nranks is None:
+        args.nranks = 4
+    if not 1 <= args.nranks <= MAX_RANKS:
+        raise ValueError(f"--nranks must be between 1 and {MAX_RANKS}, got {args.nranks}")
     params = {}
     if layout is not None:
         params["layout"] = layout
@@ -147,7 +149,10 @@ def run(args) -> int:
         if args.algorithm != "tree":
             raise ValueError("--segments applies only to the tree algorithm")
         params["segments"] = args.segments
-    schedule = get_schedule(args.collective, args.algorithm, args.ranks, **params)
+    check_output(args.plot, "--plot", figure=True)
+    schedule = get_schedule(args.collective, args.algorithm, args.nranks, **params)
+    if args.collective in COLLECTIVES and args.algorithm not in collective_algorithms(args.collective):
+        print(f"# note: {not_a_collective(args.algorithm, args.collective)}")
     print("\n".join(picture(schedule, layout)))
     if args.plot:
         plot_schedule(schedule, args.plot)

@@ -7,12 +7,13 @@ import sys
 from collectives import ALGORITHMS
 from sim.commands._args import (
     add_model_arguments,
+    add_nranks_argument,
     check_output,
     itemsize_of,
     load_network,
     nranks_of,
     parse_algorithms,
-    parse_option,
+    parse_sizes_of,
 )
 
 NAME = "simulate"
@@ -23,22 +24,24 @@ __all__ = ["NAME", "HELP", "add_arguments", "run"]
 
 def add_arguments(parser) -> None:
     add_model_arguments(parser)
-    parser.add_argument("--algorithms", default="all", help=f"comma-separated, or 'all' ({', '.join(ALGORITHMS)})")
-    parser.add_argument("--nranks", type=int, default=None, help="ranks (default: one per endpoint of the topology)")
+    parser.add_argument("--algorithms", default="all",
+                        help=f"comma-separated, or 'all' ({', '.join(ALGORITHMS)}; and, simulated only, nvls and collnet "
+                             "where the topology declares NVLS / SHARP switches)")
+    add_nranks_argument(parser, "ranks (default: one per endpoint of the topology)", type=int, default=None)
     parser.add_argument("--model", default="flow", help="flow (default) or analytic")
     parser.add_argument("--json", metavar="FILE", default=None, help="also write the records as JSON lines")
-    parser.add_argument("--plot", metavar="FILE", default=None, help="also plot busbw and time against size (.png/.svg/.pdf)")
+    parser.add_argument("--plot", metavar="FILE", default=None, help="also plot busbw and time against size (.png, .svg, .pdf, .jpg, ...)")
 
 
 def run(args) -> int:
-    from sim.results import Progress, Record, format_table, format_winners, parse_sizes, write_jsonl
+    from sim.results import Progress, Record, format_table, format_winners, write_jsonl
     from sim.select import MODELS, sweep
 
     if args.model not in MODELS:
         raise ValueError(f"--model: unknown model {args.model!r}; choose from: {', '.join(MODELS)}")
-    algorithms = parse_algorithms(args.algorithms)
-    sizes = parse_option(parse_sizes, args.sizes, "--sizes")
+    algorithms = parse_algorithms(args.algorithms, args.collective)
     itemsize = itemsize_of(args.dtype)
+    sizes = parse_sizes_of(args.sizes, args.dtype)
     check_output(args.json, "--json")
     check_output(args.plot, "--plot", figure=True)
     from sim.commands._args import channels_of, protocol_of

@@ -51,14 +51,12 @@ def run(args: argparse.Namespace) -> int:
     from collectives.algorithms import ALGORITHMS
     from collectives.plan import split_algorithms
     from sim.cli import UsageError
-    from sim.commands._args import check_output
+    from sim.commands._args import check_output, parse_sizes_of
     from sim.results import parse_sizes
     from sim.validate import format_report, validate
     from topologies.emulate import EmulationUnavailable
 
-    sizes = parse_sizes(args.sizes)
-    if min(sizes) < 4:
-        raise ValueError("--sizes: every size must be at least 4 bytes (one float32)")
+    sizes = parse_sizes_of(args.sizes, "float32")  # the runs allreduce float32
     try:
         algorithms = list(ALGORITHMS) if args.algorithms.strip() == "all" else split_algorithms(args.algorithms)
     except ValueError as err:
