@@ -56,7 +56,7 @@ _OP_TO_RUNTIME = {"prod": "product"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="allreduce.py", description=__doc__.split("\n\n")[0],
+    parser = bench.ArgumentParser(prog="allreduce.py", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     bench.add_arguments(parser, ops=OPS, dtypes=list(DTYPES),
                         check_help="check every algorithm against native dist.all_reduce (#wrong)")
@@ -67,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    bench.validate_arguments(parser, args)
     dtype = DTYPES[args.dtype]
+    bench.validate_arguments(parser, args, itemsize=dtype.itemsize)
     op = _OP_TO_RUNTIME.get(args.op, args.op)
     if op in ("band", "bor", "bxor") and dtype.is_floating_point:
         parser.error(f"--op {args.op} needs an integer --dtype (int8, int32, int64, uint8), got {args.dtype}")

@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    bench.validate_arguments(parser, args)
+    bench.validate_arguments(parser, args, itemsize=np.dtype(args.dtype).itemsize)
     op = cmpi.OPS[args.op.upper()]
     if np.dtype(args.dtype).kind not in op.kinds:
         allowed = [d for d in DTYPES if np.dtype(d).kind in op.kinds]

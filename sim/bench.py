@@ -53,6 +53,8 @@ __all__ = [
     "DEFAULT_ALGORITHMS",
     "TYPE_NAMES",
     "WIDTHS",
+    "ArgumentParser",
+    "launcher_rank",
     "size_arg",
     "algorithms_arg",
     "add_arguments",
@@ -73,6 +75,73 @@ TYPE_NAMES = {"float32": "float", "float64": "double", "float16": "half"}
 WIDTHS = (12, 12, 8, 6, 18, 10, 11, 11, 6)
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def launcher_rank() -> int:
+    """This process's rank as the launcher set it (torchrun ``RANK``, MPICH ``PMI_RANK``, Open MPI
+    ``OMPI_COMM_WORLD_RANK``, PMIx ``PMIX_RANK``); 0 when run alone. Needs no process group."""
+    import os
+
+    for name in ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """A parser for a script that every rank of a job runs: a usage error is one line, from rank 0.
+
+    Every rank exits with status 2 and no traceback; only rank 0 (:func:`launcher_rank`) prints
+    ``PROG: error: MESSAGE``, so the message appears once, as the script's last output, however
+    many ranks the launcher started. Under torchrun the ranks leave together (:func:`_leave_together`):
+    torchrun stops the other ranks as soon as one exits, so a rank that left early could get rank 0
+    killed before it printed, and a rank that left late would be reported as killed by SIGTERM.
+    """
+
+    def error(self, message: str):
+        rank = launcher_rank()
+        if rank == 0:
+            sys.stderr.write(f"{self.prog}: error: {message}\n")
+        _leave_together(rank, 2)
+        self.exit(2)
+
+
+def _leave_together(rank: int, status: int) -> None:
+    """Under torchrun, exit every rank with ``status`` within a few milliseconds, rank 0 last.
+
+    Through the store torchrun's agent hosts (``TORCHELASTIC_USE_AGENT_STORE``): rank 0 says it
+    has printed, every other rank answers and exits, and rank 0 exits once all have answered.
+    ``os._exit`` skips the interpreter's teardown (nothing has run yet), so no rank is still
+    shutting down when torchrun looks (every 0.1 s). Elsewhere, or if the store does not answer,
+    this returns and the caller exits as usual.
+    """
+    import os
+
+    env = os.environ
+    if env.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or "MASTER_ADDR" not in env:
+        return
+    try:
+        from datetime import timedelta
+
+        import torch.distributed as dist
+
+        nranks = int(env["WORLD_SIZE"])
+        store = dist.TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]), is_master=False,
+                              timeout=timedelta(seconds=60))
+        key = f"collsim/usage_error/{env.get('TORCHELASTIC_RUN_ID', '')}/{env.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if rank == 0:
+            store.set(key, "printed")
+            deadline = time.monotonic() + 30
+            while store.add(f"{key}/left", 0) < nranks - 1 and time.monotonic() < deadline:
+                time.sleep(0.005)
+        else:
+            store.wait([key])
+            store.add(f"{key}/left", 1)
+    except Exception:  # no store after all: leave as usual
+        return
+    os._exit(status)
 
 
 def size_arg(text: str) -> int:
@@ -141,8 +210,24 @@ def add_arguments(parser: argparse.ArgumentParser, *, ops: Sequence[str], dtypes
     parser.add_argument("--json", metavar="FILE", help="also write the records as JSON lines")
 
 
-def validate_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Report (``parser.error``) a size range, step or iteration count that makes no sweep."""
+def validate_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace, itemsize: int = 1) -> None:
+    """Report (``parser.error``) what makes no sweep or cannot be written, before any work.
+
+    A size range, step or iteration count that makes no sweep; a ``-b`` smaller than one element
+    of ``itemsize`` bytes (:func:`sim.results.check_sizes`, the rule every size in collsim follows);
+    a ``--json`` file that cannot be written (:func:`sim.commands._args.check_output`).
+    """
+    from sim.commands._args import check_output
+    from sim.results import check_sizes
+
+    try:
+        check_sizes([args.minbytes], itemsize, args.dtype)
+    except ValueError as err:
+        parser.error(f"-b/--minbytes: {err}")
+    try:
+        check_output(args.json, "--json")
+    except ValueError as err:
+        parser.error(str(err))
     if args.maxbytes < args.minbytes:
         parser.error(f"-e/--maxbytes ({args.maxbytes}) must be >= -b/--minbytes ({args.minbytes})")
     if args.stepfactor < 2:
