@@ -12,6 +12,11 @@ comm-hook protocol); :data:`HOOKS` is the registry, in the spirit of torch's ``D
 On CPU tensors the allreduce runs on collsim's background worker thread, so the backward pass keeps
 computing while buckets are reduced; DDP waits on the returned futures at the end of backward.
 
+Import this module before ``init_process_group`` (as ``examples/ddp_train.py`` does): it imports
+``torch.distributed.nn.functional`` first, so that module's default arguments do not keep the world
+group alive and ``destroy_process_group`` can stop Gloo's threads before the interpreter exits (see
+the note at the imports).
+
 Examples
 --------
 Under ``torchrun --nproc_per_node=2``::
@@ -29,6 +34,15 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+
+# Before any process group exists, on purpose: torch.distributed.nn.functional binds
+# ``group=group.WORLD`` as default arguments when it is first imported, and DDP imports it (through
+# torch._dynamo) on first use. Imported after init_process_group it keeps the world group alive for
+# the life of the process, so destroy_process_group cannot free it and Gloo's worker threads run on
+# into interpreter shutdown; a worker that releases a finished allreduce there must take the GIL to
+# free the tensor's Python object, and CPython ends such a thread, which aborts the process
+# ("terminate called without an active exception"). Imported here, the defaults bind None.
+import torch.distributed.nn.functional  # noqa: F401
 
 from collectives.distributed import algorithms_for, all_reduce
 

@@ -23,8 +23,11 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+# collectives.ddp is imported before init_process_group on purpose (see the note at its imports):
+# then destroy_process_group can free the group and stop Gloo's threads before the interpreter exits.
 from collectives.ddp import HOOKS, register
 from collectives.distributed import algorithms_for
+from sim.bench import ArgumentParser
 
 __all__ = ["train", "main"]
 
@@ -60,7 +63,7 @@ def train(hook: str | None, algorithm: str, steps: int, bucket_kb: int, seed: in
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ddp_train.py", description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(prog="ddp_train.py", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--hook", choices=list(HOOKS), default="allreduce", help="collsim comm hook")
     parser.add_argument("--algorithm", choices=algorithms_for("allreduce"), default="ring")
@@ -74,9 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.steps < 1:
-        build_parser().error(f"--steps must be >= 1, got {args.steps}")
+        parser.error(f"--steps must be >= 1, got {args.steps}")
+    if args.bucket_kb < 1:
+        parser.error(f"--bucket-kb must be >= 1, got {args.bucket_kb}")
+    if args.rtol is not None and not args.rtol > 0:
+        parser.error(f"--rtol must be positive, got {args.rtol}")
     if "RANK" not in os.environ:
         os.environ.update(RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
                           MASTER_PORT=os.environ.get("MASTER_PORT", "29534"))
