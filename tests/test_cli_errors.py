@@ -48,6 +48,8 @@ DRAW = ["draw", *SWITCH, "--algorithm", "ring", "--size", "1MiB"]
     ([*DRAW, "-o", "{sys}/d.png"], "-o/--output: cannot write '{sys}/d.png'"),
     (["plot", "missing.jsonl", "-o", "{sys}/p.png"], "-o/--output: cannot write"),
     (["simulate", *SWITCH, "--plot", "x.txt"], "--plot: cannot write a picture to 'x.txt'"),
+    (["topology", "switch:n=4", "--draw", "{sys}/x.png"], "--draw: cannot write '{sys}/x.png'"),
+    (["topology", "switch:n=4", "--save", "{sys}/x.json"], "--save: cannot write '{sys}/x.json'"),
     # one rule for sizes: at least one element
     (["simulate", *SWITCH, "--sizes", "3"], "--sizes: size 3 B is smaller than one float32 element (4 B)"),
     (["simulate", *SWITCH, "--sizes", "0"], "--sizes: size 0 B is smaller than one float32 element"),
@@ -116,6 +118,9 @@ def test_pictures_take_the_same_file_types_everywhere(tmp_path):
     show = collsim("show", "tree", "--plot", "t.svg", cwd=tmp_path)
     assert show.returncode == 0, show.stderr
     assert b"<svg" in (tmp_path / "t.svg").read_bytes()[:500]
+    topo = collsim("topology", "switch:n=4", "--draw", "t.jpg", cwd=tmp_path)
+    assert topo.returncode == 0, topo.stderr
+    assert (tmp_path / "t.jpg").read_bytes()[:3] == JPEG
 
 
 def test_reduce_scatter_all_leaves_out_the_tree_and_verify_says_why(tmp_path):

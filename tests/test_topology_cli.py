@@ -97,7 +97,8 @@ def test_list_shows_every_registered_topology(tmp_path):
             ["ring", "--save", "r.yaml"],
             "collsim: error: cannot tell the file format of 'r.yaml'; use one of: .json, .graphml",
         ),
-        (["ring", "--draw", "nodir/r.png"], "collsim: error: cannot write 'nodir/r.png'"),
+        (["ring", "--draw", "nodir/r.png"], "collsim: error: --draw: folder "),
+        (["ring", "--draw", "r.txt"], "collsim: error: --draw: cannot write a picture to 'r.txt'"),
         ([], "collsim: error: topology: give a SPEC"),
     ],
 )

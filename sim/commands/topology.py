@@ -14,7 +14,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 __all__ = ["NAME", "HELP", "add_arguments", "run"]
@@ -64,10 +63,10 @@ def run(args: argparse.Namespace) -> int:
         from topologies.io import _format
 
         _format(args.save)
-    for path in filter(None, (args.save, args.draw)):
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            raise ValueError(f"cannot write {path!r}: folder {folder!r} does not exist")
+    from sim.commands._args import check_output
+
+    check_output(args.save, "--save")
+    check_output(args.draw, "--draw", figure=True)
 
     G = from_spec(args.spec)
     if G.number_of_nodes() > 5000:
