@@ -7,9 +7,6 @@ Every check raises ValueError naming the option and what is allowed; the CLI pri
 from __future__ import annotations
 
 import os
-from functools import cache
-
-import numpy as np
 
 from collectives import ALGORITHMS, COLLECTIVES, get_schedule
 
@@ -54,26 +51,17 @@ def add_nranks_argument(parser, help: str, **kwargs) -> None:
                         **kwargs)
 
 
-@cache
 def collective_algorithms(collective: str) -> tuple[str, ...]:
     """The algorithms that run ``collective`` as torch and MPI define it: the ones the runtimes run.
 
-    Every allreduce qualifies. A reduce_scatter or allgather must be *rank-blocked* (block ``r``
-    ends on, or starts from, rank ``r``); the tree's halves reduce onto and broadcast from its two
-    roots, phases of its allreduce, so the runtimes refuse them and so do the simulating commands.
+    The runtimes' own rule (:func:`collectives.plan.runnable_algorithms`), so the simulating
+    commands and the runtimes cannot disagree: every allreduce; for reduce_scatter and allgather
+    only rank-blocked schedules (block ``r`` ends on, or starts from, rank ``r``). The tree's halves
+    reduce onto and broadcast from its two roots, phases of its allreduce.
     """
-    if collective == "allreduce":
-        return tuple(ALGORITHMS)
-    p = 3
-    names = []
-    for name in ALGORITHMS:
-        try:
-            schedule = get_schedule(collective, name, p)
-        except ValueError:  # an algorithm that does not generate this collective at all
-            continue
-        if schedule.nblocks == p and np.array_equal(schedule.owner, np.arange(p)):
-            names.append(name)
-    return tuple(names)
+    from collectives.plan import runnable_algorithms
+
+    return runnable_algorithms(collective)
 
 
 def not_a_collective(algorithm: str, collective: str) -> str:
