@@ -6,6 +6,7 @@ Every check raises ValueError naming the option and what is allowed; the CLI pri
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from collectives import ALGORITHMS, COLLECTIVES, get_schedule
@@ -148,8 +149,9 @@ def check_output(path: str | None, option: str, *, figure: bool = False) -> None
             pass
     except OSError as err:
         raise ValueError(f"{option}: cannot write {path!r}: {err.strerror or err}") from None
-    if not existed:
-        os.remove(path)
+    if not existed:  # every rank of a job may probe the same path at once: the first removal wins
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
 
 
 def load_network(args):
