@@ -227,7 +227,7 @@ def test_bench_run_sweep_is_silent_off_rank_0(tmp_path, capsys):
     (["-b", "1X"], "argument -b/--minbytes: size must look like 8, 64K, 64M or 1G, got '1X'"),
     (["-e", "0"], "argument -e/--maxbytes: size must be positive, got '0'"),
     (["--algorithms", "foo,ring"], "argument --algorithms: unknown algorithm(s) foo; choose from: ring, tree, "
-                                   "recursive_halving, recursive_doubling, auto, native"),
+                                   "recursive_halving, recursive_doubling, hierarchical, auto, native"),
     (["--algorithms", ","], "unknown algorithm(s) (none)"),
     (["-b", "64K", "-e", "1K"], "-e/--maxbytes (1024) must be >= -b/--minbytes (65536)"),
     (["-f", "1"], "-f/--stepfactor must be >= 2, got 1"),
