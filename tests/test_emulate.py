@@ -134,9 +134,10 @@ def test_shaping_measured_with_tcp_per_direction():
         ab = _transfer(emu, 0, 1, 3 << 20)
         after = emu.arc_bytes()
         ba = _transfer(emu, 1, 0, 6 << 20)
-    # goodput is the rate times 1448/1514 (headers); allow the shared machine some slack
-    assert 0.8 * 50e6 / 8 < ab < 50e6 / 8, ab
-    assert 0.8 * 150e6 / 8 < ba < 150e6 / 8, ba
+    # goodput is the rate times 1448/1514 (headers); one short transfer also pays TCP's slow start
+    # and recovery from tbf drops, and the two cores run other tests' leftovers: allow 30% below
+    assert 0.7 * 50e6 / 8 < ab < 50e6 / 8, ab
+    assert 0.7 * 150e6 / 8 < ba < 150e6 / 8, ba
     assert after[("a", "b")] - before[("a", "b")] > 3 << 20  # data with headers went a -> b
     assert after[("b", "a")] - before[("b", "a")] < (3 << 20) // 10  # only acknowledgements came back
 
