@@ -225,12 +225,23 @@ Notes, so the numbers can be judged:
   hop latency once per pipeline stage, not per segment (`sim.protocols.pipeline_factor`; D8 was
   +8% .. +18% at 8-32 MiB before, within 2% after); calibration scales only the link roles that
   limit the fitted point (seen on D2). D4 and D8 are therefore not independent tests of those changes.
-- D7 misses in the nominal mode by construction: the topology has PCIe Gen3's datasheet 15.75 GB/s,
+- D7 misses in the nominal mode: the topology has PCIe Gen3 x16's datasheet 15.75 GB/s per GPU,
   while copies staged through host memory reach 4 GB/s (the dataset's own point-to-point test: 5.71).
-  One fitted point (1 GiB) fixes the bandwidth term.
-- D2 ran NCCL 2.8.4, whose constants differ from the 2.2x tables the model uses, on a fabric
-  the source does not describe; its multi-node points run at a third of 4x HDR200 and are not
-  monotone in the node count (32 MiB: 15 GB/s on 8 nodes, 27 on 16).
+  The source does not name the machine, so its PCIe layout is unknown, and no layout that datasheet
+  rates allow lands within 20 %: with NCCL's PCIe efficiency (12 of 15.75 GB/s) x8 per GPU, or both
+  GPUs behind one x16 switch uplink (each staged byte crosses it up and down), predicts 6.0 GB/s
+  busbw (median 30.1 %); behind one x8 uplink 3.0 (30.9 %). The x16 topology stays. One fitted
+  point (1 GiB) fixes the bandwidth term; the small sizes also miss on latency (12.3 us measured
+  at 8 B, NCCL's constants give 8.6).
+- D2 ran NCCL 2.8.4, whose constants differ from the 2.2x tables the model uses (2.8's are
+  smaller, so they would predict faster still). Its one-node points, which cross no fabric, miss by
+  21-61 %. The multi-node points run at a third of 4x HDR200 and are not monotone in the node
+  count (32 MiB: 15 GB/s on 8 nodes, 27 on 16). ABCI's own guide ("Using SHARP") shows two A-nodes
+  with NCCL 2.8 moving 32 MiB in 870 us, at least 38.6 GB/s per node, where D2 took 1887 us
+  (17.8 GB/s per node): the fabric can carry more than D2 got, so no fabric shape from public
+  facts explains it. Tried and not adopted, being unsupported by any public fact: a 3:1
+  oversubscribed fat tree (median 25.9 %, 2-3x too slow at 4-16 nodes) and staging network traffic
+  through host memory (no GPUDirect RDMA; half the PCIe rate, median 21.8 %).
 """
 
 

@@ -125,3 +125,18 @@ def test_benchmark_on_d4_meets_its_targets_and_picks_nvls_from_2_mib():
     assert report["picks"] and all(p["ok"] for p in report["picks"])
     text = published.format_report(report, datasets)
     assert "Median |error| D4 (nominal)" in text and "Algorithm picks on D4" in text
+
+
+@pytest.mark.parametrize("pcie_bandwidth, busbw", [(15.75e9, 12.0), (7.875e9, 6.0), (3.9375e9, 3.0)])
+def test_d7_pcie_layouts_named_in_the_data_give_the_rates_it_states(pcie_bandwidth, busbw):
+    """D7's ``checked`` note: x16 per GPU, x8 (or a shared x16 uplink), a shared x8 uplink; none gives 4.0."""
+    import topologies
+    from sim.flow import Network
+    from sim.params import defaults_for
+    from sim.select import run_model
+
+    G = topologies.gpu_cluster(nodes=1, gpus_per_node=2, intra="pcie", pcie_bandwidth=pcie_bandwidth)
+    r = run_model("flow", "allreduce", "ring", Network(G, defaults_for(G)), 2, 1 << 30)
+    assert r.busbw == pytest.approx(busbw, rel=0.02)
+    assert abs(r.busbw / 4.00 - 1) > 0.2  # the published 4.00 GB/s is out of reach of every layout
+    assert any(f"{busbw:.1f}" in fact for fact in DATA["datasets"]["D7"]["hardware"]["checked"])
