@@ -13,10 +13,23 @@ run in lock-step). The ECMP rows show what ranks that drift apart cost: there fl
 steps meet on links, and from the first step where they would, the simulation runs every step on
 one event clock ("clock events": its rate recomputations; "-": it never ran).
 
+With ``--cluster``: issue 12's scale target instead. ``gpu_cluster(nodes=N, gpus_per_node=8)``
+(rail-optimised: eight NICs per server on eight rails, routed destination-mod-k) from 128 to 16,384
+servers (131,072 GPUs), allreduce 1 GiB with ``ring`` with channels (one per NIC, the default
+``channels="auto"``) and ``hierarchical``; target under 60 s and 8 GiB at 131,072 ranks, the
+topology build included. Every (servers, algorithm) runs in a fresh process through
+``sim.select.run_model`` as ``collsim simulate`` does (GPU defaults, NCCL protocols chosen
+automatically: every protocol is costed, sharing routes and compiled flow patterns). "build" is the
+topology and its compiled network; "simulate" is the model call, which includes routing every rank
+pair the schedule uses.
+
     python benchmarks/sim_scaling.py                # the full table (a few minutes)
     python benchmarks/sim_scaling.py --quick        # 128 and 1024 ranks only
+    python benchmarks/sim_scaling.py --cluster      # 128 .. 16384 servers of 8 GPUs
+    python benchmarks/sim_scaling.py --cluster --nodes 128 1024
 
-Writes ``benchmarks/results/sim_scaling.md`` and ``.json``.
+Writes ``benchmarks/results/sim_scaling.md`` and ``.json`` (``sim_scaling_cluster.md`` and ``.json``
+with ``--cluster``).
 """
 
 from __future__ import annotations
@@ -38,6 +51,9 @@ CONFIGS = [
 ]
 ALGORITHMS = ("ring", "tree", "recursive_halving", "recursive_doubling")
 SIZES = (1 << 20, 1 << 28)
+CLUSTER_NODES = (128, 1024, 2048, 8192, 16384)
+CLUSTER_ALGORITHMS = ("ring", "hierarchical")
+CLUSTER_SIZE = 1 << 30
 
 
 def child(spec: str, nranks: int, reps: int) -> dict:
@@ -84,6 +100,63 @@ def child(spec: str, nranks: int, reps: int) -> dict:
             "build_s": build, "peak_mib": peak, "rows": rows}
 
 
+def cluster_child(nodes: int, algorithm: str) -> dict:
+    import resource
+
+    import topologies
+    from sim.flow import Network
+    from sim.params import defaults_for
+    from sim.select import run_model
+
+    c, w = time.process_time(), time.perf_counter()
+    G = topologies.gpu_cluster(nodes=nodes, gpus_per_node=8)
+    net = Network(G, defaults_for(G))
+    build, build_wall = time.process_time() - c, time.perf_counter() - w
+    c, w = time.process_time(), time.perf_counter()
+    r = run_model("flow", "allreduce", algorithm, net, nodes * 8, CLUSTER_SIZE)
+    sim, sim_wall = time.process_time() - c, time.perf_counter() - w
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # GiB (KiB on Linux)
+    return {"nodes": nodes, "nranks": nodes * 8, "algorithm": algorithm, "size": CLUSTER_SIZE, "build_s": build,
+            "build_wall_s": build_wall, "simulate_s": sim, "simulate_wall_s": sim_wall, "peak_gib": peak,
+            "busbw": r.busbw, "predicted_us": r.time * 1e6, "protocol": getattr(r, "protocol", None),
+            "channels": r.params.get("channels")}
+
+
+def cluster_table(rows: list[dict]) -> str:
+    lines = ["| ranks | servers | algorithm | build (s) | simulate (s) | total (s) | peak memory (GiB) | busbw (GB/s) "
+             "| protocol |", "|---:|---:|---|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        name = r["algorithm"] + (f" ({r['channels']} channels)" if r.get("channels") else "")
+        lines.append(f"| {r['nranks']} | {r['nodes']} | {name} | {r['build_s']:.1f} | {r['simulate_s']:.1f} | "
+                     f"{r['build_s'] + r['simulate_s']:.1f} | {r['peak_gib']:.2f} | {r['busbw']:.1f} | {r['protocol']} |")
+    return "\n".join(lines)
+
+
+def machine_line(load_before: float) -> str:
+    return (f"Machine: {os.cpu_count()} CPUs, load average {load_before:.1f} at the start and "
+            f"{os.getloadavg()[0]:.1f} at the end (CPU seconds grow when other work shares the cores).")
+
+
+def cluster_main(args) -> int:
+    rows = []
+    load_before = os.getloadavg()[0]
+    for nodes in args.nodes:
+        for algorithm in CLUSTER_ALGORITHMS:
+            print(f"# {nodes * 8} ranks, {algorithm} ...", file=sys.stderr, flush=True)
+            out = subprocess.run([sys.executable, __file__, "--cluster-child", str(nodes), algorithm],
+                                 capture_output=True, text=True, check=True)
+            rows.append(json.loads(out.stdout))
+    text = cluster_table(rows) + "\n\n" + machine_line(load_before)
+    print(text)
+    if sorted(args.nodes) == sorted(CLUSTER_NODES):
+        with open(os.path.join(args.out, "sim_scaling_cluster.json"), "w") as fh:
+            json.dump(rows, fh, indent=1)
+        with open(os.path.join(args.out, "sim_scaling_cluster.md"), "w") as fh:
+            fh.write("# Flow simulator on rail-optimised GPU clusters (allreduce, 1 GiB; seconds are CPU time)\n\n")
+            fh.write("Produced by `python benchmarks/sim_scaling.py --cluster`.\n\n" + text + "\n")
+    return 0
+
+
 def table(results: list[dict]) -> str:
     lines = [
         "| ranks | topology | algorithm | size | steps | first (s) | again (s) | clock events | predicted (us) "
@@ -104,12 +177,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip 16384 ranks")
     parser.add_argument("--reps", type=int, default=3, help="repetitions after the first run (default 3)")
+    parser.add_argument("--cluster", action="store_true",
+                        help="rail-optimised GPU clusters of 8-GPU servers: ring with channels and hierarchical, 1 GiB")
+    parser.add_argument("--nodes", type=int, nargs="+", default=list(CLUSTER_NODES),
+                        help="with --cluster: servers of 8 GPUs (default: %(default)s)")
     parser.add_argument("--child", nargs=2, metavar=("SPEC", "NRANKS"), help=argparse.SUPPRESS)
+    parser.add_argument("--cluster-child", nargs=2, metavar=("NODES", "ALGORITHM"), help=argparse.SUPPRESS)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     args = parser.parse_args()
+    if any(n < 1 for n in args.nodes):
+        parser.error(f"--nodes must be positive, got {args.nodes}")
     if args.child:
         print(json.dumps(child(args.child[0], int(args.child[1]), args.reps)))
         return 0
+    if args.cluster_child:
+        print(json.dumps(cluster_child(int(args.cluster_child[0]), args.cluster_child[1])))
+        return 0
+    if args.cluster:
+        return cluster_main(args)
     results = []
     load_before = os.getloadavg()[0]
     for spec, nranks in CONFIGS:
@@ -120,9 +205,7 @@ def main() -> int:
         out = subprocess.run([sys.executable, __file__, "--child", spec, str(nranks), "--reps", str(reps)],
                              capture_output=True, text=True, check=True)
         results.append(json.loads(out.stdout))
-    text = table(results)
-    text += (f"\n\nMachine: {os.cpu_count()} CPUs, load average {load_before:.1f} at the start and "
-             f"{os.getloadavg()[0]:.1f} at the end (CPU seconds grow when other work shares the cores).")
+    text = table(results) + "\n\n" + machine_line(load_before)
     print(text)
     if not args.quick:
         with open(os.path.join(args.out, "sim_scaling.json"), "w") as fh:

@@ -162,6 +162,7 @@ class Network:
         self.latency = np.array([p.arc_latency(d["latency"], d.get("role")) for *_, d in G.edges(data=True)], dtype=float)
         self._pairs: dict[tuple[int, int], np.ndarray] = {}
         self._blocks: dict[tuple[bytes, bytes], tuple[np.ndarray, np.ndarray]] = {}  # routes(): (arcs, lengths)
+        self._incidence: dict[tuple[bytes, bytes], _Incidence] = {}  # incidence(): shared like _blocks
 
     def __repr__(self) -> str:
         return f"Network({self.name!r}, {len(self.endpoints)} endpoints, {len(self.arcs)} arcs)"
@@ -208,9 +209,23 @@ class Network:
             self._blocks[key] = out
         return out
 
+    def incidence(self, src: np.ndarray, dst: np.ndarray) -> _Incidence:
+        """Which arcs the flows ``src[k] -> dst[k]`` cross, whatever the capacities (cached per (src, dst)
+        arrays, like :meth:`routes`, and shared by the protocol views of a GPU network)."""
+        src = np.ascontiguousarray(src, dtype=np.int64)
+        dst = np.ascontiguousarray(dst, dtype=np.int64)
+        key = (src.tobytes(), dst.tobytes())
+        out = self._incidence.get(key)
+        if out is None:
+            out = _Incidence(self, src, dst, *self.routes(src, dst))
+            if len(self._incidence) >= 64:
+                self._incidence.pop(next(iter(self._incidence)))
+            self._incidence[key] = out
+        return out
+
     def compile(self, src: np.ndarray, dst: np.ndarray) -> _Pattern:
         """Compile the flows ``src[k] -> dst[k]`` (rank arrays) into an incidence pattern."""
-        return _Pattern(self, src, dst, self.routes(src, dst))
+        return _Pattern(self, src, dst, self.incidence(src, dst))
 
 
 def net_ranks(src: np.ndarray, dst: np.ndarray) -> int:
@@ -221,45 +236,91 @@ def net_ranks(src: np.ndarray, dst: np.ndarray) -> int:
     return top if np.array_equal(np.sort(src), np.arange(top)) and np.array_equal(np.sort(dst), np.arange(top)) else -1
 
 
-class _Pattern:
-    """The flows of one step pattern: who talks to whom over which arcs."""
+class _Incidence:
+    """The arcs the flows of one step pattern cross: everything about them that capacities do not change.
 
-    def __init__(self, net: Network, src: np.ndarray, dst: np.ndarray, paths):
-        from scipy.sparse import csr_array
+    Built once per (src, dst) arrays by :meth:`Network.incidence` and shared by every
+    :class:`_Pattern` of them (the protocol views of a GPU network, repeated simulations).
+    """
 
-        self.src, self.dst = src, dst
+    def __init__(self, net: Network, src: np.ndarray, dst: np.ndarray, flat: np.ndarray, lengths: np.ndarray):
         nflows = src.shape[0]
-        if isinstance(paths, tuple):  # (arcs, lengths), from Network.routes
-            flat, lengths = paths
-        else:  # one array of arc indices per flow
-            lengths = np.fromiter((len(q) for q in paths), dtype=np.int64, count=nflows)
-            flat = np.concatenate(paths) if nflows else np.zeros(0, dtype=np.int64)
         if nflows and lengths.min() == 0:
             k = int(np.argmin(lengths))
             raise ValueError(f"ranks {src[k]} and {dst[k]} run on the same node of {net.name!r}; give every rank its own endpoint")
-        self.arcs, local = np.unique(flat, return_inverse=True)  # global ids of the arcs used, local index
+        self.flat = flat
+        # global ids of the arcs used (ascending) and every entry's local index: np.unique without a sort
+        used = np.zeros(len(net.arcs), dtype=bool)
+        used[flat] = True
+        self.arcs = np.flatnonzero(used)
+        local = np.cumsum(used) - 1
+        self.indices = local[flat].astype(np.int64, copy=False)
         self.indptr = np.zeros(nflows + 1, dtype=np.int64)
         np.cumsum(lengths, out=self.indptr[1:])
-        self.indices = local.astype(np.int64)
         self.lengths = lengths
-        self.cap = net.capacity[self.arcs]
-        self.latency = np.add.reduceat(net.latency[flat], self.indptr[:-1]) if nflows else np.zeros(0)
-        rows = np.repeat(np.arange(nflows), lengths)
-        self.rows = rows
-        #: arcs x flows incidence
-        self.MT = csr_array((np.ones(flat.size), (self.indices, rows)), shape=(self.arcs.size, nflows))
-        load = np.bincount(self.indices, minlength=self.arcs.size)
-        self.disjoint = bool(load.max(initial=0) <= 1)
-        self.static_rate = np.minimum.reduceat(self.cap[self.indices], self.indptr[:-1]) if nflows else np.zeros(0)
-        self.src_unique = np.unique(src).size == nflows
-        self.dst_unique = np.unique(dst).size == nflows
-        self.nranks_involved = np.union1d(src, dst).size
-        self.flow_bytes = np.zeros(nflows)  # bytes carried by each flow, summed over the steps using the pattern
+        self.rows = np.repeat(np.arange(nflows), lengths)
+        self.load = np.bincount(self.indices, minlength=self.arcs.size)
+        self.disjoint = bool(self.load.max(initial=0) <= 1)
+        self.src_unique = _distinct(src)
+        self.dst_unique = _distinct(dst)
+        self.nranks_involved = int(np.count_nonzero(np.bincount(np.concatenate([src, dst]), minlength=1)))
         #: every rank sends exactly once and receives exactly once
         self.perm = self.src_unique and self.dst_unique and nflows == net_ranks(src, dst)
+        self._MT = None
+        self._sharing = None
+        self._layout = None  # _group_layout of every flow in the sharing groups, all starting together
+
+    @property
+    def MT(self):
+        """arcs x flows incidence (scipy.sparse), built when first asked."""
+        if self._MT is None:
+            from scipy.sparse import csr_array
+
+            self._MT = csr_array((np.ones(self.flat.size), (self.indices, self.rows)),
+                                 shape=(self.arcs.size, self.lengths.size))
+        return self._MT
+
+    def sharing(self) -> np.ndarray:
+        """Connected components of "shares an arc with" over the flows (labels as ``connected_components``)."""
+        if self._sharing is None:
+            from scipy.sparse import coo_array
+            from scipy.sparse.csgraph import connected_components
+
+            nflows = self.lengths.size
+            first = np.empty(self.arcs.size, dtype=np.int64)
+            first[self.indices[::-1]] = self.rows[::-1]  # the first flow on every arc
+            graph = coo_array((np.ones(self.rows.size), (self.rows, first[self.indices])), shape=(nflows, nflows))
+            self._sharing = connected_components(graph, directed=False)[1]
+        return self._sharing
+
+
+def _distinct(ranks: np.ndarray) -> bool:
+    """True when no rank appears twice in ``ranks``."""
+    return ranks.size == 0 or int(np.bincount(ranks, minlength=1).max()) <= 1
+
+
+class _Pattern:
+    """The flows of one step pattern on one network: an :class:`_Incidence` with capacities and latencies."""
+
+    def __init__(self, net: Network, src: np.ndarray, dst: np.ndarray, inc: _Incidence):
+        self.src, self.dst = src, dst
+        self.inc = inc
+        nflows = src.shape[0]
+        self.arcs, self.indptr, self.indices, self.lengths, self.rows = inc.arcs, inc.indptr, inc.indices, inc.lengths, inc.rows
+        self.disjoint, self.src_unique, self.dst_unique = inc.disjoint, inc.src_unique, inc.dst_unique
+        self.nranks_involved, self.perm = inc.nranks_involved, inc.perm
+        self.cap = net.capacity[self.arcs]
+        self.latency = np.add.reduceat(net.latency[inc.flat], self.indptr[:-1]) if nflows else np.zeros(0)
+        self.static_rate = np.minimum.reduceat(self.cap[self.indices], self.indptr[:-1]) if nflows else np.zeros(0)
+        self.flow_bytes = np.zeros(nflows)  # bytes carried by each flow, summed over the steps using the pattern
         #: (alpha + transfer time, latency + reduction, bytes) per flow, when chunks are equal and flows disjoint
         self.pre = None
         self.uses = 0  # steps costed through ``pre``
+
+    @property
+    def MT(self):
+        """arcs x flows incidence (scipy.sparse)."""
+        return self.inc.MT
 
     def run(self, start: np.ndarray, size: np.ndarray) -> np.ndarray:
         """Times at which each flow's last byte leaves (flows start at ``start`` with ``size`` bytes).
@@ -272,7 +333,9 @@ class _Pattern:
         """
         if self.disjoint:
             return start + size / self.static_rate
-        comp = self._groups(start, size)
+        # flows that start together overlap in time wherever they share an arc: the groups are the
+        # pattern's own (cached); else they depend on when each flow can run
+        comp = self.inc.sharing() if start.min() == start.max() else self._groups(start, size)
         counts = np.bincount(comp)
         end = np.empty(size.shape[0])
         # large groups get an event loop of their own while the step's exact events last, one after the other
@@ -454,6 +517,25 @@ def _rerate(arc: np.ndarray, flow: np.ndarray, cap: np.ndarray, rate: np.ndarray
     return out
 
 
+def _group_layout(pat: _Pattern, comp: np.ndarray, start: np.ndarray, flows: np.ndarray) -> tuple:
+    """``flows`` sorted by group, then start, and one virtual arc per (group, arc) (see :func:`_grouped_events`)."""
+    nflows = flows.shape[0]
+    groups, labels = np.unique(comp[flows], return_inverse=True)
+    order = np.lexsort((start[flows], labels))  # by group, then by start
+    perm = flows[order]
+    c = labels[order]
+    lens = pat.lengths[perm]
+    ptr = np.zeros(nflows + 1, dtype=np.int64)
+    np.cumsum(lens, out=ptr[1:])
+    entry = np.repeat(pat.indptr[perm] - ptr[:-1], lens) + np.arange(ptr[-1])
+    rows = np.repeat(np.arange(nflows), lens)
+    # one virtual arc per (group, arc): groups never share capacity; virtual arcs sorted by group
+    varc, vidx = np.unique(c[rows] * pat.cap.size + pat.indices[entry], return_inverse=True)
+    vgroup = varc // pat.cap.size
+    gptr = np.searchsorted(vgroup, np.arange(groups.size))  # first virtual arc of every group
+    return groups, order, perm, c, rows, varc, vidx, vgroup, gptr
+
+
 def _grouped_events(pat: _Pattern, comp: np.ndarray, start: np.ndarray, size: np.ndarray,
                     flows: np.ndarray, window: np.ndarray | None = None) -> np.ndarray:
     """Event-driven max-min sharing of ``flows``, each group with its own clock (see ``_Pattern.run``).
@@ -463,24 +545,19 @@ def _grouped_events(pat: _Pattern, comp: np.ndarray, start: np.ndarray, size: np
     closer than that into one event, as :func:`_one_clock_events` does once its budget is spent.
     """
     nflows = flows.shape[0]
-    groups, labels = np.unique(comp[flows], return_inverse=True)
+    inc = pat.inc
+    if comp is inc._sharing and nflows == comp.size and start.min() == start.max():
+        # every flow, all starting together, in the pattern's own groups: the same layout every time
+        if inc._layout is None:
+            inc._layout = _group_layout(pat, comp, start, flows)
+        groups, order, perm, c, rows, varc, vidx, vgroup, gptr = inc._layout
+    else:
+        groups, order, perm, c, rows, varc, vidx, vgroup, gptr = _group_layout(pat, comp, start, flows)
     ngroups = groups.size
     win = None if window is None else window[groups]
-    order = np.lexsort((start[flows], labels))  # by group, then by start
-    perm = flows[order]
-    c = labels[order]
     st = start[perm]
     rem = size[perm].astype(float)
-    lens = pat.lengths[perm]
-    ptr = np.zeros(nflows + 1, dtype=np.int64)
-    np.cumsum(lens, out=ptr[1:])
-    entry = np.repeat(pat.indptr[perm] - ptr[:-1], lens) + np.arange(ptr[-1])
-    rows = np.repeat(np.arange(nflows), lens)
-    # one virtual arc per (group, arc): groups never share capacity; virtual arcs sorted by group
-    varc, vidx = np.unique(c[rows] * pat.cap.size + pat.indices[entry], return_inverse=True)
     vcap = pat.cap[varc % pat.cap.size]
-    vgroup = varc // pat.cap.size
-    gptr = np.searchsorted(vgroup, np.arange(ngroups))  # first virtual arc of every group
     end = np.empty(nflows)
     rate = np.empty(nflows)
     started = np.zeros(nflows, dtype=bool)

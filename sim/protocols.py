@@ -327,7 +327,7 @@ def _variant_network(base: Network, protocol: str, family: str, fraction: float,
     # caches of compiled patterns hold capacities and latencies: a variant starts with its own; the
     # route cache (_pairs) and the arc index are shared, since routes do not depend on the protocol
     for key, value in list(vars(net).items()):
-        if isinstance(value, dict) and key not in ("arc_index", "_pairs", "_blocks"):
+        if isinstance(value, dict) and key not in ("arc_index", "_pairs", "_blocks", "_incidence"):
             setattr(net, key, type(value)())
     net.__class__ = ProtocolNetwork
     net.capacity = base.capacity * fraction
