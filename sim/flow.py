@@ -161,8 +161,8 @@ class Network:
         )
         self.latency = np.array([p.arc_latency(d["latency"], d.get("role")) for *_, d in G.edges(data=True)], dtype=float)
         self._pairs: dict[tuple[int, int], np.ndarray] = {}
-        self._blocks: dict[tuple[bytes, bytes], tuple[np.ndarray, np.ndarray]] = {}  # routes(): (arcs, lengths)
-        self._incidence: dict[tuple[bytes, bytes], _Incidence] = {}  # incidence(): shared like _blocks
+        self._blocks: dict = {}  # routes(): (src, dst) bytes -> ((arcs, lengths), entries)
+        self._incidence: dict = {}  # incidence(): (src, dst) bytes -> (_Incidence, entries); shared like _blocks
 
     def __repr__(self) -> str:
         return f"Network({self.name!r}, {len(self.endpoints)} endpoints, {len(self.arcs)} arcs)"
@@ -196,17 +196,16 @@ class Network:
         dst = np.ascontiguousarray(dst, dtype=np.int64)
         key = (src.tobytes(), dst.tobytes())
         out = self._blocks.get(key)
-        if out is None:
-            if hasattr(self.router, "route_arcs"):
-                indptr, arcs = self.router.route_arcs(src, dst)
-                out = (arcs, np.diff(indptr))
-            else:
-                paths = [self.path(i, j) for i, j in zip(src.tolist(), dst.tolist(), strict=True)]
-                lengths = np.fromiter((len(q) for q in paths), dtype=np.int64, count=len(paths))
-                out = (np.concatenate(paths) if paths else np.zeros(0, dtype=np.int64), lengths)
-            if len(self._blocks) >= 64:
-                self._blocks.pop(next(iter(self._blocks)))
-            self._blocks[key] = out
+        if out is not None:
+            return out[0]
+        if hasattr(self.router, "route_arcs"):
+            indptr, arcs = self.router.route_arcs(src, dst)
+            out = (arcs, np.diff(indptr))
+        else:
+            paths = [self.path(i, j) for i, j in zip(src.tolist(), dst.tolist(), strict=True)]
+            lengths = np.fromiter((len(q) for q in paths), dtype=np.int64, count=len(paths))
+            out = (np.concatenate(paths) if paths else np.zeros(0, dtype=np.int64), lengths)
+        _bounded_put(self._blocks, key, out, out[0].size)
         return out
 
     def incidence(self, src: np.ndarray, dst: np.ndarray) -> _Incidence:
@@ -216,16 +215,29 @@ class Network:
         dst = np.ascontiguousarray(dst, dtype=np.int64)
         key = (src.tobytes(), dst.tobytes())
         out = self._incidence.get(key)
-        if out is None:
-            out = _Incidence(self, src, dst, *self.routes(src, dst))
-            if len(self._incidence) >= 64:
-                self._incidence.pop(next(iter(self._incidence)))
-            self._incidence[key] = out
+        if out is not None:
+            return out[0]
+        out = _Incidence(self, src, dst, *self.routes(src, dst))
+        _bounded_put(self._incidence, key, out, out.flat.size)
         return out
 
     def compile(self, src: np.ndarray, dst: np.ndarray) -> _Pattern:
         """Compile the flows ``src[k] -> dst[k]`` (rank arrays) into an incidence pattern."""
         return _Pattern(self, src, dst, self.incidence(src, dst))
+
+
+#: Route and incidence caches of a :class:`Network` keep at least this many step patterns, and more
+#: (oldest dropped first) while they hold fewer than :data:`CACHE_ENTRIES` arc entries in all.
+CACHE_PATTERNS = 64
+CACHE_ENTRIES = 1 << 23
+
+
+def _bounded_put(cache: dict, key, value, entries: int) -> None:
+    """``cache[key] = value``, dropping the oldest entries beyond the bounds above (``entries``: its arc entries)."""
+    cache[key] = (value, entries)
+    total = sum(n for _, n in cache.values())
+    while len(cache) > CACHE_PATTERNS and total > CACHE_ENTRIES:
+        total -= cache.pop(next(iter(cache)))[1]
 
 
 def net_ranks(src: np.ndarray, dst: np.ndarray) -> int:
@@ -465,19 +477,52 @@ def _maxmin(arc: np.ndarray, flow: np.ndarray, cap: np.ndarray, rate: np.ndarray
     round finds the lowest fair share ``capacity left / flows left`` over the arcs, freezes the
     flows that cross an arc at that level (a flow's share is the minimum over its arcs, so this is
     the flows whose share is the level) and takes their rate off their arcs.
+
+    An arc that one flow alone crosses has the share ``capacity / 1`` until that flow freezes and
+    no use after: such arcs are folded into a bound per flow (the smallest), which takes part in
+    every round as their shares would. Same rounds, same levels, fewer entries per round.
     """
+    if not arc.size:
+        return
+    if cap.size > arc.size:  # renumber the arcs in use 0..m-1 (the same ones, in the same order)
+        used = np.zeros(cap.size, dtype=bool)
+        used[arc] = True
+        cap = cap[used]
+        arc = (np.cumsum(used) - 1)[arc]
+    alone = np.bincount(arc, minlength=cap.size)[arc] == 1
+    bound = np.zeros(0)  # the flows' own bounds: flows ``bounded``, bound ``bound``
+    bounded = np.zeros(0, dtype=np.int64)
+    if alone.any():
+        own = np.full(rate.shape[0], np.inf)
+        np.minimum.at(own, flow[alone], cap[arc[alone]])
+        bounded = np.flatnonzero(own < np.inf)
+        bound = own[bounded]
+        shared = ~alone
+        arc, flow = arc[shared], flow[shared]
     capr = cap
     frozen = np.zeros(rate.shape[0], dtype=bool)
     with np.errstate(divide="ignore", invalid="ignore"):  # inf or nan share on arcs no flow left uses
         while True:
             share = capr / np.bincount(arc, minlength=cap.size)
             level = np.fmin.reduce(share)
-            hit = flow[(share <= level * (1 + _REL))[arc]]
+            if bound.size:
+                level = np.fmin(level, bound.min())
+            top = level * (1 + _REL)
+            hit = flow[(share <= top)[arc]]
             rate[hit] = level
             frozen[hit] = True
+            if bound.size:
+                hit = bounded[bound <= top]
+                rate[hit] = level
+                frozen[hit] = True
+                left = ~frozen[bounded]
+                bounded, bound = bounded[left], bound[left]
             out = frozen[flow]
             if out.all():
-                return
+                if not bound.size:
+                    return
+                arc, flow = arc[:0], flow[:0]
+                continue
             arc_out = arc[out]
             capr = np.maximum(capr - np.bincount(arc_out, weights=np.full(arc_out.size, level), minlength=cap.size), 0.0)
             stay = ~out
@@ -632,6 +677,21 @@ def _ranges(ptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.repeat(first - np.cumsum(lens) + lens, lens) + np.arange(total)
 
 
+def _table(values: np.ndarray, ptr: np.ndarray) -> np.ndarray:
+    """CSR rows ``values[ptr[r]:ptr[r + 1]]`` as the rows of a 2-D array padded with -1 (gathered in one go)."""
+    lens = np.diff(ptr)
+    out = np.full((lens.size, max(int(lens.max(initial=0)), 1)), -1, dtype=np.int64)
+    rows = np.repeat(np.arange(lens.size), lens)
+    out[rows, np.arange(values.size) - ptr[rows]] = values
+    return out
+
+
+def _gather(table: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The entries of ``table``'s ``rows``, in order, without the padding (see :func:`_table`)."""
+    out = table[rows].ravel()
+    return out if table.shape[1] == 1 and out.size and out.min() >= 0 else out[out >= 0]
+
+
 class _LiveStep:
     """One step's transfers as the event clock sees them, and every rank's progress through it."""
 
@@ -641,13 +701,18 @@ class _LiveStep:
         self.src, self.dst, self.size = src, dst, size
         self.red_cost, self.latency, self.eager = red_cost, latency, eager
         self.any_eager = bool(eager.any())
-        self.ptr, self.arcs = ptr, arcs  # transfer k crosses the clock's arcs arcs[ptr[k]:ptr[k + 1]]
         n = src.shape[0]
-        self.by_src = np.argsort(src, kind="stable")
-        self.src_ptr = np.searchsorted(src[self.by_src], np.arange(p + 1))
-        self.by_dst = np.argsort(dst, kind="stable")
-        self.dst_ptr = np.searchsorted(dst[self.by_dst], np.arange(p + 1))
-        self.left = np.diff(self.src_ptr) + np.diff(self.dst_ptr)  # parts (sends, receives) each rank has left
+        self.lens = np.diff(ptr)
+        # transfer k crosses the clock's arcs arc_tab[k, :lens[k]] (rows padded with -1)
+        self.arc_tab = _table(arcs, ptr)
+        by_src = np.argsort(src, kind="stable")
+        src_ptr = np.searchsorted(src[by_src], np.arange(p + 1))
+        by_dst = np.argsort(dst, kind="stable")
+        dst_ptr = np.searchsorted(dst[by_dst], np.arange(p + 1))
+        # rank r sends the transfers send_tab[r] and receives recv_tab[r] (rows padded with -1)
+        self.send_tab = _table(by_src, src_ptr)
+        self.recv_tab = _table(by_dst, dst_ptr)
+        self.left = np.diff(src_ptr) + np.diff(dst_ptr)  # parts (sends, receives) each rank has left
         self.involved = self.left > 0
         self.parts = int(self.left.sum())
         self.tmax = np.full(p, -np.inf)  # each rank's latest part done so far
@@ -687,6 +752,7 @@ class _Clock:
         self.events = 0  # rate recomputations
         self.budget = 0  # exact ones allowed so far: CLOCK_EXACT_EVENTS per step generated
         self.top_active = -1  # highest step that ever had a flow in flight
+        self.stamp = np.zeros(p, dtype=np.int64)  # scratch: the last position of each rank in an array
 
     def arc_bytes(self) -> np.ndarray:
         """Bytes each topology arc carried."""
@@ -753,18 +819,31 @@ class _Clock:
         st.enter[ranks] = times
         self.cur[ranks] = st.index
         self.ready[ranks] = times
-        recvs = st.by_dst[_ranges(st.dst_ptr, ranks)]
-        cand = np.concatenate([st.by_src[_ranges(st.src_ptr, ranks)], recvs])
-        cand = np.unique(cand[~st.started[cand]])
-        if cand.size:
+        recvs = _gather(st.recv_tab, ranks)
+        # the sends of the ranks first: a transfer between two of them is a send that can start, so the
+        # receives left to try are those not started (each transfer is tried once)
+        for cand in (_gather(st.send_tab, ranks), recvs):
+            cand = cand[~st.started[cand]]
+            if not cand.size:
+                continue
             es, ed = st.enter[st.src[cand]], st.enter[st.dst[cand]]
-            eager = st.eager[cand]
-            ok = ~np.isnan(es) & (eager | ~np.isnan(ed))
-            if ok.any():
-                go = cand[ok]
-                st.started[go] = True
-                start = np.where(eager[ok], es[ok], np.maximum(es[ok], ed[ok])) + self.alpha
-                self.pending.append((st.index, go, start))
+            if st.any_eager:
+                eager = st.eager[cand]
+                ok = ~np.isnan(es) & (eager | ~np.isnan(ed))
+                if ok.any():
+                    go = cand[ok]
+                    st.started[go] = True
+                    start = np.where(eager[ok], es[ok], np.maximum(es[ok], ed[ok])) + self.alpha
+                    self.pending.append((st.index, go, start))
+            else:
+                ok = ~np.isnan(ed) & ~np.isnan(es)
+                if ok.all():
+                    st.started[cand] = True
+                    self.pending.append((st.index, cand, np.maximum(es, ed) + self.alpha))
+                elif ok.any():
+                    go = cand[ok]
+                    st.started[go] = True
+                    self.pending.append((st.index, go, np.maximum(es[ok], ed[ok]) + self.alpha))
         if not st.any_eager:
             return []
         early = recvs[~np.isnan(st.arrival[recvs])]  # eager messages that arrived before their receiver came
@@ -777,7 +856,10 @@ class _Clock:
         np.maximum.at(st.tmax, ranks, times)
         np.subtract.at(st.left, ranks, 1)
         st.parts -= ranks.size
-        fin = np.unique(ranks[st.left[ranks] == 0])
+        fin = ranks[st.left[ranks] == 0]
+        if fin.size > 1:  # a rank twice (two parts done at once) counts once
+            self.stamp[fin] = np.arange(fin.size)
+            fin = fin[self.stamp[fin] == np.arange(fin.size)]
         return [(st.index, fin, st.tmax[fin])] if fin.size else []
 
     def _ended(self, st: _LiveStep, flows: np.ndarray, end: np.ndarray) -> None:
@@ -849,33 +931,39 @@ class _Clock:
                         del self.steps[self.order.pop(0)]
                     p_step, p_flow, p_time = self._waiting(p_step, p_flow, p_time)  # some may start now
             go = p_time <= limit
-            first_new = e_arc.size
             first_flow = a_step.size
             late_by = []
             if go.any():
-                for s in np.unique(p_step[go]).tolist():
-                    mine = go & (p_step == s)
-                    st, flows = self.steps[s], p_flow[mine]
-                    ent = _ranges(st.ptr, flows)
-                    lens = st.ptr[flows + 1] - st.ptr[flows]
-                    arcs = st.arcs[ent]
-                    np.add.at(self.carried, arcs, np.repeat(st.size[flows], lens))
-                    np.add.at(self.load, arcs, 1)
-                    e_arc = np.concatenate([e_arc, arcs])
-                    e_pos = np.concatenate([e_pos, np.repeat(np.arange(a_step.size, a_step.size + flows.size), lens)])
-                    a_step = np.concatenate([a_step, np.full(flows.size, s)])
-                    a_flow = np.concatenate([a_flow, flows])
-                    a_rem = np.concatenate([a_rem, st.size[flows]])
-                    late_by.append(p_time[mine] - t)
-                    a_rate = np.concatenate([a_rate, np.zeros(flows.size)])
+                g_step, g_flow, g_time = p_step[go], p_flow[go], p_time[go]
+                if g_step.min() == g_step.max():
+                    by_step = [(int(g_step[0]), g_flow, g_time)]
+                else:
+                    by_step = [(s, g_flow[g_step == s], g_time[g_step == s]) for s in np.unique(g_step).tolist()]
+                arcs_, lens_, size_ = [], [], []
+                for s, flows, times in by_step:
+                    st = self.steps[s]
+                    arcs_.append(_gather(st.arc_tab, flows))
+                    lens_.append(st.lens[flows])
+                    size_.append(st.size[flows])
+                    late_by.append(times - t)
                     self.top_active = max(self.top_active, s)
+                arcs = np.concatenate(arcs_) if len(arcs_) > 1 else arcs_[0]
+                lens = np.concatenate(lens_) if len(lens_) > 1 else lens_[0]
+                size = np.concatenate(size_) if len(size_) > 1 else size_[0]
+                nnew = lens.size
+                np.add.at(self.carried, arcs, np.repeat(size, lens))
+                np.add.at(self.load, arcs, 1)
+                e_arc = np.concatenate([e_arc, arcs])
+                e_pos = np.concatenate([e_pos, np.repeat(np.arange(first_flow, first_flow + nnew), lens)])
+                a_step = np.concatenate([a_step] + [np.full(f.size, s) for s, f, _ in by_step])
+                a_flow = np.concatenate([a_flow] + [f for _, f, _ in by_step])
+                a_rem = np.concatenate([a_rem, size])
                 p_step, p_flow, p_time = p_step[~go], p_flow[~go], p_time[~go]
                 # a new flow alone on all its arcs runs at its slowest arc's rate and slows nobody down
-                new_arc, new_pos = e_arc[first_new:], e_pos[first_new:]
-                heads = np.flatnonzero(np.diff(new_pos, prepend=-1))
-                shared = np.logical_or.reduceat(self.load[new_arc] > 1, heads)
-                a_rate[new_pos[heads]] = np.minimum.reduceat(self.cap[new_arc], heads)
-                changed.append(new_arc[shared[np.cumsum(np.diff(new_pos, prepend=-1) != 0) - 1]])
+                heads = np.cumsum(lens) - lens
+                shared = np.logical_or.reduceat(self.load[arcs] > 1, heads)
+                a_rate = np.concatenate([a_rate, np.minimum.reduceat(self.cap[arcs], heads)])
+                changed.append(arcs[np.repeat(shared, lens)])
             if a_step.size:
                 if any(c.size for c in changed):
                     a_rate = _rerate(e_arc, e_pos, self.cap, a_rate, changed)
