@@ -1,12 +1,15 @@
 """Predicted against measured allreduce on emulated topologies (issue 7's accuracy targets, issue 12's proof).
 
-    sudo python benchmarks/validation.py [--sizes 64KiB:4MiB:x4] [--reps 5] [--only switch4 ...] [--out benchmarks/results]
+    sudo python benchmarks/validation.py [--sizes 64KiB:16MiB:x4] [--reps 6] [--max-reps 20] [--only switch4 ...] [--out benchmarks/results]
 
 For every topology: bring it up as an emulation (network namespaces, veth links shaped with
 ``tc tbf``, routes from ``topologies.Router``), calibrate the model on it with point-to-point
 probes only, predict every algorithm at every size with the flow model, and measure the same with
 one rank process per host namespace running ``collectives.distributed.all_reduce`` over Gloo
-(interleaved repetitions, median; see :mod:`sim.validate`).
+(interleaved rounds; per point the median and its 95% confidence interval; rounds repeat, at
+least ``--reps`` and at most ``--max-reps`` times, until every interval is within ±3% of its
+median, and a point still wider at the bound is reported as noisy, apart but not dropped; see
+:mod:`sim.validate`).
 
 Topologies (links at 100 Mbit/s, low enough that moving bytes, not this shared 2-core machine's
 CPU, dominates the time):
@@ -14,11 +17,13 @@ CPU, dominates the time):
 * ``switch4``: 4 hosts on one switch;
 * ``racks2x3``: two racks of 3 hosts, each rack switch joined to a spine by one uplink of the
   bandwidth of one host link (3:1 oversubscribed);
-* ``ring5``: 5 hosts on a ring of point-to-point links (hosts forward for each other).
+* ``ring5``: 5 hosts on a ring of point-to-point links (hosts forward for each other);
+* ``switch4_400``: the 4-host switch again at a second link rate, 400 Mbit/s (issue 14: the model
+  must hold at every rate from 100 Mbit/s to 1 Gbit/s, not only the one it was first checked at).
 
-Targets (issue 7, on those three, every flat algorithm): median ``|error|`` <= 10 % over the points of
-sizes >= 64 KiB; at >= 90 % of the (topology, size) points, the predicted best algorithm measures
-within 5 % of the measured best.
+Targets (on the flat topologies, every flat algorithm): median ``|error|`` <= 8 % over the points of
+sizes >= 64 KiB (issue 14; issue 7 asked for 10 %); at >= 90 % of the (topology, size) points, the
+predicted best algorithm measures within 5 % of the measured best.
 
 * ``cluster2x2`` (issue 12): 2 machines of 2 hosts (ranks), hosts of a machine joined by fast links
   (160 Mbit/s through the machine's switch), machines joined by slow links (20 Mbit/s) through 2
@@ -53,15 +58,16 @@ TOPOLOGIES = {
     "switch4": "switch:n=4,bandwidth=100Mbps",
     "racks2x3": "leaf_spine:leaves=2,spines=1,hosts_per_leaf=3,oversubscription=3,bandwidth=100Mbps",
     "ring5": "ring:n=5,bandwidth=100Mbps",
+    "switch4_400": "switch:n=4,bandwidth=400Mbps",
     "cluster2x2": "cluster:nodes=2,hosts_per_node=2,nics_per_node=2,bandwidth=20Mbps,intra_bandwidth=160Mbps",
 }
 #: Issue 7's topologies and the flat algorithms they validate.
-FLAT = ("switch4", "racks2x3", "ring5")
+FLAT = ("switch4", "racks2x3", "ring5", "switch4_400")
 FLAT_ALGORITHMS = ("ring", "tree", "recursive_halving", "recursive_doubling")
 #: Issue 12's proof: algorithms, sizes and the baseline the speedups are measured against.
 HIERARCHY = {"cluster2x2": {"algorithms": ("ring:channels=1", "ring:channels=2", "hierarchical"),
                             "sizes": "1MiB:4MiB:x2", "baseline": "ring:channels=1"}}
-TARGET_MEDIAN_ERROR = 0.10
+TARGET_MEDIAN_ERROR = 0.08
 TARGET_BEST_FRACTION = 0.90
 TARGET_FROM_BYTES = 64 << 10
 TARGET_SPEEDUP_ERROR = 0.15
@@ -75,8 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     from topologies.emulate import emulation_unavailable_reason
 
     p = argparse.ArgumentParser(prog="validation.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--sizes", default="64KiB:4MiB:x4", help="sizes of the flat topologies (cluster2x2: 1MiB:4MiB:x2)")
-    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--sizes", default="64KiB:16MiB:x4", help="sizes of the flat topologies (cluster2x2: 1MiB:4MiB:x2)")
+    p.add_argument("--reps", type=int, default=6, help="rounds at least (default 6)")
+    p.add_argument("--max-reps", type=int, default=20,
+                   help="rounds at most, while a point's 95%% interval is wider than ±3%% (default 20)")
     p.add_argument("--only", nargs="+", choices=list(TOPOLOGIES), default=list(TOPOLOGIES))
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = p.parse_args(argv)
@@ -96,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         baseline = case.get("baseline")
         print(f"[{name}] {spec}", file=sys.stderr)
         t0 = time.monotonic()
-        v = validate(from_spec(spec), sizes, algorithms, spec=spec, reps=args.reps, log=sys.stderr)
+        v = validate(from_spec(spec), sizes, algorithms, spec=spec, reps=args.reps, max_reps=args.max_reps,
+                     log=sys.stderr)
         summary = {**v.summary(), "spec": spec, "seconds": round(time.monotonic() - t0, 1)}
         report = format_report(v, baseline=baseline)
         print(report)
@@ -124,7 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         }, indent=1))
         plot_curves(v.records, out / f"validation_{name}.png",
                     title=f"{v.topology}: predicted (dashed) vs measured (solid), emulated")
-    result = {"topologies": summaries, "reps": args.reps, "sizes": args.sizes}
+    noisy = [f"{name}: {n['algorithm']} at {n['size']} B (±{n['rel_halfwidth'] * 100:.1f}%)"
+             for name, summary in summaries.items() for n in summary["noisy"]]
+    verdicts.append(f"noisy points (95% interval wider than ±3% after {args.max_reps} rounds; counted above, not "
+                    f"dropped): {len(noisy)}" + (f": {'; '.join(noisy)}" if noisy else ""))
+    result = {"topologies": summaries, "reps": args.reps, "max_reps": args.max_reps, "sizes": args.sizes,
+              "noisy": noisy}
     if all_errors:
         median = statistics.median(all_errors)
         best = sum(all_best) / len(all_best)

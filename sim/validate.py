@@ -18,12 +18,19 @@ Procedure (:func:`validate`)
    repetition runs every (size, algorithm) once, in an order rotated per repetition, so slow
    periods of the shared machine hit every algorithm alike; one repetition's time runs from the
    last rank's start to the last rank's end (one clock on this machine; the simulator's picture
-   of all ranks starting together); the reported time is the median over repetitions. Every
-   result is checked (``#wrong``).
+   of all ranks starting together); the reported time is the median over repetitions, with its
+   95% confidence interval (:func:`sim.stats.median_ci`, distribution-free). Repetitions go on
+   (at least ``reps``, at most ``max_reps``) until every point's interval lies within ``±rel``
+   (3%) of its median; a point still wider at the bound is reported as *noisy*, and kept. Every
+   rank sees the same repetition times (the start and end maxima are reduced to every rank after
+   each round), so all ranks stop together. Every result is checked (``#wrong``).
 5. Compare per point: error ``(predicted - measured) / measured``; per size: the predicted best
    algorithm, the measured best, and the *regret*: how much slower the predicted best measured than
    the measured best. Against a baseline algorithm (:meth:`Validation.speedups`): how much faster
-   each algorithm is than the baseline, predicted and measured, and how far the two factors differ.
+   each algorithm is than the baseline, predicted and measured (the median of the per-round ratios
+   with its 95% interval, :func:`sim.stats.ratio_ci`), and how far the two factors differ. The
+   summary counts agreement on the best algorithm against the measured best and gives the noisy
+   points apart (their count, and the median error without them beside the one with them).
 
 Algorithms are specs (:func:`collectives.plan.parse_algorithm`): ``ring:channels=1``,
 ``ring:channels=2``, ``hierarchical``. Both sides run the same schedule on the topology's layout
@@ -55,6 +62,7 @@ __all__ = [
     "Validation",
     "class_efficiencies",
     "predict",
+    "Measured",
     "measure",
     "compare",
     "validate",
@@ -74,11 +82,23 @@ class Point:
     predicted: float  # seconds
     measured: float  # seconds (median over repetitions)
     wrong: int
+    low: float = float("nan")  # 95% confidence interval of the measured median (seconds)
+    high: float = float("nan")
+    reps: int = 0
+    noisy: bool = False  # the interval did not get within the asked ±rel by the repetition bound
+    samples: tuple[float, ...] = ()  # seconds of every repetition, in round order
 
     @property
     def error(self) -> float:
         """Relative error of the prediction: ``(predicted - measured) / measured``."""
         return (self.predicted - self.measured) / self.measured
+
+    @property
+    def rel_halfwidth(self) -> float:
+        """Half-width of the measured interval relative to the median (``inf`` when unbounded)."""
+        if not (self.low == self.low and self.high == self.high) or self.measured <= 0:
+            return float("inf")
+        return max(self.measured - self.low, self.high - self.measured) / self.measured
 
 
 @dataclass(frozen=True)
@@ -89,7 +109,9 @@ class Speedup:
     baseline: str
     size: int
     predicted: float  # baseline time / algorithm time, in the model
-    measured: float  # the same, measured
+    measured: float  # the same, measured (median of the per-round ratios when rounds are paired)
+    low: float = float("nan")  # 95% confidence interval of the measured factor
+    high: float = float("nan")
 
     @property
     def error(self) -> float:
@@ -145,7 +167,7 @@ class Validation:
         for (alg, size), p in sorted(at.items(), key=lambda kv: (kv[0][1], kv[0][0])):
             base = at.get((baseline, size))
             if alg != baseline and base is not None and size >= min_size:
-                out.append(Speedup(alg, baseline, size, base.predicted / p.predicted, base.measured / p.measured))
+                out.append(_speedup(p, base))
         return out
 
     def winners_agree(self, min_size: int = 0) -> bool:
@@ -157,16 +179,39 @@ class Validation:
         rows = self.per_size()
         return sum(r["regret"] <= tolerance for r in rows) / len(rows) if rows else float("nan")
 
+    def noisy(self) -> list[Point]:
+        """The points whose measured interval stayed wider than asked at the repetition bound."""
+        return [p for p in self.points if p.noisy]
+
     def summary(self) -> dict:
+        quiet = [abs(p.error) for p in self.points if not p.noisy and p.size >= 65536]
+        rows = self.per_size()
         return {
             "topology": self.topology,
             "nranks": self.nranks,
             "points": len(self.points),
             "median_abs_error": self.median_abs_error(),
             "median_abs_error_ge_64KiB": self.median_abs_error(65536),
+            "median_abs_error_ge_64KiB_quiet": statistics.median(quiet) if quiet else float("nan"),
             "best_within_5pct": self.best_agreement(),
+            "best_agrees": sum(r["predicted_best"] == r["measured_best"] for r in rows),
+            "sizes": len(rows),
+            "noisy": [{"algorithm": p.algorithm, "size": p.size, "rel_halfwidth": p.rel_halfwidth} for p in self.noisy()],
+            "max_rel_halfwidth": max((p.rel_halfwidth for p in self.points), default=float("nan")),
+            "reps": sorted({p.reps for p in self.points}),
             "wrong": sum(p.wrong for p in self.points),
         }
+
+
+def _speedup(p: Point, base: Point) -> Speedup:
+    """``base``'s time over ``p``'s, predicted and measured (paired per round when both have the same rounds)."""
+    from sim.stats import ratio_ci
+
+    predicted = base.predicted / p.predicted
+    if len(p.samples) == len(base.samples) >= 1:
+        ci = ratio_ci(base.samples, p.samples)
+        return Speedup(p.algorithm, base.algorithm, p.size, predicted, ci.estimate, ci.low, ci.high)
+    return Speedup(p.algorithm, base.algorithm, p.size, predicted, base.measured / p.measured)
 
 
 def _bottleneck_roles(G, router, i: int, j: int) -> set:
@@ -270,6 +315,7 @@ def _rank_main(args) -> int:
     import torch.distributed as dist
 
     from collectives.distributed import all_reduce
+    from sim.stats import median_ci, sample_until
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=args.timeout))
@@ -283,7 +329,6 @@ def _rank_main(args) -> int:
         layout = Layout(tuple(int(x) for x in args.layout.split(",")), args.nics) if args.layout else None
         expected = float(n * (n + 1) // 2)
         bufs = {s: torch.empty(s // 4, dtype=torch.float32) for s in sizes}
-        times: dict[str, list[tuple[float, float]]] = {}
         wrong: dict[str, int] = {}
 
         def once(alg: str, size: int) -> tuple[float, float]:
@@ -302,52 +347,87 @@ def _rank_main(args) -> int:
                 for _ in range(args.warmup):
                     once(alg, size)
         wrong.clear()
-        for rep in range(args.reps):
-            order = algorithms[rep % len(algorithms):] + algorithms[: rep % len(algorithms)]
-            for size in sizes if rep % 2 == 0 else sizes[::-1]:
+        keys = [f"{alg}:{size}" for size in sizes for alg in algorithms]
+        rounds = [0]
+
+        def draw() -> dict[str, float]:
+            """One round: every (size, algorithm) once, in a rotated order; times reduced to every rank."""
+            r = rounds[0]
+            rounds[0] += 1
+            order = algorithms[r % len(algorithms):] + algorithms[: r % len(algorithms)]
+            stamps = torch.zeros(2 * len(keys), dtype=torch.float64)
+            for size in sizes if r % 2 == 0 else sizes[::-1]:
                 for alg in order:
-                    times.setdefault(f"{alg}:{size}", []).append(once(alg, size))
+                    k = keys.index(f"{alg}:{size}")
+                    stamps[2 * k], stamps[2 * k + 1] = once(alg, size)
+            dist.all_reduce(stamps, op=dist.ReduceOp.MAX)  # last rank's start and last rank's end
+            return {key: float(stamps[2 * k + 1] - stamps[2 * k]) for k, key in enumerate(keys)}
+
+        got = sample_until(draw, lambda rs: {key: median_ci([r[key] for r in rs]) for key in keys},
+                           rel=args.rel, min_samples=args.reps, max_samples=max(args.reps, args.max_reps))
+        times = {key: [r[key] for r in got.samples] for key in keys}
         Path(args.out, f"rank{rank}.json").write_text(json.dumps({"rank": rank, "times": times, "wrong": wrong}))
     finally:
         dist.destroy_process_group()
     return 0
 
 
-def measure(emu, sizes: Sequence[int], algorithms: Sequence[str], *, reps: int = 5, warmup: int = 1,
-            timeout: float = 600.0, log=None) -> dict:
-    """Run the collectives on the emulation; ``{(algorithm, size): (median seconds, wrong)}``.
+@dataclass(frozen=True)
+class Measured:
+    """One (algorithm, size) as measured: the median over repetitions, its interval, every repetition."""
+
+    median: float  # seconds
+    wrong: int
+    low: float
+    high: float
+    samples: tuple[float, ...]
+    noisy: bool
+
+
+def measure(emu, sizes: Sequence[int], algorithms: Sequence[str], *, reps: int = 5, max_reps: int | None = None,
+            rel: float = 0.03, warmup: int = 1, timeout: float = 600.0, log=None) -> dict:
+    """Run the collectives on the emulation; ``{(algorithm, size): Measured}``.
 
     One repetition's time runs from the moment the last rank enters the collective to the moment
     the last rank leaves it (every rank process runs on this machine, so all share one monotonic
     clock): the simulator's picture, in which every rank starts at 0 and the collective ends with
     its last rank. Timing each rank from its own start instead would add the skew with which the
-    ranks leave the barrier before it. The median is over repetitions.
+    ranks leave the barrier before it. Rounds of every (size, algorithm) repeat at least ``reps``
+    times and, while some point's 95% interval is wider than ``±rel`` of its median, up to
+    ``max_reps`` times (default ``reps``: no extra rounds); a point still wider then is noisy.
     """
     from sim.calibrate import launch_ranks
+    from sim.stats import median_ci
 
+    max_reps = reps if max_reps is None else max_reps
+    if not (isinstance(reps, int) and isinstance(max_reps, int) and 1 <= reps <= max_reps):
+        raise ValueError(f"need integers 1 <= reps <= max_reps, got reps={reps!r}, max_reps={max_reps!r}")
+    if not (isinstance(rel, (int, float)) and rel > 0):
+        raise ValueError(f"rel must be a positive fraction (0.03 for ±3%), got {rel!r}")
     hosts = list(range(emu.nhosts))
     layout = _layout(emu.G, len(hosts))
     with tempfile.TemporaryDirectory(prefix="collsim-validate-") as tmp:
         argv = [
             sys.executable, "-m", "sim.validate", "--worker", "--out", tmp,
             "--sizes", ",".join(str(s) for s in sizes), "--algorithms", ",".join(algorithms),
-            "--reps", str(reps), "--warmup", str(warmup), "--timeout", str(timeout),
+            "--reps", str(reps), "--max-reps", str(max_reps), "--rel", str(rel),
+            "--warmup", str(warmup), "--timeout", str(timeout),
             "--layout", ",".join(map(str, layout.node_of)), "--nics", str(layout.nics_per_node),
         ]
         if log is not None:
-            print(f"measure: {len(hosts)} ranks, {len(sizes)} sizes x {len(algorithms)} algorithms x {reps} repetitions",
-                  file=log)
+            more = f" (up to {max_reps} until every 95% interval is within ±{rel * 100:g}%)" if max_reps > reps else ""
+            print(f"measure: {len(hosts)} ranks, {len(sizes)} sizes x {len(algorithms)} algorithms x {reps} "
+                  f"repetitions{more}", file=log)
         launch_ranks(emu, hosts, argv, timeout=timeout, label="measurement")
         ranks = [json.loads(Path(tmp, f"rank{r}.json").read_text()) for r in hosts]
     out = {}
     for alg in algorithms:
         for size in sizes:
             key = f"{alg}:{size}"
-            per_rep = [
-                max(r["times"][key][k][1] for r in ranks) - max(r["times"][key][k][0] for r in ranks)
-                for k in range(reps)
-            ]
-            out[(alg, size)] = (statistics.median(per_rep), sum(r["wrong"].get(key, 0) for r in ranks))
+            samples = tuple(ranks[0]["times"][key])  # every rank holds the same reduced times
+            ci = median_ci(samples)
+            out[(alg, size)] = Measured(ci.estimate, sum(r["wrong"].get(key, 0) for r in ranks), ci.low, ci.high,
+                                        samples, not ci.within(rel))
     return out
 
 
@@ -361,20 +441,22 @@ def compare(G, predicted: dict, measured: dict, params) -> Validation:
     name = str(G.graph.get("name", "topology"))
     points, records = [], []
     for (alg, size), res in predicted.items():
-        t_meas, wrong = measured[(alg, size)]
-        points.append(Point(alg, size, res.time, t_meas, wrong))
+        m = measured[(alg, size)]
+        t_meas, wrong = m.median, m.wrong
+        points.append(Point(alg, size, res.time, t_meas, wrong, m.low, m.high, len(m.samples), m.noisy, m.samples))
         records.append(dataclasses.replace(Record.from_result(res), algorithm=alg))  # the spec, as measured
         records.append(Record(
             source="measured", collective="allreduce", algorithm=alg, nranks=n, size=size, count=size // 4,
             dtype="float32", op="sum", time_us=t_meas * 1e6, wrong=wrong, topology=name,
-            extra={"emulated": True},
+            extra={"emulated": True, "time_us_low": m.low * 1e6, "time_us_high": m.high * 1e6,
+                   "reps": len(m.samples), "noisy": m.noisy},
         ))
     points.sort(key=lambda p: (p.size, p.algorithm))
     return Validation(topology=name, nranks=n, points=points, params=params.to_json(), records=records)
 
 
 def validate(G, sizes: Sequence[int], algorithms: Sequence[str], *, spec: str | None = None, reps: int = 5,
-             probe_reps: int = 5, probe_sizes: Sequence[int] | None = None, timeout: float = 600.0,
+             max_reps: int | None = None, rel: float = 0.03, probe_reps: int = 5, probe_sizes: Sequence[int] | None = None, timeout: float = 600.0,
              log=sys.stderr) -> Validation:
     """Emulate ``G``, calibrate, predict, measure and compare (see the module docstring)."""
     from collectives.plan import parse_algorithm
@@ -385,6 +467,11 @@ def validate(G, sizes: Sequence[int], algorithms: Sequence[str], *, spec: str | 
         parse_algorithm(a)
     if not sizes or any(s < 4 for s in sizes):
         raise ValueError("sizes must be at least 4 bytes (one float32)")
+    bound = reps if max_reps is None else max_reps
+    if not (isinstance(reps, int) and isinstance(bound, int) and 1 <= reps <= bound):
+        raise ValueError(f"need integers 1 <= reps <= max_reps, got reps={reps!r}, max_reps={max_reps!r}")
+    if not (isinstance(rel, (int, float)) and rel > 0):
+        raise ValueError(f"rel must be a positive fraction (0.03 for ±3%), got {rel!r}")
     t0 = time.monotonic()
     with Emulation(G, spec=spec) as emu:
         if log is not None:
@@ -398,37 +485,62 @@ def validate(G, sizes: Sequence[int], algorithms: Sequence[str], *, spec: str | 
                 classes = ", ".join(f"{role} {over['bandwidth_efficiency']:.3f}" for role, over in sorted(params.link_classes.items()))
                 print(f"calibrate: bandwidth efficiency per link class: {classes}", file=log)
         predicted = predict(G, params, sizes, algorithms)
-        measured = measure(emu, sizes, algorithms, reps=reps, timeout=timeout, log=log)
+        measured = measure(emu, sizes, algorithms, reps=reps, max_reps=max_reps, rel=rel, timeout=timeout, log=log)
     result = compare(G, predicted, measured, params)
     if log is not None:
         print(f"validate: done in {time.monotonic() - t0:.0f} s", file=log)
     return result
 
 
+def _ci_text(p: Point) -> str:
+    """``±2.1%`` (the larger side of the measured interval), ``±inf`` below 6 repetitions."""
+    h = p.rel_halfwidth
+    return f"±{h * 100:.1f}%" if h != float("inf") else "±inf"
+
+
 def format_report(v: Validation, baseline: str | None = None) -> str:
-    """The per-(algorithm, size) table, the per-size winners and (with ``baseline``) the speedups, as text."""
+    """The per-(algorithm, size) table, the per-size winners and (with ``baseline``) the speedups, as text.
+
+    ``95%CI`` is the half-width of the measured median's 95% confidence interval relative to the
+    median; ``noisy`` marks points whose interval stayed wider than asked at the repetition bound.
+    """
     lines = [
         f"# validation on {v.topology}: {v.nranks} ranks, emulated (tc tbf), allreduce float32 sum",
-        f"# {'size(B)':>10} {'algorithm':>19} {'predicted(us)':>14} {'measured(us)':>13} {'error%':>8} {'#wrong':>7}",
+        f"# {'size(B)':>10} {'algorithm':>19} {'predicted(us)':>14} {'measured(us)':>13} {'95%CI':>7} {'reps':>4} "
+        f"{'error%':>8} {'#wrong':>7}",
     ]
     for p in v.points:
         lines.append(
-            f"  {p.size:>10} {p.algorithm:>19} {p.predicted * 1e6:>14.1f} {p.measured * 1e6:>13.1f} "
-            f"{p.error * 100:>+8.1f} {p.wrong:>7}"
+            f"  {p.size:>10} {p.algorithm:>19} {p.predicted * 1e6:>14.1f} {p.measured * 1e6:>13.1f} {_ci_text(p):>7} "
+            f"{p.reps:>4} {p.error * 100:>+8.1f} {p.wrong:>7}" + ("  noisy" if p.noisy else "")
         )
     lines.append(f"# {'size(B)':>10} {'predicted best':>19} {'measured best':>19} {'regret%':>8}")
     for r in v.per_size():
         lines.append(f"  {r['size']:>10} {r['predicted_best']:>19} {r['measured_best']:>19} {r['regret'] * 100:>8.1f}")
     if baseline is not None:
-        lines.append(f"# {'size(B)':>10} {'speedup over ' + baseline:>30} {'predicted':>10} {'measured':>9} {'error%':>8}")
+        lines.append(f"# {'size(B)':>10} {'speedup over ' + baseline:>30} {'predicted':>10} {'measured':>9} "
+                     f"{'95% interval':>15} {'error%':>8}")
         for sp in v.speedups(baseline):
+            interval = f"[{sp.low:.2f}, {sp.high:.2f}]" if sp.low == sp.low and sp.high == sp.high else "-"
             lines.append(f"  {sp.size:>10} {sp.algorithm:>30} {sp.predicted:>9.2f}x {sp.measured:>8.2f}x "
-                         f"{sp.error * 100:>+8.1f}")
+                         f"{interval:>15} {sp.error * 100:>+8.1f}")
     s = v.summary()
+    noisy = s["noisy"]
     lines.append(
         f"# median |error| {s['median_abs_error'] * 100:.1f}% (sizes >= 64 KiB: {s['median_abs_error_ge_64KiB'] * 100:.1f}%); "
-        f"predicted best within 5% of measured best at {s['best_within_5pct'] * 100:.0f}% of sizes"
+        f"predicted best within 5% of measured best at {s['best_within_5pct'] * 100:.0f}% of sizes; "
+        f"predicted best = measured best at {s['best_agrees']} of {s['sizes']} sizes"
     )
+    if noisy:
+        quiet = s["median_abs_error_ge_64KiB_quiet"]
+        which = ", ".join(f"{n['algorithm']} at {n['size']} B ±{n['rel_halfwidth'] * 100:.1f}%" for n in noisy)
+        lines.append(
+            f"# noisy (95% interval wider than asked at the repetition bound): {len(noisy)} of {s['points']} points "
+            f"({which}); median |error| without them (sizes >= 64 KiB): "
+            + (f"{quiet * 100:.1f}%" if quiet == quiet else "no points left")
+        )
+    else:
+        lines.append(f"# noisy points: none (widest 95% interval ±{s['max_rel_halfwidth'] * 100:.1f}%)")
     return "\n".join(lines)
 
 
@@ -442,6 +554,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--sizes", required=True)
     p.add_argument("--algorithms", required=True)
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--max-reps", type=int, default=5)
+    p.add_argument("--rel", type=float, default=0.03)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--timeout", type=float, default=600.0)
     p.add_argument("--layout", default="", help="node of every rank, comma-separated (default: flat)")

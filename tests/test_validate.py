@@ -44,7 +44,7 @@ def test_small_validation_end_to_end(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "sim", "validate", "--topology", "switch:n=4,bandwidth=200Mbps",
          "--sizes", "256KiB,1MiB", "--algorithms", "ring,tree,recursive_halving,recursive_doubling", "--reps", "3",
-         "--json", str(out), "--plot", str(plot),
+         "--max-reps", "3", "--json", str(out), "--plot", str(plot),
          "--max-error", "0.5"],
         capture_output=True, text=True, timeout=170, cwd=tmp_path,
     )
@@ -84,6 +84,44 @@ def test_speedups_over_a_baseline_and_winners():
     assert "speedup over ring:channels=1" in format_report(v, baseline="ring:channels=1")
     with pytest.raises(ValueError, match="baseline 'tree'"):
         v.speedups("tree")
+
+
+def _measured_point(alg, size, predicted, samples):
+    from sim.stats import median_ci
+
+    ci = median_ci(samples)
+    return Point(alg, size, predicted, ci.estimate, 0, ci.low, ci.high, len(samples), not ci.within(0.03),
+                 tuple(samples))
+
+
+def test_intervals_noisy_points_and_paired_speedups():
+    """Each point carries its median's 95% interval; a wide one is noisy, reported apart and not hidden."""
+    quiet = [1.00, 1.01, 0.99, 1.00, 1.02, 0.98, 1.00, 1.01]
+    wild = [2.0, 3.1, 1.2, 2.6, 1.9, 3.3, 1.1, 2.2]
+    base = [2.0 * x for x in quiet]
+    v = Validation(topology="t", nranks=4, params={}, points=[
+        _measured_point("ring:channels=1", 1 << 20, 2.2, base),
+        _measured_point("ring:channels=2", 1 << 20, 1.1, quiet),
+        _measured_point("hierarchical", 1 << 20, 1.5, wild),
+    ])
+    ring2, hier = v.points[1], v.points[2]
+    assert not ring2.noisy and ring2.rel_halfwidth <= 0.03 and ring2.low <= ring2.measured <= ring2.high
+    assert hier.noisy and hier.rel_halfwidth > 0.3
+    s = v.summary()
+    assert [n["algorithm"] for n in s["noisy"]] == ["hierarchical"]
+    assert s["points"] == 3 and s["best_agrees"] == 1 and s["sizes"] == 1 and s["reps"] == [8]
+    # the median error with the noisy point (0.1, 0.1, |1.5/2.1 - 1|) and without it (0.1, 0.1)
+    assert s["median_abs_error_ge_64KiB"] == pytest.approx(0.1)
+    assert s["median_abs_error_ge_64KiB_quiet"] == pytest.approx(0.1)
+    sp = {x.algorithm: x for x in v.speedups("ring:channels=1")}["ring:channels=2"]
+    assert sp.measured == pytest.approx(2.0) and sp.low == pytest.approx(2.0) and sp.high == pytest.approx(2.0)
+    text = format_report(v, baseline="ring:channels=1")
+    assert "noisy" in text.splitlines()[4]  # hierarchical's row
+    assert "1 of 3 points (hierarchical at 1048576 B" in text and "[2.00, 2.00]" in text
+    assert "95%CI" in text and "±" in text
+    quiet_only = Validation(topology="t", nranks=4, params={}, points=v.points[:2])
+    assert "noisy points: none (widest 95% interval" in format_report(quiet_only)
+
 
 
 def test_class_efficiencies_from_the_probes():

@@ -33,7 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated algorithm specs (ring,ring:channels=2,hierarchical) or 'all' (default)")
     parser.add_argument("--max-error", type=float, default=0.1,
                         help="fail (exit 1) when the median |relative error| is above this (default 0.1)")
-    parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions per point (median; default 5)")
+    parser.add_argument("--reps", type=int, default=6,
+                        help="interleaved repetitions per point, at least (median and its 95%% interval; default 6)")
+    parser.add_argument("--max-reps", type=int, default=20,
+                        help="repeat up to this many times while a point's 95%% interval is wider than --ci; "
+                             "points still wider are reported as noisy (default 20)")
+    parser.add_argument("--ci", type=float, default=0.03, metavar="REL",
+                        help="relative half-width of the 95%% interval to reach (default 0.03: ±3%%)")
     parser.add_argument("--baseline", metavar="ALGORITHM",
                         help="also compare every algorithm's speedup over this one (one of --algorithms)")
     parser.add_argument("--max-speedup-error", type=float, default=0.15,
@@ -77,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-speedup-error must be a positive fraction, e.g. 0.15; got {args.max_speedup_error}")
     if args.reps < 1:
         raise ValueError(f"--reps must be at least 1, got {args.reps}")
+    if args.max_reps < args.reps:
+        raise ValueError(f"--max-reps must be at least --reps ({args.reps}), got {args.max_reps}")
+    if not 0 < args.ci < 1:
+        raise ValueError(f"--ci must be a fraction between 0 and 1 (0.03 for ±3%), got {args.ci}")
     check_output(args.json, "--json")
     check_output(args.plot, "--plot", figure=True)
     check_output(args.params_out, "--params-out")
@@ -86,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--topology: {str(err).splitlines()[0] if str(err) else err}") from None
 
     try:
-        v = validate(G, sizes, algorithms, spec=args.topology, reps=args.reps, timeout=args.timeout, log=sys.stderr)
+        v = validate(G, sizes, algorithms, spec=args.topology, reps=args.reps, max_reps=args.max_reps, rel=args.ci,
+                     timeout=args.timeout, log=sys.stderr)
     except EmulationUnavailable as err:
         raise UsageError(f"collsim: error: {err}") from None
     print(format_report(v, baseline=args.baseline))
