@@ -160,12 +160,28 @@ class Network:
             [p.effective_bandwidth(d["bandwidth"], d.get("role")) for *_, d in G.edges(data=True)], dtype=float
         )
         self.latency = np.array([p.arc_latency(d["latency"], d.get("role")) for *_, d in G.edges(data=True)], dtype=float)
+        #: per arc: the index of the opposite arc of its link (-1: none) and the capacity factor while
+        #: that arc carries a flow too (``ModelParams.duplex_efficiency``; None when every factor is 1)
+        self.duplex: np.ndarray | None = None
+        self.reverse = np.full(len(self.arcs), -1, dtype=np.int64)
+        if p.has_duplex:
+            self.duplex = np.array([p.duplex_factor(d.get("role")) for *_, d in G.edges(data=True)], dtype=float)
+            self.reverse = np.array([self.arc_index.get((v, u), -1) for u, v in self.arcs], dtype=np.int64)
         self._pairs: dict[tuple[int, int], np.ndarray] = {}
         self._blocks: dict = {}  # routes(): (src, dst) bytes -> ((arcs, lengths), entries)
         self._incidence: dict = {}  # incidence(): (src, dst) bytes -> (_Incidence, entries); shared like _blocks
 
     def __repr__(self) -> str:
         return f"Network({self.name!r}, {len(self.endpoints)} endpoints, {len(self.arcs)} arcs)"
+
+    def capacities(self, arcs: np.ndarray) -> np.ndarray:
+        """Capacity of ``arcs`` (distinct arc indices) used together: an arc whose opposite arc is
+        among them gets its ``duplex_efficiency`` share (:class:`sim.params.ModelParams`)."""
+        cap = self.capacity[arcs]
+        if self.duplex is not None and arcs.size:
+            both = np.isin(self.reverse[arcs], arcs)
+            cap[both] *= self.duplex[arcs[both]]
+        return cap
 
     def check_ranks(self, nranks: int) -> None:
         """Raise ValueError when the topology has fewer endpoints than ``nranks``."""
@@ -321,7 +337,7 @@ class _Pattern:
         self.arcs, self.indptr, self.indices, self.lengths, self.rows = inc.arcs, inc.indptr, inc.indices, inc.lengths, inc.rows
         self.disjoint, self.src_unique, self.dst_unique = inc.disjoint, inc.src_unique, inc.dst_unique
         self.nranks_involved, self.perm = inc.nranks_involved, inc.perm
-        self.cap = net.capacity[self.arcs]
+        self.cap = net.capacities(self.arcs)
         self.latency = np.add.reduceat(net.latency[inc.flat], self.indptr[:-1]) if nflows else np.zeros(0)
         self.static_rate = np.minimum.reduceat(self.cap[self.indices], self.indptr[:-1]) if nflows else np.zeros(0)
         self.flow_bytes = np.zeros(nflows)  # bytes carried by each flow, summed over the steps using the pattern
@@ -484,12 +500,8 @@ def _maxmin(arc: np.ndarray, flow: np.ndarray, cap: np.ndarray, rate: np.ndarray
     """
     if not arc.size:
         return
-    if cap.size > arc.size:  # renumber the arcs in use 0..m-1 (the same ones, in the same order)
-        used = np.zeros(cap.size, dtype=bool)
-        used[arc] = True
-        cap = cap[used]
-        arc = (np.cumsum(used) - 1)[arc]
-    alone = np.bincount(arc, minlength=cap.size)[arc] == 1
+    count = np.bincount(arc, minlength=cap.size)
+    alone = count[arc] == 1
     bound = np.zeros(0)  # the flows' own bounds: flows ``bounded``, bound ``bound``
     bounded = np.zeros(0, dtype=np.int64)
     if alone.any():
@@ -499,12 +511,16 @@ def _maxmin(arc: np.ndarray, flow: np.ndarray, cap: np.ndarray, rate: np.ndarray
         bound = own[bounded]
         shared = ~alone
         arc, flow = arc[shared], flow[shared]
+    # renumber the arcs that flows share 0..m-1 (the same ones, in the same order)
+    used = count > 1
+    cap = cap[used]
+    arc = (np.cumsum(used) - 1)[arc]
     capr = cap
     frozen = np.zeros(rate.shape[0], dtype=bool)
     with np.errstate(divide="ignore", invalid="ignore"):  # inf or nan share on arcs no flow left uses
         while True:
             share = capr / np.bincount(arc, minlength=cap.size)
-            level = np.fmin.reduce(share)
+            level = np.fmin.reduce(share) if share.size else np.inf
             if bound.size:
                 level = np.fmin(level, bound.min())
             top = level * (1 + _REL)
@@ -529,26 +545,42 @@ def _maxmin(arc: np.ndarray, flow: np.ndarray, cap: np.ndarray, rate: np.ndarray
             arc, flow = arc[stay], flow[stay]
 
 
-def _rerate(arc: np.ndarray, flow: np.ndarray, cap: np.ndarray, rate: np.ndarray, changed: list) -> np.ndarray:
+def _rerate(arc: np.ndarray, flow: np.ndarray, cap: np.ndarray, rate: np.ndarray, changed: list,
+            load: np.ndarray | None = None) -> np.ndarray:
     """Max-min rates of the flows in flight after the flows on the arcs ``changed`` started or ended.
 
     Only the flows connected to those arcs (through arcs they share, transitively) can change
-    rate; the others keep theirs. When that set keeps growing, everything is recomputed.
+    rate; the others keep theirs. When that set keeps growing (more than :data:`RERATE_HOPS`
+    rounds of "flows on the marked arcs, then their arcs"), everything is recomputed. ``load``:
+    flows per arc, when known. After the first round only arcs that flows share are followed (an
+    arc of one flow leads back to it); at the last round, a flow's own arc left unmarked still
+    counts as growth, as if it were followed.
     """
     seeds = np.concatenate(changed) if changed else np.zeros(0, dtype=np.int64)
     marked = np.zeros(cap.size, dtype=bool)
     marked[seeds] = True
     mine = np.zeros(rate.shape[0], dtype=bool)
-    for _ in range(RERATE_HOPS):
-        grow = marked[arc] & ~mine[flow]
+    if load is None:
+        load = np.bincount(arc, minlength=cap.size)
+    shared = load[arc] > 1
+    s_arc, s_flow = arc[shared], flow[shared]
+    a, f = arc, flow  # the first round starts from the seeds, which may be arcs of one flow
+    for hop in range(RERATE_HOPS):
+        grow = marked[a] & ~mine[f]
         if not grow.any():
             break
-        mine[flow[grow]] = True
-        on = mine[flow]
-        more = on & ~marked[arc]
+        grown = f[grow]
+        mine[grown] = True
+        more = mine[s_flow] & ~marked[s_arc]
         if not more.any():
+            if hop == RERATE_HOPS - 1:
+                new = np.zeros(rate.shape[0], dtype=bool)
+                new[grown] = True
+                if (new[flow] & ~shared & ~marked[arc]).any():
+                    mine[:] = True
             break
-        marked[arc[more]] = True
+        marked[s_arc[more]] = True
+        a, f = s_arc, s_flow
     else:
         mine[:] = True
     if mine.all():
@@ -784,6 +816,8 @@ class _Clock:
                 self.local[new] = np.arange(self.glob.size, self.glob.size + new.size)
                 self.glob = np.concatenate([self.glob, new])
                 self.cap = np.concatenate([self.cap, net.capacity[new]])
+                if net.duplex is not None:  # both directions of a link in the window: both share it
+                    self.cap = net.capacities(self.glob)
                 self.load = np.concatenate([self.load, np.zeros(new.size, dtype=np.int64)])
                 self.carried = np.concatenate([self.carried, np.zeros(new.size)])
             size = size[keep].astype(float)
@@ -966,7 +1000,7 @@ class _Clock:
                 changed.append(arcs[np.repeat(shared, lens)])
             if a_step.size:
                 if any(c.size for c in changed):
-                    a_rate = _rerate(e_arc, e_pos, self.cap, a_rate, changed)
+                    a_rate = _rerate(e_arc, e_pos, self.cap, a_rate, changed, self.load)
                 if late_by and limit > t * (1 + _REL):
                     # flows started up to a window early end as much later (at the rate they start with)
                     a_rem[first_flow:] += a_rate[first_flow:] * np.maximum(np.concatenate(late_by), 0.0)
