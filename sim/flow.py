@@ -832,9 +832,20 @@ class _Clock:
     # ---------------------------------------------------------------- ranks
 
     def _move_on(self, work: list) -> None:
-        """For each ``(after, ranks, times)``: the ranks finished step ``after`` at ``times``; enter their next steps."""
+        """For each ``(after, ranks, times)``: the ranks finished step ``after`` at ``times``; enter their next steps.
+
+        The items are taken together: ranks that reach the same step enter it at once.
+        """
         while work:
-            after, ranks, times = work.pop()
+            if len(work) == 1:
+                after, ranks, times = work.pop()
+                afters = None
+            else:
+                afters = np.concatenate([np.full(r.size, a) for a, r, _ in work])
+                ranks = np.concatenate([r for _, r, _ in work])
+                times = np.concatenate([t for _, _, t in work])
+                after = int(afters.min())
+                work.clear()
             j = bisect.bisect_right(self.order, after)
             while ranks.size:
                 if j == len(self.order) and not self._materialise():
@@ -844,9 +855,14 @@ class _Clock:
                 st = self.steps[self.order[j]]
                 j += 1
                 hit = st.involved[ranks]
+                if afters is not None:
+                    hit &= afters < st.index
                 if hit.any():
                     work.extend(self._enter(st, ranks[hit], times[hit]))
-                    ranks, times = ranks[~hit], times[~hit]
+                    stay = ~hit
+                    ranks, times = ranks[stay], times[stay]
+                    if afters is not None:
+                        afters = afters[stay]
 
     def _enter(self, st: _LiveStep, ranks: np.ndarray, times: np.ndarray) -> list:
         """``ranks`` start step ``st`` at ``times``: start what can start; returns ranks done with the step."""
@@ -896,15 +912,19 @@ class _Clock:
             fin = fin[self.stamp[fin] == np.arange(fin.size)]
         return [(st.index, fin, st.tmax[fin])] if fin.size else []
 
-    def _ended(self, st: _LiveStep, flows: np.ndarray, end: np.ndarray) -> None:
-        """Flows of ``st`` whose last byte left their sender at ``end``."""
+    def _ended(self, st: _LiveStep, flows: np.ndarray, end: np.ndarray) -> list:
+        """Flows of ``st`` whose last byte left their sender at ``end``; returns the ranks that finished ``st``
+        (for :meth:`_move_on`, once every step's flows that ended at this event are in)."""
         st.arrival[flows] = end + st.latency[flows]
-        work = self._done(st, st.src[flows], end)
-        there = ~np.isnan(st.enter[st.dst[flows]])
-        if there.any():
-            f = flows[there]
-            work += self._done(st, st.dst[f], np.maximum(st.arrival[f], st.enter[st.dst[f]]) + st.red_cost[f])
-        self._move_on(work)
+        src = st.src[flows]
+        dst = st.dst[flows]
+        there = ~np.isnan(st.enter[dst])  # (a receiver not there yet gets an eager message when it comes)
+        if not there.any():
+            return self._done(st, src, end)
+        if not there.all():
+            flows, dst = flows[there], dst[there]
+        recv = np.maximum(st.arrival[flows], st.enter[dst]) + st.red_cost[flows]
+        return self._done(st, np.concatenate([src, dst]), np.concatenate([end, recv]))
 
     # ---------------------------------------------------------------- the clock
 
@@ -958,9 +978,14 @@ class _Clock:
                     changed.append(gone[self.load[gone] > 0])  # arcs other flows still cross
                     e_arc, e_pos = e_arc[ekeep], pos[e_pos[ekeep]]
                     a_step, a_flow, a_rem, a_rate = a_step[keep], a_flow[keep], a_rem[keep], a_rate[keep]
-                    for s in np.unique(ended[0]).tolist():
-                        mine = ended[0] == s
-                        self._ended(self.steps[s], ended[1][mine], ended[2][mine])
+                    work = []
+                    if ended[0].min() == ended[0].max():
+                        work += self._ended(self.steps[int(ended[0][0])], ended[1], ended[2])
+                    else:
+                        for s in np.unique(ended[0]).tolist():
+                            mine = ended[0] == s
+                            work += self._ended(self.steps[s], ended[1][mine], ended[2][mine])
+                    self._move_on(work)
                     while self.order and self.steps[self.order[0]].parts == 0:
                         del self.steps[self.order.pop(0)]
                     p_step, p_flow, p_time = self._waiting(p_step, p_flow, p_time)  # some may start now
