@@ -89,6 +89,7 @@ __all__ = [
     "fit_gamma",
     "build_params",
     "busy_bandwidth",
+    "duplex_from",
     "run_probes",
     "calibrate_emulation",
     "launch_ranks",
@@ -268,8 +269,29 @@ def busy_bandwidth(G, router, nranks: int) -> float:
     )
 
 
+def duplex_from(samples: Sequence[Sample], one_way: Sequence[Sample], info: dict) -> tuple[float, FitResult | None]:
+    """``(duplex efficiency, one-way fit)``: the exchanges' efficiency over the one-way transfers' of the same pairs.
+
+    Both fits share the latency probes (exchanges of at most :data:`LATENCY_PROBE` bytes), so only
+    the slopes differ. 1.0 (and no fit) without one-way samples at two sizes or more; at most 1.0.
+
+    >>> info = {(0, 1): (2, 1e8)}
+    >>> ex = [Sample(0, 1, b, 1e-4 + b / 0.72e8) for b in (8, 10**5, 10**6)]
+    >>> one = [Sample(0, 1, b, 1e-4 + b / 0.9e8) for b in (10**5, 10**6)]
+    >>> round(duplex_from(ex, one, info)[0], 3)
+    0.8
+    """
+    if len({s.size for s in one_way}) < 2:
+        return 1.0, None
+    latency = [s for s in samples if s.size <= LATENCY_PROBE]
+    exchange = fit_link(samples, info)
+    one = fit_link(latency + list(one_way), info)
+    return min(exchange.efficiency / one.efficiency, 1.0), one
+
+
 def build_params(samples: Sequence[Sample], gamma_timings: Sequence[tuple[int, float]], G, router,
-                 busy: dict[int, float] | None = None, nranks: int | None = None) -> ModelParams:
+                 busy: dict[int, float] | None = None, nranks: int | None = None,
+                 one_way: Sequence[Sample] = ()) -> ModelParams:
     """Fit everything and return the parameters with the calibration record in ``extra``.
 
     ``busy`` (``{size: seconds}`` of :func:`_busy_exchanges`, every rank exchanging with a partner
@@ -277,6 +299,11 @@ def build_params(samples: Sequence[Sample], gamma_timings: Sequence[tuple[int, f
     ``efficiency`` used: a collective's steps run with every rank busy, and on a shared machine
     that costs scheduling delays a probe of one quiet pair does not see. The pairwise fit still
     gives the per-hop latency, and both fits are recorded.
+
+    ``one_way`` (the same pairs timed one way, :func:`_one_way`) gives ``duplex_efficiency``
+    (:func:`duplex_from`): the exchanges measure a link loaded both ways, so the efficiency they
+    give is divided by it (a link used one way runs at the one-way rate) and the flow model charges
+    it back wherever a step loads both directions of a link.
     """
     pairs = sorted({(s.src, s.dst) for s in samples})
     info = {p: pair_info(G, router, *p) for p in pairs}
@@ -295,6 +322,8 @@ def build_params(samples: Sequence[Sample], gamma_timings: Sequence[tuple[int, f
         busy_fit = fit_link(busy_samples, {(0, 1): (1, bw)})
         alpha = max(busy_fit.alpha - hops * fit.hop_latency, 0.0)
         efficiency = busy_fit.efficiency
+    duplex, one_fit = duplex_from(samples, one_way, info)
+    efficiency = min(efficiency / duplex, 1.0)
     record = {
         "topology": G.graph.get("name"),
         "method": "pairwise exchanges (batch_isend_irecv, gloo), medians; least squares (fit_link)",
@@ -306,6 +335,13 @@ def build_params(samples: Sequence[Sample], gamma_timings: Sequence[tuple[int, f
         "gamma_samples": [{"size": b, "seconds": t} for b, t in gamma_timings],
         "gamma_residuals": list(gamma_res),
     }
+    if one_fit is not None:
+        record["one_way_fit"] = {
+            "alpha": one_fit.alpha, "hop_latency": one_fit.hop_latency, "bandwidth_efficiency": one_fit.efficiency,
+            "samples": [{"src": s.src, "dst": s.dst, "size": s.size, "seconds": s.seconds} for s in one_way],
+            "residuals": list(one_fit.residuals), "rms_relative_residual": one_fit.rms,
+        }
+        record["duplex_efficiency"] = duplex
     if busy_fit is not None:
         record["busy_fit"] = {
             "alpha": busy_fit.alpha, "bandwidth_efficiency": busy_fit.efficiency,
@@ -316,6 +352,7 @@ def build_params(samples: Sequence[Sample], gamma_timings: Sequence[tuple[int, f
         alpha=alpha,
         gamma=gamma,
         bandwidth_efficiency=efficiency,
+        duplex_efficiency=duplex,
         extra={"hop_latency": fit.hop_latency, "calibration": record},
     )
 
@@ -357,6 +394,40 @@ def _exchange(peer: int, initiator: bool, sizes: Sequence[int], reps: int) -> li
                 times.append(time.perf_counter() - t0)
         # latency: the quickest exchange (scheduling noise only ever adds); bandwidth: the median
         out.append((send.numel() * 4, min(times) if size <= LATENCY_PROBE else statistics.median(times)))
+    return out
+
+
+def _one_way(peer: int, initiator: bool, sizes: Sequence[int], reps: int) -> list[tuple[int, float]]:
+    """Time of sending ``size`` bytes to ``peer`` one way (the initiator sends), per size above the latency probes.
+
+    The initiator sends, the peer receives and answers with one element; the initiator's time runs
+    from its send to that answer. Set against :func:`_exchange` of the same pair it gives what
+    moving data in both directions of a link at once costs (``ModelParams.duplex_efficiency``):
+    the answer's latency is in the intercept, not in the slope that the efficiency comes from.
+    """
+    import torch
+    import torch.distributed as dist
+
+    out = []
+    token = torch.zeros(1, dtype=torch.float32)
+    for size in sizes:
+        if size <= LATENCY_PROBE:
+            continue
+        buf = torch.zeros(max(size // 4, 1), dtype=torch.float32)
+        times = []
+        for rep in range(reps + 1):  # the first transfer warms the connection up
+            if initiator:
+                dist.send(token, peer)  # line both ranks up
+                t0 = time.perf_counter()
+                dist.send(buf, peer)
+                dist.recv(token, peer)
+                if rep:
+                    times.append(time.perf_counter() - t0)
+            else:
+                dist.recv(token, peer)
+                dist.recv(buf, peer)
+                dist.send(token, peer)
+        out.append((buf.numel() * 4, statistics.median(times) if times else 0.0))
     return out
 
 
@@ -418,33 +489,37 @@ def run_probes(pairs: Sequence[tuple[int, int]], sizes: Sequence[int] = PROBE_SI
 
     Pairs are probed one after the other (a barrier between them), so probes never share links;
     then (4 ranks or more) every rank exchanges with a partner at once (:func:`_busy_exchanges`).
-    Returns ``(samples, reduction timings, {size: slowest pair's busy exchange time})`` on rank 0
-    and None elsewhere.
+    Every pair is also timed one way (:func:`_one_way`). Returns ``(samples, reduction timings,
+    {size: slowest pair's busy exchange time}, one-way samples)`` on rank 0 and None elsewhere.
     """
     import torch.distributed as dist
 
     rank = dist.get_rank()
     mine: list[Sample] = []
+    ones: list[Sample] = []
     for a, b in pairs:
         dist.barrier()
         if rank in (a, b):
             res = _exchange(b if rank == a else a, rank == a, sizes, reps)
+            one = _one_way(b if rank == a else a, rank == a, sizes, reps)
             if rank == a:
                 mine.extend(Sample(a, b, s, t) for s, t in res)
+                ones.extend(Sample(a, b, s, t) for s, t in one)
     busy = _busy_exchanges(sizes, reps) if dist.get_world_size() >= 4 else {}
     dist.barrier()
     gamma = _reduction_timing(gamma_sizes, max(reps, 5)) if rank == 0 else []
     gathered: list = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, (mine, busy))
+    dist.all_gather_object(gathered, (mine, busy, ones))
     if rank != 0:
         return None
-    samples = [s for part, _ in gathered for s in part]
+    samples = [s for part, _, _ in gathered for s in part]
+    one_way = [s for _, _, part in gathered for s in part]
     # a step ends when its slowest pair does
     slowest: dict[int, float] = {}
-    for _, b in gathered:
+    for _, b, _ in gathered:
         for size, t in b.items():
             slowest[size] = max(slowest.get(size, 0.0), t)
-    return samples, gamma, slowest
+    return samples, gamma, slowest, one_way
 
 
 def _worker(args) -> int:
@@ -461,11 +536,12 @@ def _worker(args) -> int:
         sizes = [int(s) for s in args.sizes.split(",")]
         res = run_probes(pairs, sizes, args.reps)
         if res is not None:
-            samples, gamma, busy = res
+            samples, gamma, busy, one_way = res
             Path(args.out).write_text(json.dumps({
                 "samples": [s.__dict__ for s in samples],
                 "gamma": gamma,
                 "busy": sorted(busy.items()),
+                "one_way": [s.__dict__ for s in one_way],
             }))
     finally:
         dist.destroy_process_group()
@@ -563,7 +639,8 @@ def calibrate_emulation(emu, *, sizes: Sequence[int] = PROBE_SIZES, reps: int = 
     samples = [Sample(hosts[d["src"]], hosts[d["dst"]], d["size"], d["seconds"]) for d in raw["samples"]]
     gamma = [(int(b), float(t)) for b, t in raw["gamma"]]
     busy = {int(b): float(t) for b, t in raw.get("busy", [])}
-    return build_params(samples, gamma, emu.G, emu.router, busy=busy, nranks=emu.nhosts)
+    one_way = [Sample(hosts[d["src"]], hosts[d["dst"]], d["size"], d["seconds"]) for d in raw.get("one_way", [])]
+    return build_params(samples, gamma, emu.G, emu.router, busy=busy, nranks=emu.nhosts, one_way=one_way)
 
 
 def calibrate_torchrun(G, out: str, *, sizes: Sequence[int] = PROBE_SIZES, reps: int = 5,
@@ -589,7 +666,7 @@ def calibrate_torchrun(G, out: str, *, sizes: Sequence[int] = PROBE_SIZES, reps:
         dist.destroy_process_group()
     if res is None:
         return None
-    params = build_params(res[0], res[1], G, router, busy=res[2], nranks=n)
+    params = build_params(res[0], res[1], G, router, busy=res[2], nranks=n, one_way=res[3])
     save_params(params, out)
     return params
 
@@ -599,10 +676,12 @@ def format_params(params: ModelParams) -> str:
     cal = params.extra.get("calibration", {})
     return (
         f"alpha={params.alpha * 1e6:.1f} us  hop_latency={params.extra.get('hop_latency', 0) * 1e6:.1f} us  "
-        f"bandwidth_efficiency={params.bandwidth_efficiency:.3f}  gamma={params.gamma:.3g} s/B "
+        f"bandwidth_efficiency={params.bandwidth_efficiency:.3f}  duplex_efficiency={params.duplex_efficiency:.3f}  "
+        f"gamma={params.gamma:.3g} s/B "
         f"({1 / params.gamma / 1e9 if params.gamma else float('inf'):.2f} GB/s)  "
         f"rms residual: pairs {cal.get('rms_relative_residual', float('nan')) * 100:.1f}%"
         + (f", busy {cal['busy_fit']['rms_relative_residual'] * 100:.1f}%" if "busy_fit" in cal else "")
+        + (f", one-way {cal['one_way_fit']['rms_relative_residual'] * 100:.1f}%" if "one_way_fit" in cal else "")
     )
 
 

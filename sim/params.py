@@ -55,8 +55,15 @@ nominal figure says), ``bandwidth`` (bytes/s, replaces the arc's nominal bandwid
 (seconds, replaces the arc's latency). Optional too: ``device`` (``"cpu"`` or ``"gpu"``) and
 ``latency_scale`` (> 0, default 1), which multiplies every arc latency and, on GPUs, NCCL's
 protocol latencies (``collsim calibrate --from`` fits it), and ``eager_threshold`` (bytes, default 0:
-sends of fewer bytes go eagerly, without waiting for the receiver; see :mod:`sim.flow`). Other keys are kept (``extra``) and
-written back unchanged, so a calibration may record where its numbers came from.
+sends of fewer bytes go eagerly, without waiting for the receiver; see :mod:`sim.flow`), and
+``duplex_efficiency`` (in (0, 1], default 1; also per link class): the fraction of an arc's
+capacity left to its flows while the opposite arc of the same link carries a flow of the same step.
+A full-duplex link (NVLink, InfiniBand, Ethernet) moves both directions at full rate, hence 1 by
+default; TCP over a shaped link does not: each direction's acknowledgements queue behind the other
+direction's data, and an exchange measures slower than a one-way transfer (emulated 20 Mbit/s NIC
+links: 0.76-0.81 of the rate against 0.92 one way, 256 KiB messages). ``collsim calibrate`` fits it
+from one-way and exchange probes of the same pairs. Other keys are kept (``extra``) and written back
+unchanged, so a calibration may record where its numbers came from.
 
 >>> p = ModelParams(alpha=2e-6, gamma=1e-10, bandwidth_efficiency=0.5)
 >>> p.effective_bandwidth(10e9)
@@ -92,7 +99,7 @@ FORMAT = "collsim-params/1"
 #: Device kinds with defaults of their own.
 DEVICES = ("cpu", "gpu")
 
-_CLASS_KEYS = ("bandwidth_efficiency", "bandwidth", "latency")
+_CLASS_KEYS = ("bandwidth_efficiency", "bandwidth", "latency", "duplex_efficiency")
 
 
 def _number(name: str, value, *, positive: bool = False, at_most_one: bool = False) -> float:
@@ -129,6 +136,9 @@ class ModelParams:
     eager_threshold : float
         Bytes: a transfer of fewer bytes is sent eagerly (it starts when its sender is ready,
         without waiting for the receiver; :mod:`sim.flow`). 0 (default): every send is rendezvous.
+    duplex_efficiency : float
+        In (0, 1]: an arc's capacity is multiplied by it while the opposite arc of its link carries
+        a flow of the same step (default 1: full duplex). A link class may override it.
 
     Raises
     ------
@@ -144,9 +154,12 @@ class ModelParams:
     device: str | None = None
     latency_scale: float = 1.0
     eager_threshold: float = 0.0
+    duplex_efficiency: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "eager_threshold", _number("eager_threshold", self.eager_threshold))
+        object.__setattr__(self, "duplex_efficiency", _number("duplex_efficiency", self.duplex_efficiency,
+                                                              positive=True, at_most_one=True))
         if self.device is not None and self.device not in DEVICES:
             raise ValueError(f"device must be one of: {', '.join(DEVICES)}; got {self.device!r}")
         object.__setattr__(self, "latency_scale", _number("latency_scale", self.latency_scale, positive=True))
@@ -170,6 +183,7 @@ class ModelParams:
                     f"link_classes[{role!r}].{key}",
                     value,
                     positive=key != "latency",
+                    at_most_one=key == "duplex_efficiency",
                 )
             classes[str(role)] = checked
         object.__setattr__(self, "link_classes", classes)
@@ -178,6 +192,16 @@ class ModelParams:
         """Bytes/s a flow can use on an arc of nominal ``bandwidth`` and ``role``."""
         over = self.link_classes.get(role, {}) if role is not None else {}
         return float(over.get("bandwidth", bandwidth)) * float(over.get("bandwidth_efficiency", self.bandwidth_efficiency))
+
+    def duplex_factor(self, role: str | None = None) -> float:
+        """Capacity factor of an arc of ``role`` while the opposite arc carries a flow of the same step."""
+        over = self.link_classes.get(role, {}) if role is not None else {}
+        return float(over.get("duplex_efficiency", self.duplex_efficiency))
+
+    @property
+    def has_duplex(self) -> bool:
+        """Whether any arc loses capacity to traffic in the opposite direction."""
+        return self.duplex_efficiency != 1.0 or any("duplex_efficiency" in o for o in self.link_classes.values())
 
     def arc_latency(self, latency: float, role: str | None = None) -> float:
         """Latency (s) of an arc of nominal ``latency`` and ``role``."""
@@ -200,6 +224,8 @@ class ModelParams:
             data["latency_scale"] = self.latency_scale
         if self.eager_threshold:
             data["eager_threshold"] = self.eager_threshold
+        if self.duplex_efficiency != 1.0:
+            data["duplex_efficiency"] = self.duplex_efficiency
         data.update(self.extra)
         return data
 
@@ -212,11 +238,12 @@ class ModelParams:
         if missing:
             raise ValueError(f"parameter file lacks {', '.join(missing)}")
         known = ("format", "alpha", "gamma", "bandwidth_efficiency", "link_classes", "device", "latency_scale",
-                 "eager_threshold")
+                 "eager_threshold", "duplex_efficiency")
         extra = {k: v for k, v in data.items() if k not in known}
         return cls(data["alpha"], data["gamma"], data["bandwidth_efficiency"], data.get("link_classes", {}) or {}, extra,
                    device=data.get("device"), latency_scale=data.get("latency_scale", 1.0),
-                   eager_threshold=data.get("eager_threshold", 0.0))
+                   eager_threshold=data.get("eager_threshold", 0.0),
+                   duplex_efficiency=data.get("duplex_efficiency", 1.0))
 
     def replace(self, **changes) -> ModelParams:
         """A copy with ``changes`` applied (``dataclasses.replace``)."""
@@ -276,6 +303,10 @@ def describe_params(params: ModelParams, G=None, *, protocol: str = "auto", chan
             f"bandwidth_efficiency={params.bandwidth_efficiency:g}" + (f" ({classes})" if classes else ""))
     if params.latency_scale != 1.0:
         line += f", latency_scale={params.latency_scale:g}"
+    if params.has_duplex:
+        duplex = ", ".join(f"{role} x{over['duplex_efficiency']:.3g}" for role, over in sorted(params.link_classes.items())
+                           if "duplex_efficiency" in over)
+        line += f", duplex_efficiency={params.duplex_efficiency:g}" + (f" ({duplex})" if duplex else "")
     if device == "gpu":
         line += f"\nNCCL protocol {protocol} (sim.protocols), channels {channels}"
     else:

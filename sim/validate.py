@@ -232,13 +232,16 @@ def class_efficiencies(params, G):
     the fast links) says nothing about the others. Here each quiet pair's samples give the
     efficiency of its bottleneck links' roles (least squares of ``t - alpha - hops * hop_latency``
     against ``size / bottleneck``, with the pair fit's latency terms), and the busy fit's efficiency
-    stays for the roles of the busy pairs' bottlenecks. Nothing changes when every probed pair has
-    the same bottleneck bandwidth, or without a calibration record.
+    stays for the roles of the busy pairs' bottlenecks. With one-way probes of the same pairs, each
+    role also gets its ``duplex_efficiency`` (the exchange's rate over the one-way rate) and the
+    one-way rate as its efficiency; the busy pairs' (exchange) efficiency is divided by their role's
+    duplex factor. Nothing changes when every probed pair has the same bottleneck bandwidth, or
+    without a calibration record.
 
     Returns
     -------
     ModelParams
-        With ``link_classes`` holding ``{"bandwidth_efficiency": e}`` per role so found.
+        With ``link_classes`` holding ``{"bandwidth_efficiency": e, "duplex_efficiency": d}`` per role so found.
     """
     from sim.calibrate import LATENCY_PROBE
     from topologies import Router
@@ -248,20 +251,32 @@ def class_efficiencies(params, G):
     if len({p["bottleneck_bandwidth"] for p in pairs}) < 2 or "pair_fit" not in record:
         return params
     router = Router(G)
-    alpha, hop = record["pair_fit"]["alpha"], record["pair_fit"]["hop_latency"]
+
+    def slope(samples: list, fit: dict, p: dict) -> float:
+        rows = [(s["size"] / p["bottleneck_bandwidth"], s["seconds"] - fit["alpha"] - p["hops"] * fit["hop_latency"])
+                for s in samples if (s["src"], s["dst"]) == (p["src"], p["dst"]) and s["size"] > LATENCY_PROBE]
+        return sum(x * y for x, y in rows) / sum(x * x for x, _ in rows) if rows else 0.0
+
+    one = record.get("one_way_fit")
     classes = {}
     for p in pairs:
-        rows = [(s["size"] / p["bottleneck_bandwidth"], s["seconds"] - alpha - p["hops"] * hop)
-                for s in record["samples"] if (s["src"], s["dst"]) == (p["src"], p["dst"]) and s["size"] > LATENCY_PROBE]
-        slope = sum(x * y for x, y in rows) / sum(x * x for x, _ in rows) if rows else 0.0
-        if slope > 0:
-            for role in _bottleneck_roles(G, router, p["src"], p["dst"]):
-                classes[role] = {"bandwidth_efficiency": min(1.0 / slope, 1.0)}
+        exchange = slope(record["samples"], record["pair_fit"], p)
+        if exchange <= 0:
+            continue
+        efficiency, duplex = min(1.0 / exchange, 1.0), 1.0
+        one_way = slope(one["samples"], one, p) if one else 0.0
+        if one_way > 0:  # the link one way, and what loading it both ways leaves
+            efficiency, duplex = min(1.0 / one_way, 1.0), min(one_way / exchange, 1.0)
+        for role in _bottleneck_roles(G, router, p["src"], p["dst"]):
+            classes[role] = {"bandwidth_efficiency": efficiency, "duplex_efficiency": duplex}
     if "busy_fit" in record:
         n = len(G.graph["endpoints"])
         for r in range(0, n - 1, 2):
             for role in _bottleneck_roles(G, router, r, r + 1):
-                classes[role] = {"bandwidth_efficiency": record["busy_fit"]["bandwidth_efficiency"]}
+                duplex = classes.get(role, {}).get("duplex_efficiency", params.duplex_efficiency)
+                # the busy pairs exchange (both ways): their efficiency is the loaded one
+                classes[role] = {"bandwidth_efficiency": min(record["busy_fit"]["bandwidth_efficiency"] / duplex, 1.0),
+                                 "duplex_efficiency": duplex}
     return params.replace(link_classes={**params.link_classes, **classes})
 
 
@@ -482,7 +497,9 @@ def validate(G, sizes: Sequence[int], algorithms: Sequence[str], *, spec: str | 
         if log is not None:
             print(f"calibrate: {format_params(params)}", file=log)
             if params.link_classes:
-                classes = ", ".join(f"{role} {over['bandwidth_efficiency']:.3f}" for role, over in sorted(params.link_classes.items()))
+                classes = ", ".join(f"{role} {over['bandwidth_efficiency']:.3f}"
+                                    + (f" (duplex {over['duplex_efficiency']:.3f})" if "duplex_efficiency" in over else "")
+                                    for role, over in sorted(params.link_classes.items()))
                 print(f"calibrate: bandwidth efficiency per link class: {classes}", file=log)
         predicted = predict(G, params, sizes, algorithms)
         measured = measure(emu, sizes, algorithms, reps=reps, max_reps=max_reps, rel=rel, timeout=timeout, log=log)
