@@ -21,6 +21,12 @@ Model
   every arc max-min fairly (progressive filling over the arcs they cross); the rates are
   recomputed whenever one of them starts or ends. An arc's capacity is ``bandwidth_efficiency * bandwidth``
   (:class:`sim.params.ModelParams`, which can also override bandwidth and latency per link role).
+* **Duplex**: while the opposite arc of a link carries a flow of the same step, an arc keeps
+  ``duplex_efficiency`` of its capacity (default 1: full duplex, as NVLink, InfiniBand and Ethernet
+  are). TCP over a shaped link is not: each direction's acknowledgements queue behind the other
+  direction's data, and ``collsim calibrate`` measures the share from exchanges against one-way
+  transfers of the same pairs. On the event clock the share applies once both arcs of a link have
+  carried flows in the window.
 * **Latency**: the last byte leaves the sender at ``E``; it arrives at ``A = E + sum(latency)`` of
   the route's arcs. The sender's part of the transfer is done at ``E``, the receiver's at ``A``,
   plus ``gamma * bytes`` when the transfer is reduced. Reductions of different received messages do
