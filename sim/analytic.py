@@ -7,7 +7,9 @@ its own with bandwidth ``B`` (bytes/s, already times the bandwidth efficiency) a
 (s), so the transfers of a step never share a link. On a real topology (:func:`route_link`)
 ``B`` is the narrowest usable bandwidth on the routes the schedule's transfers take and ``L`` the
 largest latency of those routes: the links the traffic crosses, not the slowest link anywhere (on
-one 8-GPU node the ring sees NVLink, not the NICs). A message of ``b`` bytes costs
+one 8-GPU node the ring sees NVLink, not the NICs). Where the parameters give links a duplex share
+below 1 (``ModelParams.duplex_efficiency``), an arc whose opposite arc the same step also loads
+counts at that share, as in the flow model. A message of ``b`` bytes costs
 
 .. math::  c(b) = \alpha + L + b\beta, \qquad c_\gamma(b) = c(b) + b\gamma \quad (\beta = 1/B)
 
@@ -229,15 +231,21 @@ def route_link(network, schedule) -> tuple[float, float]:
     network.check_ranks(schedule.nranks)
     pairs: set[tuple[int, int]] = set()
     seen = set()
+    bandwidth = float("inf")
     for i in range(schedule.nsteps):
         step = schedule.make_step(i)
         if step.key in seen:
             continue
         seen.add(step.key)
-        pairs.update(zip(step.src.tolist(), step.dst.tolist(), strict=True))
+        step_pairs = set(zip(step.src.tolist(), step.dst.tolist(), strict=True))
+        pairs.update(step_pairs)
+        if network.duplex is not None and step_pairs:  # a link loaded both ways in a step keeps its duplex share
+            arcs = np.unique(np.concatenate([network.path(a, b) for a, b in step_pairs]))
+            bandwidth = min(bandwidth, float(network.capacities(arcs).min()))
     if not pairs:
         return float("inf"), 0.0
-    bandwidth = min(float(network.capacity[network.path(i, j)].min()) for i, j in pairs)
+    if network.duplex is None:
+        bandwidth = min(float(network.capacity[network.path(i, j)].min()) for i, j in pairs)
     latency = max(network.route_latency(i, j) for i, j in pairs)
     return bandwidth, latency
 
@@ -271,7 +279,13 @@ def walk(schedule, network, nbytes: int, *, itemsize: int = 4) -> float:
             if k not in links:
                 a, b = divmod(k, p)
                 links[k] = (float(network.capacity[network.path(a, b)].min()), network.route_latency(a, b))
-        bw = np.array([links[k][0] for k in uniq.tolist()])[inv]
+        if network.duplex is None:
+            bw = np.array([links[k][0] for k in uniq.tolist()])[inv]
+        else:  # the step's arcs together: a link loaded both ways keeps its duplex share
+            paths = [network.path(*divmod(k, p)) for k in uniq.tolist()]
+            arcs = np.unique(np.concatenate(paths))
+            cap = dict(zip(arcs.tolist(), network.capacities(arcs).tolist(), strict=True))
+            bw = np.array([min(cap[a] for a in path.tolist()) for path in paths])[inv]
         lat = np.array([links[k][1] for k in uniq.tolist()])[inv]
         start = np.maximum(ready[src], ready[dst])
         sent = start + alpha + total / bw

@@ -69,3 +69,17 @@ def test_the_parameter_is_checked_and_kept():
     assert ModelParams.from_json(p.to_json()) == p
     assert p.duplex_factor("network") == 0.7 and p.duplex_factor("intra") == 0.9 and p.has_duplex
     assert not ModelParams().has_duplex and "duplex_efficiency" not in ModelParams().to_json()
+
+
+@pytest.mark.parametrize("algorithm", ["ring", "recursive_doubling", "recursive_halving"])
+def test_analytic_and_flow_agree_with_a_duplex_share(algorithm):
+    """On a switch the analytic walk and the flow model see the same duplex share (no contention beyond it)."""
+    from sim.analytic import predict
+
+    G = topologies.switch(4, bandwidth=BW, latency=1e-6)
+    net = Network(G, ModelParams(alpha=1e-5, gamma=0.0, bandwidth_efficiency=0.9, duplex_efficiency=0.7))
+    schedule = get_schedule("allreduce", algorithm, 4)
+    flow = simulate(schedule, net, SIZE).time
+    assert predict(schedule, net, SIZE).time == pytest.approx(flow, rel=1e-9)
+    plain = Network(G, ModelParams(alpha=1e-5, gamma=0.0, bandwidth_efficiency=0.9))
+    assert predict(schedule, plain, SIZE).time < 0.8 * flow
