@@ -128,6 +128,8 @@ EXACT_EVENTS = 64
 RERATE_HOPS = 6
 #: Exact rate recomputations of the event clock per step it generates (then as ``EVENT_WINDOW``).
 CLOCK_EXACT_EVENTS = 16
+#: Max-min calls on at least this many (arc, flow) entries fold the arcs of one flow into per-flow bounds.
+FOLD_ENTRIES = 4096
 #: Past :data:`EXACT_EVENTS`, events closer than this fraction of the step's shortest transfer
 #: time are merged.
 EVENT_WINDOW = 0.1
@@ -159,13 +161,22 @@ class Network:
         self.G = G
         self.name = str(G.graph.get("name", "topology"))
         self.endpoints = list(G.graph["endpoints"])
-        self.arcs: list[tuple] = list(G.edges)
+        # one pass over the arcs in G.edges order (the adjacency directly: 3x faster than the edge view at a
+        # million arcs), each distinct (value, role) through the parameters once
+        data = [(u, v, d["bandwidth"], d["latency"], d.get("role")) for u, nbrs in G._succ.items() for v, d in nbrs.items()]
+        self.arcs: list[tuple] = [(u, v) for u, v, *_ in data]
         self.arc_index: dict = {a: i for i, a in enumerate(self.arcs)}
         p = self.params
-        self.capacity = np.array(
-            [p.effective_bandwidth(d["bandwidth"], d.get("role")) for *_, d in G.edges(data=True)], dtype=float
-        )
-        self.latency = np.array([p.arc_latency(d["latency"], d.get("role")) for *_, d in G.edges(data=True)], dtype=float)
+        capacity: dict = {}
+        latency: dict = {}
+        for _, _, bw, lat, role in data:
+            if (bw, role) not in capacity:
+                capacity[bw, role] = p.effective_bandwidth(bw, role)
+            if (lat, role) not in latency:
+                latency[lat, role] = p.arc_latency(lat, role)
+        self.capacity = np.array([capacity[bw, role] for _, _, bw, _, role in data], dtype=float)
+        self.latency = np.array([latency[lat, role] for _, _, _, lat, role in data], dtype=float)
+        del data
         #: per arc: the index of the opposite arc of its link (-1: none) and the capacity factor while
         #: that arc carries a flow too (``ModelParams.duplex_efficiency``; None when every factor is 1)
         self.duplex: np.ndarray | None = None
@@ -506,21 +517,22 @@ def _maxmin(arc: np.ndarray, flow: np.ndarray, cap: np.ndarray, rate: np.ndarray
     """
     if not arc.size:
         return
-    count = np.bincount(arc, minlength=cap.size)
-    alone = count[arc] == 1
     bound = np.zeros(0)  # the flows' own bounds: flows ``bounded``, bound ``bound``
     bounded = np.zeros(0, dtype=np.int64)
-    if alone.any():
-        own = np.full(rate.shape[0], np.inf)
-        np.minimum.at(own, flow[alone], cap[arc[alone]])
-        bounded = np.flatnonzero(own < np.inf)
-        bound = own[bounded]
-        shared = ~alone
-        arc, flow = arc[shared], flow[shared]
-    # renumber the arcs that flows share 0..m-1 (the same ones, in the same order)
-    used = count > 1
-    cap = cap[used]
-    arc = (np.cumsum(used) - 1)[arc]
+    if arc.size >= FOLD_ENTRIES:  # (on few entries the folding costs more than it saves)
+        count = np.bincount(arc, minlength=cap.size)
+        alone = count[arc] == 1
+        if alone.any():
+            own = np.full(rate.shape[0], np.inf)
+            np.minimum.at(own, flow[alone], cap[arc[alone]])
+            bounded = np.flatnonzero(own < np.inf)
+            bound = own[bounded]
+            shared = ~alone
+            arc, flow = arc[shared], flow[shared]
+        # renumber the arcs that flows share 0..m-1 (the same ones, in the same order)
+        used = count > 1
+        cap = cap[used]
+        arc = (np.cumsum(used) - 1)[arc]
     capr = cap
     frozen = np.zeros(rate.shape[0], dtype=bool)
     with np.errstate(divide="ignore", invalid="ignore"):  # inf or nan share on arcs no flow left uses
