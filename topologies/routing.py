@@ -660,9 +660,17 @@ class Router:
             done, k_out, a_out = self._batch_walk(node[src], node[dst], dst)
             pieces.append((k_out, a_out))
             todo = np.flatnonzero(~done)
-        for k in todo.tolist():  # one by one: graphs without hub tables, or pairs the batch left
-            route = self.route(self.endpoints[int(src[k])], self.endpoints[int(dst[k])])
-            pieces.append((np.full(len(route), k, dtype=np.int64), self._edges_of(route)))
+        if todo.size:  # one by one: graphs without hub tables, or pairs the batch left
+            idx, eps_ = self._index, self.endpoints
+            ks_, us, vs = [], [], []
+            for k, i, j in zip(todo.tolist(), src[todo].tolist(), dst[todo].tolist(), strict=True):
+                route = self.route(eps_[i], eps_[j])
+                ks_ += [k] * len(route)
+                us += [idx[a] for a, _ in route]
+                vs += [idx[b] for _, b in route]
+            # the arcs of all of them looked up at once
+            u_, v_ = np.array(us, dtype=np.int64), np.array(vs, dtype=np.int64)
+            pieces.append((np.array(ks_, dtype=np.int64), self._arc_edge[self._arc_pos(u_, v_)]))
         ks = np.concatenate([p[0] for p in pieces]) if pieces else np.zeros(0, dtype=np.int64)
         arcs = np.concatenate([p[1] for p in pieces]) if pieces else np.zeros(0, dtype=np.int64)
         order = np.argsort(ks, kind="stable")  # each pair's arcs were appended in route order
