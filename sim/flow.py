@@ -61,7 +61,10 @@ Scale
 -----
 Everything is vectorised per step (numpy arrays of transfers, scipy.sparse incidence of flows on
 arcs). Routes are cached per rank pair and the compiled flows of a step are cached per
-:attr:`collectives.Step.key`.
+:attr:`collectives.Step.key`. What a step's flows cross (:class:`_Incidence`: the arcs used, the
+incidence, the groups of flows that share arcs) is built once per (src, dst) arrays and shared by
+every protocol view of a GPU network (:mod:`sim.protocols` costs LL, LL128 and Simple on the same
+routes) and by repeated simulations.
 
 * When all ranks are in lock-step and a step's pattern has been costed before from a lock-step
   start, the step is not simulated again: its duration is added.
@@ -73,7 +76,9 @@ arcs). Routes are cached per rank pair and the compiled flows of a step are cach
   vectorised together, one event of every group per iteration.
 * Per event, the flows in flight are a list of (arc, flow) entries and the max-min rates are found
   by progressive filling over the arcs (the lowest ``capacity left / flows left`` freezes the flows
-  that cross it), with no per-flow loop and no incidence matrix rebuilt.
+  that cross it), with no per-flow loop and no incidence matrix rebuilt. On large calls
+  (``FOLD_ENTRIES``) the arcs that one flow alone crosses (host links) are folded into a bound per
+  flow, which takes part in every round as their shares would: the same rounds on fewer entries.
 * Exactness has a bound: after ``EXACT_EVENTS`` (64) rate recomputations in one step, flow starts
   and ends closer together than ``EVENT_WINDOW`` (10 %) of the step's shortest transfer time are
   merged into one event. Only long pipelines of ranks that drift apart (a segmented tree on a
