@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=6, help="rounds at least (default 6)")
     p.add_argument("--max-reps", type=int, default=20,
                    help="rounds at most, while a point's 95%% interval is wider than ±3%% (default 20)")
+    p.add_argument("--timeout", type=float, default=3600.0,
+                   help="seconds one topology's calibration or measurement may take (default 3600)")
     p.add_argument("--only", nargs="+", choices=list(TOPOLOGIES), default=list(TOPOLOGIES))
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = p.parse_args(argv)
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{name}] {spec}", file=sys.stderr)
         t0 = time.monotonic()
         v = validate(from_spec(spec), sizes, algorithms, spec=spec, reps=args.reps, max_reps=args.max_reps,
-                     log=sys.stderr)
+                     timeout=args.timeout, log=sys.stderr)
         summary = {**v.summary(), "spec": spec, "seconds": round(time.monotonic() - t0, 1)}
         report = format_report(v, baseline=baseline)
         print(report)
