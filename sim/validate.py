@@ -397,6 +397,7 @@ class Measured:
     high: float
     samples: tuple[float, ...]
     noisy: bool
+    reps: int = 0  # repetitions, when ``samples`` is not kept (0: ``len(samples)``)
 
 
 def measure(emu, sizes: Sequence[int], algorithms: Sequence[str], *, reps: int = 5, max_reps: int | None = None,
@@ -458,13 +459,14 @@ def compare(G, predicted: dict, measured: dict, params) -> Validation:
     for (alg, size), res in predicted.items():
         m = measured[(alg, size)]
         t_meas, wrong = m.median, m.wrong
-        points.append(Point(alg, size, res.time, t_meas, wrong, m.low, m.high, len(m.samples), m.noisy, m.samples))
+        reps = m.reps or len(m.samples)
+        points.append(Point(alg, size, res.time, t_meas, wrong, m.low, m.high, reps, m.noisy, m.samples))
         records.append(dataclasses.replace(Record.from_result(res), algorithm=alg))  # the spec, as measured
         records.append(Record(
             source="measured", collective="allreduce", algorithm=alg, nranks=n, size=size, count=size // 4,
             dtype="float32", op="sum", time_us=t_meas * 1e6, wrong=wrong, topology=name,
             extra={"emulated": True, "time_us_low": m.low * 1e6, "time_us_high": m.high * 1e6,
-                   "reps": len(m.samples), "noisy": m.noisy},
+                   "reps": reps, "noisy": m.noisy, "samples_us": [t * 1e6 for t in m.samples]},
         ))
     points.sort(key=lambda p: (p.size, p.algorithm))
     return Validation(topology=name, nranks=n, points=points, params=params.to_json(), records=records)
