@@ -76,7 +76,7 @@ TARGET_SPEEDUP_ERROR = 0.15
 def main(argv: list[str] | None = None) -> int:
     from sim.plots import plot_curves
     from sim.results import parse_sizes
-    from sim.validate import format_report, validate
+    from sim.validate import format_report, refit, validate
     from topologies import from_spec
     from topologies.emulate import emulation_unavailable_reason
 
@@ -87,10 +87,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="rounds at most, while a point's 95%% interval is wider than ±3%% (default 20)")
     p.add_argument("--timeout", type=float, default=3600.0,
                    help="seconds one topology's calibration or measurement may take (default 3600)")
+    p.add_argument("--refit", action="store_true",
+                   help="measure nothing: judge the runs saved in --out (validation_<topology>.json) again with this "
+                        "code's fit and model (sim.validate.refit)")
     p.add_argument("--only", nargs="+", choices=list(TOPOLOGIES), default=list(TOPOLOGIES))
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = p.parse_args(argv)
-    reason = emulation_unavailable_reason()
+    reason = None if args.refit else emulation_unavailable_reason()
     if reason is not None:
         print(f"validation.py: error: {reason}", file=sys.stderr)
         return 2
@@ -106,9 +109,15 @@ def main(argv: list[str] | None = None) -> int:
         baseline = case.get("baseline")
         print(f"[{name}] {spec}", file=sys.stderr)
         t0 = time.monotonic()
-        v = validate(from_spec(spec), sizes, algorithms, spec=spec, reps=args.reps, max_reps=args.max_reps,
-                     timeout=args.timeout, log=sys.stderr)
+        if args.refit:
+            v = refit(json.loads((out / f"validation_{name}.json").read_text()))
+        else:
+            v = validate(from_spec(spec), sizes, algorithms, spec=spec, reps=args.reps, max_reps=args.max_reps,
+                         timeout=args.timeout, log=sys.stderr)
         summary = {**v.summary(), "spec": spec, "seconds": round(time.monotonic() - t0, 1)}
+        if args.refit:
+            saved = json.loads((out / f"validation_{name}.json").read_text())
+            summary.update(seconds=saved["summary"].get("seconds"), refit=True)
         report = format_report(v, baseline=baseline)
         print(report)
         reports.append(f"## {name}: `{spec}`\n\n```\n{report}\n```\n")

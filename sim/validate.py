@@ -64,6 +64,7 @@ __all__ = [
     "predict",
     "Measured",
     "measure",
+    "refit",
     "compare",
     "validate",
     "format_report",
@@ -273,7 +274,7 @@ def class_efficiencies(params, G):
         n = len(G.graph["endpoints"])
         for r in range(0, n - 1, 2):
             for role in _bottleneck_roles(G, router, r, r + 1):
-                duplex = classes.get(role, {}).get("duplex_efficiency", params.duplex_efficiency)
+                duplex = classes.get(role, {}).get("duplex_efficiency", record.get("duplex_efficiency", 1.0))
                 # the busy pairs exchange (both ways): their efficiency is the loaded one
                 classes[role] = {"bandwidth_efficiency": min(record["busy_fit"]["bandwidth_efficiency"] / duplex, 1.0),
                                  "duplex_efficiency": duplex}
@@ -509,6 +510,50 @@ def validate(G, sizes: Sequence[int], algorithms: Sequence[str], *, spec: str | 
     if log is not None:
         print(f"validate: done in {time.monotonic() - t0:.0f} s", file=log)
     return result
+
+
+def refit(saved: dict) -> Validation:
+    """The validation a saved run (``validation_<topology>.json`` of ``benchmarks/validation.py``)
+    gives with this code: the same probe samples fitted again (:func:`sim.calibrate.build_params`,
+    :func:`class_efficiencies`), every point predicted again, the same measurements.
+
+    A change to the fit or the model can so be judged on measurements already made; the measured
+    side is untouched (its repetitions, when the run kept them, give the paired speedup intervals).
+
+    Raises
+    ------
+    ValueError
+        The saved run has no calibration samples or no measured records.
+    """
+    from sim.calibrate import Sample, build_params
+    from sim.params import ModelParams
+    from topologies import Router, from_spec
+
+    G = from_spec(saved["spec"])
+    cal = ModelParams.from_json(saved["params"]).extra.get("calibration") or {}
+    measured_records = [r for r in saved.get("records", []) if r["source"] == "measured"]
+    if "samples" not in cal or not measured_records:
+        raise ValueError("the saved run has no calibration samples or no measured records to refit")
+    samples = [Sample(s["src"], s["dst"], s["size"], s["seconds"]) for s in cal["samples"]]
+    gamma = [(int(g["size"]), float(g["seconds"])) for g in cal.get("gamma_samples", [])]
+    busy = {int(b["size"]): float(b["seconds"]) for b in cal.get("busy_fit", {}).get("samples", [])}
+    one_way = [Sample(s["src"], s["dst"], s["size"], s["seconds"])
+               for s in cal.get("one_way_fit", {}).get("samples", [])]
+    nranks = int(measured_records[0]["nranks"])
+    params = class_efficiencies(build_params(samples, gamma, G, Router(G), busy=busy, nranks=nranks,
+                                             one_way=one_way), G)
+    sizes = sorted({int(r["size"]) for r in measured_records})
+    algorithms = list(dict.fromkeys(r["algorithm"] for r in measured_records))
+    predicted = predict(G, params, sizes, algorithms)
+    measured = {}
+    for r in measured_records:
+        extra = {**r, **(r.get("extra") or {})}  # a record's extra keys sit beside its fields (sim.results.Record)
+        reps = tuple(x * 1e-6 for x in extra.get("samples_us", ()))
+        measured[(r["algorithm"], int(r["size"]))] = Measured(
+            r["time_us"] * 1e-6, int(r.get("wrong") or 0), extra.get("time_us_low", float("nan")) * 1e-6,
+            extra.get("time_us_high", float("nan")) * 1e-6, reps, bool(extra.get("noisy", False)),
+            int(extra.get("reps", 0)))
+    return compare(G, predicted, measured, params)
 
 
 def _ci_text(p: Point) -> str:

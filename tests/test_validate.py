@@ -204,3 +204,38 @@ def test_hierarchy_pays_on_two_emulated_machines():
     assert all(sp.predicted > 1.8 and sp.measured > 1.35 for sp in speedups), report
     assert all(abs(sp.error) <= 0.35 for sp in speedups), report
     assert v.winners_agree(), report
+
+
+def test_refit_judges_a_saved_run_again_with_the_same_measurements():
+    """A saved run refitted with unchanged code gives back its predictions; its measurements stay as measured."""
+    import topologies
+    from sim.calibrate import Sample, build_params
+    from sim.validate import Measured, compare, predict, refit
+    from topologies import Router
+
+    spec = "switch:n=4,bandwidth=100Mbps"
+    G = topologies.from_spec(spec)
+    bw, alpha = 12.5e6, 3e-4
+    sizes_probe = (8, 65536, 262144, 1 << 20)
+    samples = [Sample(0, 1, b, alpha + b / (0.8 * bw)) for b in sizes_probe]
+    one_way = [Sample(0, 1, b, alpha + b / (0.9 * bw)) for b in sizes_probe[1:]]
+    busy = {b: 1.5 * alpha + b / (0.85 * bw) for b in sizes_probe[1:]}
+    gamma = [(65536 * 4**k, 1e-6 * 4**k) for k in range(3)]
+    params = build_params(samples, gamma, G, Router(G), busy=busy, nranks=4, one_way=one_way)
+    assert params.extra["calibration"]["duplex_efficiency"] == pytest.approx(0.8 / 0.9, rel=1e-5)
+    assert params.duplex_efficiency == 1.0  # one link class: recorded, not applied
+    algorithms, sizes = ["ring", "recursive_doubling"], [65536, 1 << 20]
+    predicted = predict(G, params, sizes, algorithms)
+    measured = {(a, s): Measured(1.1 * predicted[(a, s)].time, 0, 1.0 * predicted[(a, s)].time,
+                                 1.2 * predicted[(a, s)].time, tuple(1.1 * predicted[(a, s)].time for _ in range(6)), False)
+                for a in algorithms for s in sizes}
+    v = compare(G, predicted, measured, params)
+    saved = json.loads(json.dumps({"spec": spec, "params": v.params, "records": [r.to_json() for r in v.records]}))
+    again = refit(saved)
+    assert [(p.algorithm, p.size) for p in again.points] == [(p.algorithm, p.size) for p in v.points]
+    for a, b in zip(again.points, v.points, strict=True):
+        assert a.predicted == pytest.approx(b.predicted, rel=1e-12)
+        assert (a.measured, a.low, a.high, a.reps) == pytest.approx((b.measured, b.low, b.high, b.reps))
+        assert a.error == pytest.approx(0.1 / 1.1 * -1, rel=1e-9)
+    with pytest.raises(ValueError, match="no calibration samples"):
+        refit({**saved, "records": []})
