@@ -1,6 +1,7 @@
 """Predicted against measured allreduce on emulated topologies (issue 7's accuracy targets, issue 12's proof).
 
     sudo python benchmarks/validation.py [--sizes 64KiB:16MiB:x4] [--reps 6] [--max-reps 20] [--only switch4 ...] [--out benchmarks/results]
+    python benchmarks/validation.py --refit [--only ...] [--out benchmarks/results]   # judge saved runs again
 
 For every topology: bring it up as an emulation (network namespaces, veth links shaped with
 ``tc tbf``, routes from ``topologies.Router``), calibrate the model on it with point-to-point
