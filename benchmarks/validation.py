@@ -147,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                     title=f"{v.topology}: predicted (dashed) vs measured (solid), emulated")
     noisy = [f"{name}: {n['algorithm']} at {n['size']} B (±{n['rel_halfwidth'] * 100:.1f}%)"
              for name, summary in summaries.items() for n in summary["noisy"]]
-    verdicts.append(f"noisy points (95% interval wider than ±3% after {args.max_reps} rounds; counted above, not "
+    bound = "at the run's round bound" if args.refit else f"after {args.max_reps} rounds"
+    verdicts.append(f"noisy points (95% interval wider than ±3% {bound}; counted above, not "
                     f"dropped): {len(noisy)}" + (f": {'; '.join(noisy)}" if noisy else ""))
     result = {"topologies": summaries, "reps": args.reps, "max_reps": args.max_reps, "sizes": args.sizes,
               "noisy": noisy}
