@@ -149,11 +149,9 @@ def cluster_main(args) -> int:
     text = cluster_table(rows) + "\n\n" + machine_line(load_before)
     print(text)
     if sorted(args.nodes) == sorted(CLUSTER_NODES):
-        with open(os.path.join(args.out, "sim_scaling_cluster.json"), "w") as fh:
-            json.dump(rows, fh, indent=1)
-        with open(os.path.join(args.out, "sim_scaling_cluster.md"), "w") as fh:
-            fh.write("# Flow simulator on rail-optimised GPU clusters (allreduce, 1 GiB; seconds are CPU time)\n\n")
-            fh.write("Produced by `python benchmarks/sim_scaling.py --cluster`.\n\n" + text + "\n")
+        _write(args.out, "sim_scaling_cluster", rows, text,
+               "Flow simulator on rail-optimised GPU clusters (allreduce, 1 GiB; seconds are CPU time)",
+               "python benchmarks/sim_scaling.py --cluster")
     return 0
 
 
@@ -171,6 +169,14 @@ def table(results: list[dict]) -> str:
                          f"{row['first_s']:.2f} | {row['again_s']:.2f} | {'-' if events is None else events} | "
                          f"{row['predicted_us']:.1f} | {res['peak_mib']:.0f} |")
     return "\n".join(lines)
+
+
+def _write(out: str, name: str, rows, text: str, title: str, command: str) -> None:
+    """``<name>.json`` (the rows) and ``<name>.md`` (the table, with the command that made it) in ``out``."""
+    with open(os.path.join(out, f"{name}.json"), "w") as fh:
+        json.dump(rows, fh, indent=1)
+    with open(os.path.join(out, f"{name}.md"), "w") as fh:
+        fh.write(f"# {title}\n\nProduced by `{command}`.\n\n{text}\n")
 
 
 def main() -> int:
@@ -208,11 +214,9 @@ def main() -> int:
     text = table(results) + "\n\n" + machine_line(load_before)
     print(text)
     if not args.quick:
-        with open(os.path.join(args.out, "sim_scaling.json"), "w") as fh:
-            json.dump(results, fh, indent=1)
-        with open(os.path.join(args.out, "sim_scaling.md"), "w") as fh:
-            fh.write("# Flow simulator scaling (allreduce; seconds are CPU time of one simulation)\n\n")
-            fh.write("Produced by `python benchmarks/sim_scaling.py`.\n\n" + text + "\n")
+        _write(args.out, "sim_scaling", results, text,
+               "Flow simulator scaling (allreduce; seconds are CPU time of one simulation)",
+               "python benchmarks/sim_scaling.py")
     return 0
 
 

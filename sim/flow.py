@@ -230,12 +230,9 @@ class Network:
         """Routes of the flows ``src[k] -> dst[k]`` as ``(arcs, lengths)``: flow ``k``'s arc indices follow
         flow ``k - 1``'s. Routed all together (:meth:`topologies.Router.route_arcs`) and cached per
         (src, dst) arrays, so the protocol views of a GPU network (:mod:`sim.protocols`) share them."""
-        src = np.ascontiguousarray(src, dtype=np.int64)
-        dst = np.ascontiguousarray(dst, dtype=np.int64)
-        key = (src.tobytes(), dst.tobytes())
-        out = self._blocks.get(key)
-        if out is not None:
-            return out[0]
+        src, dst, key, hit = _cached(self._blocks, src, dst)
+        if hit is not None:
+            return hit
         if hasattr(self.router, "route_arcs"):
             indptr, arcs = self.router.route_arcs(src, dst)
             out = (arcs, np.diff(indptr))
@@ -249,12 +246,9 @@ class Network:
     def incidence(self, src: np.ndarray, dst: np.ndarray) -> _Incidence:
         """Which arcs the flows ``src[k] -> dst[k]`` cross, whatever the capacities (cached per (src, dst)
         arrays, like :meth:`routes`, and shared by the protocol views of a GPU network)."""
-        src = np.ascontiguousarray(src, dtype=np.int64)
-        dst = np.ascontiguousarray(dst, dtype=np.int64)
-        key = (src.tobytes(), dst.tobytes())
-        out = self._incidence.get(key)
-        if out is not None:
-            return out[0]
+        src, dst, key, hit = _cached(self._incidence, src, dst)
+        if hit is not None:
+            return hit
         out = _Incidence(self, src, dst, *self.routes(src, dst))
         _bounded_put(self._incidence, key, out, out.flat.size)
         return out
@@ -268,6 +262,16 @@ class Network:
 #: (oldest dropped first) while they hold fewer than :data:`CACHE_ENTRIES` arc entries in all.
 CACHE_PATTERNS = 64
 CACHE_ENTRIES = 1 << 23
+
+
+def _cached(cache: dict, src, dst) -> tuple:
+    """``(src, dst, key, value or None)``: the flows as int64 arrays, their cache key, and what
+    ``cache`` (filled by :func:`_bounded_put`) holds for them."""
+    src = np.ascontiguousarray(src, dtype=np.int64)
+    dst = np.ascontiguousarray(dst, dtype=np.int64)
+    key = (src.tobytes(), dst.tobytes())
+    hit = cache.get(key)
+    return src, dst, key, (hit[0] if hit is not None else None)
 
 
 def _bounded_put(cache: dict, key, value, entries: int) -> None:
