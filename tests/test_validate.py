@@ -185,9 +185,9 @@ def test_hierarchy_pays_on_two_emulated_machines():
 
     Deliberately slow (about 45 s: the links are slow so that this 2-core machine moves the bytes
     without the CPU becoming the bottleneck). It checks that the layout reaches both sides: every
-    result correct; both predicted about 2x faster than the flat ring (one ring crosses between the
-    machines through one NIC each way, they use both) and measured clearly faster; the predicted
-    best the measured best. The speedups must agree within 35 % here, on a machine shared with
+    result correct; both predicted 1.5-2.3x faster than the flat ring (one ring crosses between the
+    machines through one NIC each way, they use both, each NIC both ways at its calibrated duplex
+    share) and measured clearly faster; the predicted best the measured best. The speedups must agree within 35 % here, on a machine shared with
     other tests (the flat schedules on both sides would give 1.0x); benchmarks/validation.py holds
     the 15 % target over 1-4 MiB with more repetitions.
     """
@@ -201,7 +201,7 @@ def test_hierarchy_pays_on_two_emulated_machines():
     assert all(p.wrong == 0 for p in v.points), report
     speedups = v.speedups("ring:channels=1")
     assert {sp.algorithm for sp in speedups} == {"ring:channels=2", "hierarchical"}, report
-    assert all(sp.predicted > 1.8 and sp.measured > 1.35 for sp in speedups), report
+    assert all(sp.predicted > 1.5 and sp.measured > 1.35 for sp in speedups), report
     assert all(abs(sp.error) <= 0.35 for sp in speedups), report
     assert v.winners_agree(), report
 
