@@ -45,19 +45,23 @@ of the buffer, reduce-receives land in a slice of the scratch tensor, sends read
 buffer; after the step's waits the received slices are reduced into the buffer in place. There is
 no allocation and no host sync per step beyond the step's own waits.
 
-Small CPU buffers (at most :data:`PREPOST_BYTES`) post each step's receives one step ahead, while
-the step before is still in flight, whenever they land where that step does not touch: in Gloo a
-send whose receive is already posted goes straight out, one handshake fewer per step (the
-consecutive steps take tags 0 and 1, and their reduce-receives two scratch regions).
+Two tactics go beyond the schedule's steps; both are decided in :mod:`collectives.execution`,
+which the simulator reads too, so the model costs what runs:
 
-Large CPU buffers (chunks of at least two :data:`SEGMENT_BYTES` segments) run in *lanes*: every
-chunk is cut into up to :data:`MAX_LANES` segments and lane ``j`` executes the schedule on segment
-``j`` of every chunk, one ``batch_isend_irecv`` per (step, lane), with tag ``j``. Reductions are
-elementwise, so lanes are independent: a lane posts its next step as soon as its current one is
-reduced, and reducing one lane overlaps the other lanes' transfers (as Gloo's own ring overlaps its
-segments). Every rank completes (step, lane) pairs in the same order, so no wait depends on a
-message posted later. CUDA tensors always use one lane (NCCL pipelines inside each transfer); do
-not run your own tagged Gloo point-to-point on the group concurrently with a collsim collective.
+* Small CPU buffers (at most :data:`collectives.execution.PREPOST_BYTES`) post each step's
+  receives one step ahead, while the step before is still in flight, whenever they land where that
+  step does not touch: in Gloo a send whose receive is already posted goes straight out, one
+  handshake fewer per step (consecutive steps take tags 0 and 1, and their reduce-receives two
+  scratch regions).
+* Large CPU buffers (chunks of at least two :data:`collectives.execution.SEGMENT_BYTES` segments)
+  run in *lanes*: every chunk is cut into up to :data:`collectives.execution.MAX_LANES` segments
+  and lane ``j`` executes the schedule on segment ``j`` of every chunk, one post per (step, lane),
+  with tag ``j``. Reductions are elementwise, so lanes are independent: a lane posts its next step
+  as soon as its current one is reduced, and reducing one lane overlaps the other lanes' transfers
+  (as Gloo's own ring overlaps its segments). Every rank completes (step, lane) pairs in the same
+  order, so no wait depends on a message posted later. CUDA tensors always use one lane (NCCL
+  pipelines inside each transfer); do not run your own tagged Gloo point-to-point on the group
+  concurrently with a collsim collective.
 
 When two ranks reduce the same pair of values (recursive doubling exchanges whole buffers), both
 compute ``op(lower rank's value, higher rank's value)``: ``torch.minimum(0.0, -0.0)`` and NaN
@@ -76,7 +80,7 @@ recursive_halving  ``n / 2`` (``n`` when ``p`` is not 2^k)  the fold step receiv
 recursive_doubling ``n``                                    whole-vector exchange
 ================== ======================================= =====================================
 
-CPU buffers of at most :data:`PREPOST_BYTES` (receives posted a step ahead) use twice these.
+CPU buffers of at most :data:`collectives.execution.PREPOST_BYTES` (receives posted a step ahead) use twice these.
 ``reduce_scatter`` additionally keeps a work copy of ``input`` (``p * m`` elements: the schedule
 reduces in place and ``input`` must stay untouched); ``all_gather`` into a tensor needs nothing
 extra (copy-only schedule, run in ``output``), into a list it keeps one ``p * m`` work buffer.
@@ -121,7 +125,6 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import hashlib
-import itertools
 import os
 import socket
 import threading
@@ -134,6 +137,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from collectives import execution
 from collectives.algorithms import ALGORITHMS, get_schedule
 from collectives.layout import Layout
 from collectives.plan import (
@@ -156,10 +160,7 @@ __all__ = [
     "OPS",
     "DTYPES",
     "CACHE_SIZE",
-    "SEGMENT_BYTES",
-    "MAX_LANES",
     "BATCH_ON_CPU",
-    "PREPOST_BYTES",
     "CollectiveError",
     "CollectiveWork",
     "algorithms_for",
@@ -301,18 +302,8 @@ def _flat(tensor: torch.Tensor) -> torch.Tensor:
 # plans
 
 
-#: Bytes per lane segment on CPU: chunks of at least two segments are cut into lanes (see
-#: :func:`_execute`). 4 MiB measured best on Gloo over loopback (1 MiB costs more per-lane Python
-#: overhead than the overlap saves); ``COLLSIM_SEGMENT_BYTES`` overrides it at import.
-SEGMENT_BYTES = int(os.environ.get("COLLSIM_SEGMENT_BYTES", 4 << 20))
-#: Most lanes a plan uses.
-MAX_LANES = 16
 #: Post CPU steps through ``dist.batch_isend_irecv`` (True) or straight on the group (False, faster).
 BATCH_ON_CPU = False
-#: CPU buffers of at most this many bytes post each step's receives one step ahead (see
-#: :func:`_execute`); their reduce-receives alternate between two scratch regions. 0 turns it off;
-#: ``COLLSIM_PREPOST_BYTES`` overrides it at import.
-PREPOST_BYTES = int(os.environ.get("COLLSIM_PREPOST_BYTES", 4 << 20))
 
 
 @dataclass(frozen=True)
@@ -351,14 +342,6 @@ def _group_name(group: dist.ProcessGroup | None) -> str:
     return pg.group_name
 
 
-def _nlanes(schedule, count: int, itemsize: int, device: torch.device) -> int:
-    """Lanes for a buffer: 1 on CUDA (NCCL pipelines itself) and for chunks below two segments."""
-    if device.type != "cpu" or count == 0:
-        return 1
-    chunk_bytes = -(-count // schedule.nchunks) * itemsize
-    return int(max(1, min(MAX_LANES, chunk_bytes // SEGMENT_BYTES)))
-
-
 def _pieces(lo: int, hi: int, offsets, nlanes: int) -> list[list[tuple[int, int]]]:
     """Cut the chunks inside ``[lo, hi)`` into ``nlanes`` segments each; lane j gets segment j of each."""
     lanes: list[list[tuple[int, int]]] = [[] for _ in range(nlanes)]
@@ -382,8 +365,8 @@ def _pieces(lo: int, hi: int, offsets, nlanes: int) -> list[list[tuple[int, int]
 
 def _plan(collective: str, algorithm: str, params: tuple, label: str, group, rank: int, nranks: int, count: int,
           dtype: torch.dtype, device: torch.device, need_work: bool) -> _Plan:
-    key = (_group_name(group), collective, algorithm, params, count, dtype, device, need_work, SEGMENT_BYTES,
-           PREPOST_BYTES)
+    key = (_group_name(group), collective, algorithm, params, count, dtype, device, need_work,
+           execution.SEGMENT_BYTES, execution.PREPOST_BYTES)
     with _cache_lock:
         plan = _cache.get(key)
         if plan is not None:
@@ -391,7 +374,7 @@ def _plan(collective: str, algorithm: str, params: tuple, label: str, group, ran
             return plan
     program = program_for(collective, algorithm, nranks, rank, count, params)
     schedule = get_schedule(collective, algorithm, nranks, **dict(params))
-    nlanes = _nlanes(schedule, count, dtype.itemsize, device)
+    nlanes = execution.lanes(schedule.nchunks, count, dtype.itemsize, device.type)
     offsets = schedule.chunk_offsets(count)
     pg = group if group is not None else dist.group.WORLD
     to_global = [dist.get_global_rank(pg, r) for r in range(nranks)]
@@ -420,7 +403,7 @@ def _plan(collective: str, algorithm: str, params: tuple, label: str, group, ran
     # lane j's scratch region starts after the largest reductions of lanes 0 .. j-1; a plan whose
     # receives go out a step ahead alternates its steps between two regions of that size
     sizes = [max((used for *_, used in steps), default=0) for steps in raw]
-    prepost = nlanes == 1 and _posts_ahead(count * dtype.itemsize, device.type)
+    prepost = execution.posts_ahead(count * dtype.itemsize, device.type, nlanes)
     shift = sizes[0] if prepost else 0
     base = np.concatenate([[0], np.cumsum(sizes)]).astype(int).tolist()
     lanes = tuple(
@@ -435,7 +418,7 @@ def _plan(collective: str, algorithm: str, params: tuple, label: str, group, ran
     nscratch = base[-1] + shift
     scratch = torch.empty(nscratch, dtype=dtype, device=device) if nscratch else None
     work = torch.empty(count, dtype=dtype, device=device) if need_work else None
-    ahead = tuple(_can_post_ahead(a, b) for a, b in itertools.pairwise(lanes[0])) if prepost else None
+    ahead = execution.rank_ahead(program) if prepost else None
     plan = _Plan(label, lanes, tuple(to_global), scratch, work, ahead)
     with _cache_lock:
         _cache[key] = plan
@@ -444,29 +427,13 @@ def _plan(collective: str, algorithm: str, params: tuple, label: str, group, ran
     return plan
 
 
-def _posts_ahead(nbytes: int, device_type: str) -> bool:
-    """Whether a buffer of ``nbytes`` posts its receives a step ahead (two scratch regions)."""
-    return device_type == "cpu" and nbytes <= PREPOST_BYTES
-
-
-def _can_post_ahead(step: _Step, following: _Step) -> bool:
-    """Whether ``following``'s receives may be posted while ``step`` runs.
-
-    Its reduce-receives land in the other scratch region, so only its copy-receives matter: each
-    writes its slice of the buffer as soon as the peer's message arrives, so that slice must not
-    be one ``step`` sends, receives into or reduces into.
-    """
-    busy = [(lo, hi) for _, lo, hi in step.sends] + [(lo, hi) for _, lo, hi, _ in step.recvs]
-    return all(hi <= a or b <= lo for _, lo, hi, off in following.recvs if off < 0 for a, b in busy)
-
-
 def extra_memory(collective: str, algorithm: str, nranks: int, count: int, itemsize: int, rank: int = 0,
                  device: str = "cpu", *, layout: Layout | None = None, channels: int | str | None = None) -> int:
     """Bytes of scratch ``rank`` allocates to run ``collective`` on a buffer of ``count`` elements.
 
     ``count`` is the full buffer (for reduce_scatter the input, for all_gather the output). The
     work copy reduce_scatter keeps of its input is included. (Lanes reuse one region each, so the
-    total stays the per-step maximum up to rounding.) CPU buffers of at most :data:`PREPOST_BYTES`
+    total stays the per-step maximum up to rounding.) CPU buffers of at most :data:`collectives.execution.PREPOST_BYTES`
     post their receives a step ahead into a second region, which doubles their scratch.
     ``algorithm`` may be a spec (``"ring:channels=2"``); ``layout`` and ``channels`` as in
     :func:`all_reduce` (no layout: flat).
@@ -476,7 +443,8 @@ def extra_memory(collective: str, algorithm: str, nranks: int, count: int, items
     params = run_params(name, spec, nranks, nbytes, layout=layout, channels=channels)
     algorithm = name
     scratch = program_for(collective, algorithm, nranks, rank, count, params).scratch
-    if _posts_ahead(nbytes, device):
+    nchunks = get_schedule(collective, algorithm, nranks, **dict(params)).nchunks
+    if execution.posts_ahead(nbytes, device, execution.lanes(nchunks, count, itemsize, device)):
         scratch *= 2
     work = count if collective == "reduce_scatter" else 0
     return (scratch + work) * itemsize

@@ -250,12 +250,14 @@ def route_link(network, schedule) -> tuple[float, float]:
     return bandwidth, latency
 
 
-def walk(schedule, network, nbytes: int, *, itemsize: int = 4) -> float:
+def walk(schedule, network, nbytes: int, *, itemsize: int = 4, execution=None) -> float:
     """Seconds of ``schedule`` walked step by step without link contention (module docstring).
 
     Each transfer uses its route's narrowest usable bandwidth and its route latency
     (:meth:`sim.flow.Network.route_latency`); transfers of one step between the same pair of ranks
-    share the pair's bandwidth.
+    share the pair's bandwidth. ``execution`` (:class:`collectives.execution.Execution`) as in
+    :func:`sim.flow.simulate`: a receive posted a step ahead lets its transfer start when the
+    sender is ready, after ``posted_alpha``; lanes divide the reduction that follows a transfer.
     """
     from sim.flow import element_count
 
@@ -263,6 +265,11 @@ def walk(schedule, network, nbytes: int, *, itemsize: int = 4) -> float:
     count = element_count(schedule, nbytes, itemsize)
     offsets = schedule.chunk_offsets(count) * itemsize
     alpha, gamma = network.params.alpha, network.params.gamma
+    alpha_posted = network.params.alpha_posted
+    posted = None
+    if execution is not None:
+        gamma /= execution.lanes
+        posted = execution.posted
     ready = np.zeros(p)
     links: dict[int, tuple[float, float]] = {}
     for i in range(schedule.nsteps):
@@ -272,6 +279,7 @@ def walk(schedule, network, nbytes: int, *, itemsize: int = 4) -> float:
         if not keep.any():
             continue
         src, dst, red, size = step.src[keep], step.dst[keep], step.reduce[keep], size[keep]
+        ahead = None if posted is None or posted[i] is None else posted[i][keep]
         pair = src * p + dst
         uniq, inv = np.unique(pair, return_inverse=True)
         total = np.bincount(inv, weights=size)[inv]
@@ -287,9 +295,14 @@ def walk(schedule, network, nbytes: int, *, itemsize: int = 4) -> float:
             cap = dict(zip(arcs.tolist(), network.capacities(arcs).tolist(), strict=True))
             bw = np.array([min(cap[a] for a in path.tolist()) for path in paths])[inv]
         lat = np.array([links[k][1] for k in uniq.tolist()])[inv]
-        start = np.maximum(ready[src], ready[dst])
-        sent = start + alpha + total / bw
-        done = sent + lat + np.where(red, gamma * size, 0.0)
+        if ahead is None or not ahead.any():
+            start = np.maximum(ready[src], ready[dst])
+            sent = start + alpha + total / bw
+            done = sent + lat + np.where(red, gamma * size, 0.0)
+        else:  # a receive posted ahead does not hold its sender; it ends once the receiver is there
+            start = np.where(ahead, ready[src], np.maximum(ready[src], ready[dst]))
+            sent = start + np.where(ahead, alpha_posted, alpha) + total / bw
+            done = np.maximum(sent + lat, ready[dst]) + np.where(red, gamma * size, 0.0)
         upd = np.full(p, -np.inf)
         np.maximum.at(upd, src, sent)
         np.maximum.at(upd, dst, done)
@@ -298,11 +311,13 @@ def walk(schedule, network, nbytes: int, *, itemsize: int = 4) -> float:
     return float(ready.max()) if p else 0.0
 
 
-def predict(schedule, network, nbytes: int, *, itemsize: int = 4, params: ModelParams | None = None):
+def predict(schedule, network, nbytes: int, *, itemsize: int = 4, params: ModelParams | None = None,
+            execution=None):
     """Analytic prediction for a schedule on a network, as a :class:`sim.flow.SimResult`.
 
     The topology is seen through :func:`route_link` (the links the schedule crosses); per-link
-    results are left empty.
+    results are left empty. ``execution`` as in :func:`sim.flow.simulate`: with receives posted
+    ahead the schedule is walked (:func:`walk`); lanes divide ``gamma`` in the closed forms.
     """
     from sim.flow import Network, element_count
 
@@ -311,8 +326,8 @@ def predict(schedule, network, nbytes: int, *, itemsize: int = 4, params: ModelP
     p = schedule.nranks
     count = element_count(schedule, nbytes, itemsize)
     flat = schedule.algorithm in CLOSED_FORMS and not ({"channels", "layout"} & set(schedule.params))
-    if not flat:
-        t = walk(schedule, network, nbytes, itemsize=itemsize)
+    if not flat or (execution is not None and execution.posted is not None):
+        t = walk(schedule, network, nbytes, itemsize=itemsize, execution=execution)
         return _result(schedule, network, count, itemsize, t)
     bandwidth, latency = route_link(network, schedule)
     prm = network.params
@@ -324,7 +339,7 @@ def predict(schedule, network, nbytes: int, *, itemsize: int = 4, params: ModelP
         bandwidth=bandwidth,
         latency=latency,
         alpha=prm.alpha,
-        gamma=prm.gamma,
+        gamma=prm.gamma / (execution.lanes if execution is not None else 1),
         segments=schedule.params.get("segments"),
     )
     return _result(schedule, network, count, itemsize, t)

@@ -116,6 +116,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 import numpy as np
 
+from collectives.execution import Execution
 from collectives.schedule import Schedule
 from sim.params import DEFAULT_PARAMS, ModelParams
 from sim.results import busbw_factor
@@ -367,7 +368,8 @@ class _Pattern:
         self.latency = np.add.reduceat(net.latency[inc.flat], self.indptr[:-1]) if nflows else np.zeros(0)
         self.static_rate = np.minimum.reduceat(self.cap[self.indices], self.indptr[:-1]) if nflows else np.zeros(0)
         self.flow_bytes = np.zeros(nflows)  # bytes carried by each flow, summed over the steps using the pattern
-        #: (alpha + transfer time, latency + reduction, bytes) per flow, when chunks are equal and flows disjoint
+        #: per flow (alpha + transfer time, latency + reduction, latency, reduction, bytes, eager or None,
+        #: alpha), when chunks are equal and flows disjoint
         self.pre = None
         self.uses = 0  # steps costed through ``pre``
 
@@ -754,8 +756,9 @@ def _gather(table: np.ndarray, rows: np.ndarray) -> np.ndarray:
 class _LiveStep:
     """One step's transfers as the event clock sees them, and every rank's progress through it."""
 
-    def __init__(self, index: int, p: int, src, dst, size, red_cost, latency, eager, ptr, arcs, alone):
+    def __init__(self, index: int, p: int, src, dst, size, red_cost, latency, eager, ptr, arcs, alone, alpha):
         self.index = index
+        self.alpha = alpha  # per transfer: alpha, or posted_alpha where the receive was posted a step ahead
         self.shortest = float(alone.min())  # shortest transfer time of the step, alone on its route
         self.src, self.dst, self.size = src, dst, size
         self.red_cost, self.latency, self.eager = red_cost, latency, eager
@@ -791,10 +794,15 @@ class _Clock:
     """
 
     def __init__(self, schedule: Schedule, network: Network, offsets: np.ndarray, patterns: dict,
-                 first: int, ready: np.ndarray, eager_below: float, resync: bool = True):
+                 first: int, ready: np.ndarray, eager_below: float, resync: bool = True, *,
+                 execution: Execution | None = None):
         self.schedule, self.network, self.offsets, self.patterns = schedule, network, offsets, patterns
         self.resync = resync  # return at the first instant all ranks are ready together
         self.alpha, self.gamma, self.eager_below = network.params.alpha, network.params.gamma, eager_below
+        self.posted = execution.posted if execution is not None else None
+        self.alpha_posted = network.params.alpha_posted
+        if execution is not None:
+            self.gamma /= execution.lanes
         self.p = p = schedule.nranks
         self.first = first
         self.ready = np.asarray(ready, dtype=float).copy()
@@ -849,8 +857,14 @@ class _Clock:
                 self.carried = np.concatenate([self.carried, np.zeros(new.size)])
             size = size[keep].astype(float)
             red_cost = np.where(step.reduce[keep], self.gamma * size, 0.0)
+            eager = size < self.eager_below
+            alpha = np.full(keep.size, self.alpha)
+            if self.posted is not None and self.posted[i] is not None:
+                ahead = self.posted[i][keep]
+                eager |= ahead
+                alpha[ahead] = self.alpha_posted
             self.steps[i] = _LiveStep(i, self.p, step.src[keep], step.dst[keep], size, red_cost, full.latency[keep],
-                                      size < self.eager_below, ptr, self.local[arcs], size / full.static_rate[keep])
+                                      eager, ptr, self.local[arcs], size / full.static_rate[keep], alpha)
             self.order.append(i)
             self.budget += CLOCK_EXACT_EVENTS
             return True
@@ -910,17 +924,17 @@ class _Clock:
                 if ok.any():
                     go = cand[ok]
                     st.started[go] = True
-                    start = np.where(eager[ok], es[ok], np.maximum(es[ok], ed[ok])) + self.alpha
+                    start = np.where(eager[ok], es[ok], np.maximum(es[ok], ed[ok])) + st.alpha[go]
                     self.pending.append((st.index, go, start))
             else:
                 ok = ~np.isnan(ed) & ~np.isnan(es)
                 if ok.all():
                     st.started[cand] = True
-                    self.pending.append((st.index, cand, np.maximum(es, ed) + self.alpha))
+                    self.pending.append((st.index, cand, np.maximum(es, ed) + st.alpha[cand]))
                 elif ok.any():
                     go = cand[ok]
                     st.started[go] = True
-                    self.pending.append((st.index, go, np.maximum(es[ok], ed[ok]) + self.alpha))
+                    self.pending.append((st.index, go, np.maximum(es[ok], ed[ok]) + st.alpha[go]))
         if not st.any_eager:
             return []
         early = recvs[~np.isnan(st.arrival[recvs])]  # eager messages that arrived before their receiver came
@@ -1210,7 +1224,7 @@ class _Busy:
 
 
 def simulate(schedule: Schedule, network: Network | nx.DiGraph, nbytes: int, *, itemsize: int = 4,
-             params: ModelParams | None = None) -> SimResult:
+             params: ModelParams | None = None, execution: Execution | None = None) -> SimResult:
     """Simulate ``schedule`` on a buffer of ``nbytes`` bytes with the flow model.
 
     Parameters
@@ -1227,6 +1241,12 @@ def simulate(schedule: Schedule, network: Network | nx.DiGraph, nbytes: int, *, 
         Bytes per element (4 for float32).
     params : ModelParams, optional
         Only when ``network`` is a graph.
+    execution : collectives.execution.Execution, optional
+        How the runtime posts the schedule's transfers (:func:`collectives.execution.execution_for`):
+        receives posted a step ahead start when their sender is ready, after
+        ``ModelParams.posted_alpha``; with ``lanes`` > 1 each transfer is that many messages and only
+        the last one's reduction follows it (``gamma / lanes``). None: the steps as written (the MPI
+        runtime, CUDA buffers).
 
     Returns
     -------
@@ -1249,6 +1269,17 @@ def simulate(schedule: Schedule, network: Network | nx.DiGraph, nbytes: int, *, 
     uniform = chunk_bytes.size == 0 or chunk_bytes.min() == chunk_bytes.max()
     alpha, gamma = network.params.alpha, network.params.gamma
     eager_below = network.params.eager_threshold
+    posted = None
+    if execution is not None:
+        if execution.posted is not None and len(execution.posted) != schedule.nsteps:
+            raise ValueError(f"execution describes {len(execution.posted)} steps, the schedule has {schedule.nsteps}")
+        gamma /= execution.lanes
+        posted = execution.posted
+    if posted is not None:
+        # the same pattern with different receives posted ahead costs differently: the caches key on both
+        masks: dict[bytes, int] = {}
+        mask_id = [0 if m is None or not m.any() else masks.setdefault(m.tobytes(), len(masks) + 1) for m in posted]
+    alpha_posted = network.params.alpha_posted
 
     ready = np.zeros(p)
     sync_t: float | None = 0.0  # when not None: every rank is ready at exactly this time
@@ -1269,6 +1300,8 @@ def simulate(schedule: Schedule, network: Network | nx.DiGraph, nbytes: int, *, 
                 key = step.key
             else:
                 key = schedule.key_of(i)
+            if posted is not None:
+                key = (key, mask_id[i])
         i += 1
         if sync_t is not None and uniform:
             hit = lockstep.get(key)
@@ -1282,15 +1315,15 @@ def simulate(schedule: Schedule, network: Network | nx.DiGraph, nbytes: int, *, 
             pat = patterns.get(key)
             if pat is not None and pat.pre is not None:
                 # a pattern seen before with all flows on links of their own: one vectorised update
-                duration, tail, lat, red_cost, size = pat.pre
+                duration, tail, lat, red_cost, size, eager, alpha_t = pat.pre
                 start = np.maximum(ready[pat.src], ready[pat.dst])
-                if eager_below:
-                    start = np.where(size < eager_below, ready[pat.src], start)
+                if eager is not None:
+                    start = np.where(eager, ready[pat.src], start)
                 sent = start + duration
-                if busy.clash(pat, None, start, sent, alpha):
+                if busy.clash(pat, None, start, sent, alpha_t):
                     clash = True
                 else:
-                    received = np.maximum(sent + lat, ready[pat.dst]) + red_cost if eager_below else sent + tail
+                    received = np.maximum(sent + lat, ready[pat.dst]) + red_cost if eager is not None else sent + tail
                     if pat.perm and pat.src.size == p:
                         new = np.empty(p)
                         new[pat.src] = sent
@@ -1307,6 +1340,7 @@ def simulate(schedule: Schedule, network: Network | nx.DiGraph, nbytes: int, *, 
                     continue
         if step is None:
             step = schedule.make_step(i - 1)
+        skey = step.key if posted is None else (step.key, mask_id[i - 1])
         if not clash:
             size = offsets[step.chunk + step.nchunks] - offsets[step.chunk]
             nonzero = size > 0
@@ -1316,21 +1350,27 @@ def simulate(schedule: Schedule, network: Network | nx.DiGraph, nbytes: int, *, 
             src, dst, red = step.src, step.dst, step.reduce
             if not every:
                 src, dst, red, size = src[nonzero], dst[nonzero], red[nonzero], size[nonzero]
-            full = patterns.get(step.key)
+            full = patterns.get(skey)
             if full is None:
-                full = patterns[step.key] = network.compile(np.ascontiguousarray(step.src), np.ascontiguousarray(step.dst))
+                full = patterns[skey] = network.compile(np.ascontiguousarray(step.src), np.ascontiguousarray(step.dst))
             if every:
-                pkey, pat, sub = step.key, full, None
+                pkey, pat, sub = skey, full, None
             elif full.disjoint:
                 # a subset of flows that never share an arc: reuse the full pattern's arrays
-                pkey, pat, sub = step.key, full, np.flatnonzero(nonzero)
+                pkey, pat, sub = skey, full, np.flatnonzero(nonzero)
             else:
-                pkey, sub = (step.key, nonzero.tobytes()), None
+                pkey, sub = (skey, nonzero.tobytes()), None
                 pat = patterns.get(pkey)
                 if pat is None:
                     pat = patterns[pkey] = network.compile(np.ascontiguousarray(src), np.ascontiguousarray(dst))
             size = size.astype(float)
             eager = size < eager_below if eager_below else None
+            alpha_t = alpha
+            ahead = None if posted is None else posted[i - 1]
+            if ahead is not None and mask_id[i - 1]:
+                ahead = ahead if every else ahead[nonzero]
+                eager = ahead if eager is None else eager | ahead
+                alpha_t = np.where(ahead, alpha_posted, alpha)
 
             was_sync = sync_t is not None
             if was_sync:
@@ -1345,15 +1385,15 @@ def simulate(schedule: Schedule, network: Network | nx.DiGraph, nbytes: int, *, 
                 rel = s0 - t0
             if pat.disjoint:
                 rate = pat.static_rate if sub is None else pat.static_rate[sub]
-                end = (alpha if rel is None else rel + alpha) + size / rate
+                end = (alpha_t if rel is None else rel + alpha_t) + size / rate
             else:
                 rkey = (pkey, size.tobytes(), None if rel is None else rel.tobytes())
                 end = runs.get(rkey)
                 if end is None:
-                    start = np.full(size.shape, alpha) if rel is None else rel + alpha
+                    start = np.zeros(size.shape) + (alpha_t if rel is None else rel + alpha_t)
                     end = runs[rkey] = pat.run(start, size)
             sent = t0 + end
-            flow_start = np.full(size.shape, t0 + alpha) if rel is None else t0 + rel + alpha
+            flow_start = np.zeros(size.shape) + t0 + (alpha_t if rel is None else rel + alpha_t)
             clash = not was_sync and busy.clash(pat, sub, flow_start, sent)
         if clash:
             # Flows of different steps would share an arc: from the last lock-step point on, every
@@ -1367,7 +1407,8 @@ def simulate(schedule: Schedule, network: Network | nx.DiGraph, nbytes: int, *, 
                     pat_.flow_bytes[sub_] -= size_
             journal = []
             start_step, start_t = synced
-            clock = _Clock(schedule, network, offsets, patterns, start_step, np.full(p, start_t), eager_below)
+            clock = _Clock(schedule, network, offsets, patterns, start_step, np.full(p, start_t), eager_below,
+                           execution=execution)
             sync_t = clock.run()
             clock_bytes += clock.arc_bytes()
             ready = clock.ready
@@ -1388,7 +1429,8 @@ def simulate(schedule: Schedule, network: Network | nx.DiGraph, nbytes: int, *, 
             pat.flow_bytes += size
             if uniform and pat.disjoint:
                 red_cost = np.where(red, gamma * size, 0.0)
-                pat.pre = (alpha + size / pat.static_rate, pat.latency + red_cost, pat.latency, red_cost, size)
+                pat.pre = (alpha_t + size / pat.static_rate, pat.latency + red_cost, pat.latency, red_cost, size, eager,
+                           alpha_t)
         else:
             pat.flow_bytes[sub] += size
         journal.append((pat, sub, size))
@@ -1397,8 +1439,8 @@ def simulate(schedule: Schedule, network: Network | nx.DiGraph, nbytes: int, *, 
             sync_t = float(ready[0])
             synced, journal = (i, sync_t), []
             busy.reset()
-            if was_sync and uniform and step.key not in lockstep and every:
-                lockstep[step.key] = [sync_t - t0, 0, pat, size]
+            if was_sync and uniform and skey not in lockstep and every:
+                lockstep[skey] = [sync_t - t0, 0, pat, size]
         elif was_sync:
             busy.reset()
             busy.clash(pat, sub, flow_start, sent)

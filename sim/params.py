@@ -62,7 +62,9 @@ A full-duplex link (NVLink, InfiniBand, Ethernet) moves both directions at full 
 default; TCP over a shaped link does not: each direction's acknowledgements queue behind the other
 direction's data, and an exchange measures slower than a one-way transfer (emulated 20 Mbit/s NIC
 links: 0.76-0.81 of the rate against 0.92 one way, 256 KiB messages). ``collsim calibrate`` fits it
-from one-way and exchange probes of the same pairs. Other keys are kept (``extra``) and written back
+from one-way and exchange probes of the same pairs. ``posted_alpha`` (seconds, default: ``alpha``)
+is the per-message overhead of a receive posted a step ahead (:mod:`collectives.execution`), which
+``collsim calibrate`` measures with back-to-back exchanges that post their next receive early. Other keys are kept (``extra``) and written back
 unchanged, so a calibration may record where its numbers came from.
 
 >>> p = ModelParams(alpha=2e-6, gamma=1e-10, bandwidth_efficiency=0.5)
@@ -139,6 +141,9 @@ class ModelParams:
     duplex_efficiency : float
         In (0, 1]: an arc's capacity is multiplied by it while the opposite arc of its link carries
         a flow of the same step (default 1: full duplex). A link class may override it.
+    posted_alpha : float or None
+        Per-message overhead in seconds of a transfer whose receive was posted a step ahead (the
+        torch runtime's small CPU buffers, :mod:`collectives.execution`); None (default): ``alpha``.
 
     Raises
     ------
@@ -155,8 +160,11 @@ class ModelParams:
     latency_scale: float = 1.0
     eager_threshold: float = 0.0
     duplex_efficiency: float = 1.0
+    posted_alpha: float | None = None
 
     def __post_init__(self) -> None:
+        if self.posted_alpha is not None:
+            object.__setattr__(self, "posted_alpha", _number("posted_alpha", self.posted_alpha))
         object.__setattr__(self, "eager_threshold", _number("eager_threshold", self.eager_threshold))
         object.__setattr__(self, "duplex_efficiency", _number("duplex_efficiency", self.duplex_efficiency,
                                                               positive=True, at_most_one=True))
@@ -187,6 +195,11 @@ class ModelParams:
                 )
             classes[str(role)] = checked
         object.__setattr__(self, "link_classes", classes)
+
+    @property
+    def alpha_posted(self) -> float:
+        """Per-message overhead (s) of a receive posted a step ahead: ``posted_alpha``, else ``alpha``."""
+        return self.alpha if self.posted_alpha is None else self.posted_alpha
 
     def effective_bandwidth(self, bandwidth: float, role: str | None = None) -> float:
         """Bytes/s a flow can use on an arc of nominal ``bandwidth`` and ``role``."""
@@ -226,6 +239,8 @@ class ModelParams:
             data["eager_threshold"] = self.eager_threshold
         if self.duplex_efficiency != 1.0:
             data["duplex_efficiency"] = self.duplex_efficiency
+        if self.posted_alpha is not None:
+            data["posted_alpha"] = self.posted_alpha
         data.update(self.extra)
         return data
 
@@ -238,12 +253,12 @@ class ModelParams:
         if missing:
             raise ValueError(f"parameter file lacks {', '.join(missing)}")
         known = ("format", "alpha", "gamma", "bandwidth_efficiency", "link_classes", "device", "latency_scale",
-                 "eager_threshold", "duplex_efficiency")
+                 "eager_threshold", "duplex_efficiency", "posted_alpha")
         extra = {k: v for k, v in data.items() if k not in known}
         return cls(data["alpha"], data["gamma"], data["bandwidth_efficiency"], data.get("link_classes", {}) or {}, extra,
                    device=data.get("device"), latency_scale=data.get("latency_scale", 1.0),
                    eager_threshold=data.get("eager_threshold", 0.0),
-                   duplex_efficiency=data.get("duplex_efficiency", 1.0))
+                   duplex_efficiency=data.get("duplex_efficiency", 1.0), posted_alpha=data.get("posted_alpha"))
 
     def replace(self, **changes) -> ModelParams:
         """A copy with ``changes`` applied (``dataclasses.replace``)."""
@@ -303,6 +318,8 @@ def describe_params(params: ModelParams, G=None, *, protocol: str = "auto", chan
             f"bandwidth_efficiency={params.bandwidth_efficiency:g}" + (f" ({classes})" if classes else ""))
     if params.latency_scale != 1.0:
         line += f", latency_scale={params.latency_scale:g}"
+    if params.posted_alpha is not None:
+        line += f", posted_alpha={params.posted_alpha:g} s"
     if params.has_duplex:
         duplex = ", ".join(f"{role} x{over['duplex_efficiency']:.3g}" for role, over in sorted(params.link_classes.items())
                            if "duplex_efficiency" in over)

@@ -160,7 +160,8 @@ class Record:
         """A simulated record from a :class:`sim.flow.SimResult`.
 
         ``extra`` carries the schedule parameters (a layout as its description), the GPU
-        protocol the model took (``protocol``) and ``simulated_only`` for in-network algorithms.
+        protocol the model took (``protocol``), ``simulated_only`` for in-network algorithms, and
+        ``execution`` (the runtime tactics costed, :mod:`collectives.execution`) where any was.
         """
         extra = {"params": {k: (v.describe() if hasattr(v, "describe") else v) for k, v in result.params.items()}} \
             if result.params else {}
@@ -168,6 +169,9 @@ class Record:
             extra["protocol"] = result.protocol
         if getattr(result, "simulated_only", False):
             extra["simulated_only"] = True
+        execution = getattr(result, "execution", None)
+        if execution is not None and not execution.plain:
+            extra["execution"] = execution.describe()
         return cls(
             source="simulated",
             collective=result.collective,

@@ -42,14 +42,14 @@ __all__ = [
     "tuning_table",
 ]
 
-#: Model name -> ``fn(schedule, network, nbytes, itemsize=...) -> SimResult``.
+#: Model name -> ``fn(schedule, network, nbytes, itemsize=..., execution=...) -> SimResult``.
 MODELS: dict[str, Callable] = {}
 
 
-def _analytic(schedule, network, nbytes, itemsize=4):
+def _analytic(schedule, network, nbytes, itemsize=4, execution=None):
     from sim.analytic import predict
 
-    return predict(schedule, network, nbytes, itemsize=itemsize)
+    return predict(schedule, network, nbytes, itemsize=itemsize, execution=execution)
 
 
 MODELS["flow"] = simulate
@@ -105,7 +105,7 @@ def _schedule(collective, algorithm, nranks, nbytes, layout, channels):
 
 def run_model(model: str, collective: str, algorithm: str, network: Network, nranks: int, nbytes: int,
               itemsize: int = 4, *, protocol: str = "auto", channels: int | str | None = "auto",
-              layout="topology") -> SimResult:
+              layout="topology", runtime: str = "torch") -> SimResult:
     """Simulate one (collective, algorithm, size) with ``model`` ("flow" or "analytic").
 
     Parameters
@@ -121,6 +121,10 @@ def run_model(model: str, collective: str, algorithm: str, network: Network, nra
         Channels of ``ring``, ``tree`` and ``hierarchical`` (``auto``: the topology's NICs per node).
     layout : Layout, None or "topology"
         Which ranks share a node (default: from the topology, :func:`layout_for`; None: flat).
+    runtime : {"torch", "mpi"}
+        The runtime whose execution is costed (:func:`collectives.execution.execution_for`): on CPU
+        topologies the torch runtime posts small buffers' receives a step ahead and runs large
+        ones in lanes; MPI, and torch on GPUs (NCCL), run the steps as written.
 
     Returns
     -------
@@ -135,6 +139,10 @@ def run_model(model: str, collective: str, algorithm: str, network: Network, nra
     check_protocol(protocol)
     check_algorithm(algorithm)
     gpu = device_of(network.G, network.params) == "gpu"
+    from collectives.execution import RUNTIMES, execution_for
+
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of: {', '.join(RUNTIMES)}; got {runtime!r}")
     if not gpu and protocol not in ("auto", "simple"):
         raise ValueError(f"protocol {protocol!r} applies to GPU topologies; {network.name!r} has CPU endpoints (one protocol)")
     if algorithm in SIMULATED_ONLY:
@@ -149,8 +157,10 @@ def run_model(model: str, collective: str, algorithm: str, network: Network, nra
         layout = layout_for(network, nranks)
     schedule = _schedule(collective, algorithm, nranks, nbytes, layout, channels)
     if not gpu:
-        result = MODELS[model](schedule, network, nbytes, itemsize=itemsize)
+        execution = execution_for(schedule, nbytes, itemsize, runtime=runtime, device="cpu")
+        result = MODELS[model](schedule, network, nbytes, itemsize=itemsize, execution=None if execution.plain else execution)
         result.simulated_only = False
+        result.execution = execution
         return result
     from sim.results import busbw_factor
 
@@ -184,11 +194,12 @@ def sweep(
     progress: Callable[[str], None] | None = None,
     protocol: str = "auto",
     channels: int | str | None = "auto",
+    runtime: str = "torch",
 ) -> list[SimResult]:
     """Simulate every algorithm at every size; results ordered by size, then algorithm.
 
-    ``progress(note)`` is called after each simulation. ``protocol`` and ``channels`` as in
-    :func:`run_model`.
+    ``progress(note)`` is called after each simulation. ``protocol``, ``channels`` and ``runtime``
+    as in :func:`run_model`.
     """
     from sim.protocols import check_protocol
 
@@ -201,7 +212,7 @@ def sweep(
     for nbytes in sizes:
         for algorithm in algorithms:
             out.append(run_model(model, collective, algorithm, network, nranks, nbytes, itemsize,
-                                 protocol=protocol, channels=channels))
+                                 protocol=protocol, channels=channels, runtime=runtime))
             if progress is not None:
                 progress(f"{algorithm} {nbytes} B")
     return out
@@ -251,7 +262,8 @@ class Selection:
 
 
 def select(results: Sequence[SimResult], *, refine: int = 0, network: Network | None = None,
-           itemsize: int = 4, protocol: str = "auto", channels: int | str | None = "auto") -> Selection:
+           itemsize: int = 4, protocol: str = "auto", channels: int | str | None = "auto",
+           runtime: str = "torch") -> Selection:
     """The fastest algorithm per size and the crossover sizes.
 
     Parameters
@@ -263,7 +275,7 @@ def select(results: Sequence[SimResult], *, refine: int = 0, network: Network | 
         ``network``. 0 reports the first swept size at which the new winner leads.
     network : Network, optional
         The topology the results came from (for ``refine``).
-    protocol, channels
+    protocol, channels, runtime
         What the results were simulated with (for ``refine``; see :func:`run_model`).
     """
     if not results:
@@ -287,7 +299,7 @@ def select(results: Sequence[SimResult], *, refine: int = 0, network: Network | 
                 mid -= mid % (itemsize * max(1, first.nranks))
                 if not lo < mid < hi:
                     break
-                kw = dict(protocol=protocol, channels=channels)
+                kw = dict(protocol=protocol, channels=channels, runtime=runtime)
                 t0 = run_model(first.model, first.collective, a0, network, first.nranks, mid, itemsize, **kw).time
                 t1 = run_model(first.model, first.collective, a1, network, first.nranks, mid, itemsize, **kw).time
                 if t1 < t0:

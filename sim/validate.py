@@ -286,7 +286,8 @@ def predict(G, params, sizes: Sequence[int], algorithms: Sequence[str], nranks: 
 
     Arc latencies are replaced by ``params.extra["hop_latency"]`` (0 when absent): the latency of
     the emulated network, which the calibration measured. Each schedule is generated on ``G``'s
-    layout exactly as the runtime ranks generate theirs (:func:`collectives.plan.run_params`).
+    layout exactly as the runtime ranks generate theirs (:func:`collectives.plan.run_params`), and
+    costed with the torch runtime's tactics at that size (:func:`collectives.execution.execution_for`).
 
     Returns
     -------
@@ -294,6 +295,7 @@ def predict(G, params, sizes: Sequence[int], algorithms: Sequence[str], nranks: 
         ``{(algorithm spec, size): SimResult}``.
     """
     from collectives.algorithms import get_schedule
+    from collectives.execution import execution_for
     from collectives.plan import parse_algorithm, run_params
     from sim.flow import Network
     from sim.select import MODELS
@@ -310,7 +312,9 @@ def predict(G, params, sizes: Sequence[int], algorithms: Sequence[str], nranks: 
         name, spec_params = parse_algorithm(spec)
         for size in sizes:
             params_ = run_params(name, spec_params, n, size, layout=layout)
-            out[(spec, size)] = MODELS["flow"](get_schedule("allreduce", name, n, **dict(params_)), net, size)
+            schedule = get_schedule("allreduce", name, n, **dict(params_))
+            execution = execution_for(schedule, size)  # the torch runtime on CPU, as the validation runs it
+            out[(spec, size)] = MODELS["flow"](schedule, net, size, execution=None if execution.plain else execution)
     return out
 
 

@@ -144,7 +144,7 @@ def run_matrix(collective: str, algorithm: str, cases, group_ranks=None, setting
     """Run the (count, dtype, op) ``cases`` of ``collective`` on this rank; return failures and digests.
 
     Native results are cached per case, so the reference runs once per world size, not per algorithm.
-    ``settings`` overrides runtime module attributes for this call (``SEGMENT_BYTES``: tiny values
+    ``settings`` overrides runtime or :mod:`collectives.execution` attributes for this call (``SEGMENT_BYTES``: tiny values
     force many lanes; ``BATCH_ON_CPU``: post through ``dist.batch_isend_irecv``, the CUDA path).
     ``layout`` is passed to the collectives (None: the runtime finds it).
     """
@@ -152,12 +152,15 @@ def run_matrix(collective: str, algorithm: str, cases, group_ranks=None, setting
     import torch.distributed as dist
 
     import collectives.distributed as runtime
+    import collectives.execution as tactics
     from collectives.distributed import all_gather, all_reduce, reduce_scatter
 
     if settings:
-        saved = {name: getattr(runtime, name) for name in settings}
+        # the tactics' thresholds live in collectives.execution, the rest in the runtime module
+        owner = {name: tactics if hasattr(tactics, name) else runtime for name in settings}
+        saved = {name: getattr(owner[name], name) for name in settings}
         for name, value in settings.items():
-            setattr(runtime, name, value)
+            setattr(owner[name], name, value)
         try:
             runtime.clear_cache()
             result = run_matrix(collective, algorithm, cases, group_ranks, layout=layout)
@@ -165,7 +168,7 @@ def run_matrix(collective: str, algorithm: str, cases, group_ranks=None, setting
             return result
         finally:
             for name, value in saved.items():
-                setattr(runtime, name, value)
+                setattr(owner[name], name, value)
             runtime.clear_cache()
 
     group = _group(group_ranks)
@@ -280,19 +283,6 @@ def test_without_posting_ahead_matches_native(nranks, collective, algorithm):
     cases = matrix_cases(nranks, collective, dtypes=SMALL_DTYPES, counts=[0, 1, nranks + 1, 1031])
     results = pool(nranks).run(run_matrix, collective, algorithm, cases, settings={"PREPOST_BYTES": 0})
     _check_results(results, f"p={nranks} {collective} {algorithm} (receives posted in their own step)")
-
-
-def test_post_ahead_only_into_slices_the_step_leaves_alone():
-    """A copy-receive may be posted a step early only into a slice the current step does not touch."""
-    from collectives.distributed import _can_post_ahead, _Step
-
-    step = _Step(0, sends=((1, 0, 10),), recvs=((1, 10, 20, -1),), reduces=())
-    assert _can_post_ahead(step, _Step(1, (), ((1, 20, 30, -1),), ()))       # disjoint copy-receive
-    assert not _can_post_ahead(step, _Step(1, (), ((1, 5, 15, -1),), ()))    # overwrites what is sent
-    assert not _can_post_ahead(step, _Step(1, (), ((1, 19, 25, -1),), ()))   # overlaps what is received
-    assert _can_post_ahead(step, _Step(1, (), ((1, 0, 20, 0),), ((0, 20, 0, False),)))  # lands in scratch
-    reducing = _Step(0, (), ((1, 0, 10, 0),), ((0, 10, 0, True),))
-    assert not _can_post_ahead(reducing, _Step(1, (), ((1, 8, 12, -1),), ()))  # overwrites what is reduced
 
 
 BATCH_CASES = [(p, "allreduce", a) for p in (3, 4) for a in ALLREDUCE_ALGORITHMS] + [

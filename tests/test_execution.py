@@ -1,0 +1,201 @@
+"""Execution tactics as data: the runtime's decisions and the simulator's input are the same."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import collectives.execution as ex
+from collectives.algorithms import ALGORITHMS, collectives_of, get_schedule
+from collectives.layout import Layout
+from collectives.plan import compile_program
+
+
+def _schedules():
+    for algorithm in ALGORITHMS:
+        for collective in collectives_of(algorithm):
+            for p in range(2, 10):
+                yield collective, algorithm, p, {}
+    for p, nodes in ((4, 2), (6, 2), (8, 4)):
+        layout = Layout.regular(nodes, p // nodes, nics_per_node=2)
+        yield "allreduce", "hierarchical", p, {"layout": layout}
+        yield "allreduce", "ring", p, {"layout": layout, "channels": 2}
+
+
+CASES = list(_schedules())
+
+
+@pytest.mark.parametrize("collective,algorithm,p,params", CASES,
+                         ids=[f"{c}-{a}-{p}{'-laid-out' if k else ''}" for c, a, p, k in CASES])
+def test_simulator_sees_every_ranks_decision(collective, algorithm, p, params):
+    """posted_ahead (all ranks at once, for the simulator) equals each rank's own rank_ahead (the runtime's)."""
+    schedule = get_schedule(collective, algorithm, p, **params)
+    for count in (schedule.nchunks * 12, schedule.nchunks * 5 + p, p):  # equal, unequal and empty chunks
+        count -= count % schedule.nblocks
+        masks = ex.posted_ahead(schedule, count)
+        offsets = schedule.chunk_offsets(count)
+        for rank in range(p):
+            program = compile_program(schedule, rank, count)
+            decided = ex.rank_ahead(program)
+            for k, rs in enumerate(program.steps):
+                step = schedule.step(rs.index)
+                live = offsets[step.chunk + step.nchunks] > offsets[step.chunk]
+                mine = np.flatnonzero((step.dst == rank) & live)
+                expect = k > 0 and decided[k - 1]
+                assert masks[rs.index] is not None
+                assert (masks[rs.index][mine] == expect).all(), (rank, rs.index, count)
+        for i, mask in enumerate(masks):  # empty transfers are never posted
+            if mask is not None:
+                step = schedule.step(i)
+                empty = offsets[step.chunk + step.nchunks] == offsets[step.chunk]
+                assert not mask[empty].any()
+
+
+def test_post_ahead_only_into_slices_the_step_leaves_alone():
+    """A copy-receive may be posted a step early only into a slice the current step does not touch."""
+    busy = [(0, 10), (10, 20)]  # sends [0, 10), receives [10, 20)
+    assert ex.can_post_ahead(busy, [(20, 30)])
+    assert not ex.can_post_ahead(busy, [(5, 15)])   # overwrites what is sent
+    assert not ex.can_post_ahead(busy, [(19, 25)])  # overlaps what is received
+    assert ex.can_post_ahead(busy, [])              # reduce-receives land in the other scratch region
+
+
+def test_some_steps_cannot_be_posted_ahead():
+    """The ring's first allgather step at p = 2 overwrites the chunk its reduce-scatter step sent."""
+    masks = ex.posted_ahead(get_schedule("allreduce", "ring", 2), 1000)
+    assert [m.tolist() for m in masks] == [[False, False], [False, False]]
+    masks = ex.posted_ahead(get_schedule("allreduce", "ring", 3), 999)
+    assert [bool(m.all()) for m in masks] == [False, True, True, True]
+
+
+@pytest.mark.parametrize("runtime,device", [("mpi", "cpu"), ("mpi", "cuda"), ("torch", "cuda")])
+def test_runtimes_without_tactics_run_plain_steps(runtime, device):
+    schedule = get_schedule("allreduce", "ring", 4)
+    for nbytes in (4096, 1 << 20, 256 << 20):
+        assert ex.execution_for(schedule, nbytes, runtime=runtime, device=device).plain
+
+
+def test_torch_cpu_tactics_follow_the_thresholds(monkeypatch):
+    schedule = get_schedule("allreduce", "ring", 2)
+    small = ex.execution_for(get_schedule("allreduce", "ring", 4), 1 << 20)
+    assert small.posts_ahead and small.lanes == 1
+    assert ex.execution_for(schedule, 1 << 20).plain  # at p = 2 no ring step can go ahead
+    big = ex.execution_for(schedule, 64 << 20)  # 32 MiB chunks: 8 segments of 4 MiB
+    assert big.lanes == 8 and not big.posts_ahead
+    assert ex.execution_for(schedule, 1 << 30).lanes == ex.MAX_LANES
+    monkeypatch.setattr(ex, "PREPOST_BYTES", 0)
+    assert ex.execution_for(get_schedule("allreduce", "ring", 4), 1 << 20).plain
+    monkeypatch.setattr(ex, "SEGMENT_BYTES", 1 << 20)
+    assert ex.execution_for(schedule, 4 << 20).lanes == 2
+
+
+def test_bad_runtime_and_device_are_named():
+    schedule = get_schedule("allreduce", "ring", 2)
+    with pytest.raises(ValueError, match="runtime must be one of: torch, mpi"):
+        ex.execution_for(schedule, 1024, runtime="nccl")
+    with pytest.raises(ValueError, match="device must be one of: cpu, cuda"):
+        ex.execution_for(schedule, 1024, device="gpu")
+
+
+def test_every_field_of_the_runtime_plan_is_modeled():
+    """A new field in the torch runtime's plan is a new tactic: it must be listed, with what the simulator makes of it."""
+    pytest.importorskip("torch")
+    from collectives.distributed import _Plan
+
+    fields = {f.name for f in dataclasses.fields(_Plan)}
+    assert fields == set(ex.MODELED_PLAN_FIELDS), (
+        f"the runtime's plan has {sorted(fields - set(ex.MODELED_PLAN_FIELDS))} that the simulator does not "
+        f"model; cost it in sim and list it in collectives.execution.MODELED_PLAN_FIELDS")
+
+
+def test_runtime_reads_its_tactics_from_the_execution_module():
+    """The runtime keeps no thresholds of its own that the simulator could miss."""
+    pytest.importorskip("torch")
+    import collectives.distributed as runtime
+
+    for name in ("SEGMENT_BYTES", "PREPOST_BYTES", "MAX_LANES", "_nlanes", "_posts_ahead", "_can_post_ahead"):
+        assert not hasattr(runtime, name), name
+
+
+# -- the simulator costs the tactics ---------------------------------------------------------------
+
+def _uniform(p, params):
+    import topologies
+    from sim.flow import Network
+
+    return Network(topologies.fully_connected(p, bandwidth=1e9, latency=1e-6), params)
+
+
+def test_posted_receives_cost_posted_alpha_in_lock_step():
+    """Ring on 4 ranks: steps 1-5 are posted ahead, so each costs posted_alpha instead of alpha (flow = analytic)."""
+    from sim.analytic import predict
+    from sim.flow import simulate
+    from sim.params import ModelParams
+
+    params = ModelParams(alpha=1e-3, gamma=1e-10, posted_alpha=2e-4)
+    schedule, nbytes = get_schedule("allreduce", "ring", 4), 1 << 20
+    net = _uniform(4, params)
+    execution = ex.execution_for(schedule, nbytes)
+    plain = simulate(schedule, net, nbytes).time
+    tactic = simulate(schedule, net, nbytes, execution=execution).time
+    assert tactic == pytest.approx(plain - 5 * (1e-3 - 2e-4), rel=1e-9)
+    assert predict(schedule, net, nbytes, execution=execution).time == pytest.approx(tactic, rel=1e-9)
+    assert predict(schedule, net, nbytes).time == pytest.approx(plain, rel=1e-9)
+
+
+def test_lanes_leave_one_lanes_reduction_on_the_critical_path():
+    """Ring on 2 ranks, 64 MiB: 8 lanes; the reduce step's gamma * chunk shrinks to an eighth (flow = analytic)."""
+    from sim.analytic import predict
+    from sim.flow import simulate
+    from sim.params import ModelParams
+
+    params = ModelParams(alpha=1e-5, gamma=1e-10)
+    schedule, nbytes = get_schedule("allreduce", "ring", 2), 64 << 20
+    net = _uniform(2, params)
+    execution = ex.execution_for(schedule, nbytes)
+    assert execution.lanes == 8
+    plain = simulate(schedule, net, nbytes).time
+    tactic = simulate(schedule, net, nbytes, execution=execution).time
+    assert plain - tactic == pytest.approx(1e-10 * (32 << 20) * 7 / 8, rel=1e-9)
+    assert predict(schedule, net, nbytes, execution=execution).time == pytest.approx(tactic, rel=1e-9)
+
+
+@pytest.mark.parametrize("algorithm", ["ring", "recursive_doubling", "recursive_halving"])
+def test_posted_receives_start_with_their_sender_when_ranks_drift(algorithm):
+    """On an ECMP leaf-spine ranks drift apart (issue 16): a receive posted ahead does not hold its
+    sender, which is the eager model wherever everything but a synchronised first step is posted."""
+    import topologies
+    from sim.flow import Network, simulate
+    from sim.params import ModelParams
+
+    G = topologies.from_spec("leaf_spine:leaves=4,spines=4,hosts_per_leaf=4,oversubscription=1,bandwidth=100Gbps,"
+                         "latency=1us,routing=ecmp")
+    schedule, nbytes = get_schedule("allreduce", algorithm, 16), 1 << 20
+    execution = ex.execution_for(schedule, nbytes)
+    first = [m is not None and bool(m.any()) for m in execution.posted]
+    if not all(first[1:]) or not all(m.all() for m in execution.posted[1:]):
+        pytest.skip("not every later step is posted ahead")
+    params = ModelParams(alpha=2e-6, gamma=1e-10)
+    rendezvous = simulate(schedule, Network(G, params), nbytes).time
+    posted = simulate(schedule, Network(G, params), nbytes, execution=execution).time
+    eager = simulate(schedule, Network(G, params.replace(eager_threshold=1e18)), nbytes).time
+    assert posted == pytest.approx(eager, rel=1e-9)
+    assert posted <= rendezvous * (1 + 1e-9)
+
+
+def test_the_cpu_model_costs_the_torch_runtime_by_default():
+    """run_model costs the torch runtime's tactics on CPU topologies; runtime="mpi" the plain steps."""
+    import topologies
+    from sim.flow import Network
+    from sim.params import ModelParams
+    from sim.results import Record
+    from sim.select import run_model
+
+    net = Network(topologies.from_spec("switch:n=4"), ModelParams(alpha=1e-3, gamma=1e-10, posted_alpha=2e-4))
+    torch_run = run_model("flow", "allreduce", "ring", net, 4, 1 << 20)
+    mpi_run = run_model("flow", "allreduce", "ring", net, 4, 1 << 20, runtime="mpi")
+    assert torch_run.time == pytest.approx(mpi_run.time - 5 * 8e-4, rel=1e-9)
+    assert "receives posted ahead (20 of 24 transfers)" in Record.from_result(torch_run).extra["execution"]
+    assert "execution" not in Record.from_result(mpi_run).extra
+    with pytest.raises(ValueError, match="runtime must be one of: torch, mpi"):
+        run_model("flow", "allreduce", "ring", net, 4, 1 << 20, runtime="gloo")
