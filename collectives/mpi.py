@@ -3,10 +3,16 @@
 The same schedule objects that the checker proves and the simulator costs are executed here: every
 rank compiles, once per (algorithm, communicator size, rank, count), its own program
 (:func:`collectives.plan.program_for`) and runs it step by step with non-blocking point-to-point
-calls (``Irecv`` for every receive, ``Isend`` for every send, one ``Waitall`` per step). Receives
+calls (``Irecv`` for every receive, ``Isend`` for every send, one ``Waitall`` per step; a step of
+exactly one receive and one send is one ``Sendrecv``, the same messages). Receives
 that the schedule reduces land in a preallocated scratch buffer and are reduced into the user's
-buffer in place with a numpy ufunc after the step's ``Waitall``; copy receives land in the buffer
+buffer in place with a numpy ufunc after the step's messages complete; copy receives land in the buffer
 directly (or in scratch when the same step still sends from that range).
+
+A repeated ``all_reduce`` on a numpy array (same communicator, op, algorithm, dtype, size, layout
+and channels objects, and the same ``COLLSIM_*`` environment) skips the argument checks and the
+resolution and runs the program kept from the first call: only the buffer's flags and, for
+``auto`` with ``COLLSIM_TUNING``, the tuning file's choice are looked at again.
 
 Ranks are *communicator* ranks: ``comm.Get_rank()`` of whatever intracommunicator is passed
 (``MPI.COMM_WORLD``, or one made with ``Split``/``Create``). Messages travel on a private
