@@ -14,7 +14,9 @@ samples gives ``alpha`` and ``hop_latency`` from the tiny messages and ``efficie
 others (:func:`fit_link`). When every probed pair has the same hop count the hop latency cannot be
 told apart from ``alpha`` and is folded into it (``hop_latency = 0``). A last probe, every rank
 exchanging with a partner at the same time, measures a step's cost with every rank busy, and its
-fit gives the ``alpha`` and ``efficiency`` used (:func:`build_params`).
+fit gives the ``alpha`` and ``efficiency`` used (:func:`build_params`). The same probe with every
+receive posted while the exchange before is still in flight, as the torch runtime runs small
+buffers (:mod:`collectives.execution`), gives ``posted_alpha``.
 
 ``gamma`` (s/byte) is the slope of a least-squares line through the time of reducing a received
 buffer into the local one (``buf.add_(recv)``, float32) at several sizes, measured in the rank
@@ -291,7 +293,7 @@ def duplex_from(samples: Sequence[Sample], one_way: Sequence[Sample], info: dict
 
 def build_params(samples: Sequence[Sample], gamma_timings: Sequence[tuple[int, float]], G, router,
                  busy: dict[int, float] | None = None, nranks: int | None = None,
-                 one_way: Sequence[Sample] = ()) -> ModelParams:
+                 one_way: Sequence[Sample] = (), busy_posted: dict[int, float] | None = None) -> ModelParams:
     """Fit everything and return the parameters with the calibration record in ``extra``.
 
     ``busy`` (``{size: seconds}`` of :func:`_busy_exchanges`, every rank exchanging with a partner
@@ -299,6 +301,11 @@ def build_params(samples: Sequence[Sample], gamma_timings: Sequence[tuple[int, f
     ``efficiency`` used: a collective's steps run with every rank busy, and on a shared machine
     that costs scheduling delays a probe of one quiet pair does not see. The pairwise fit still
     gives the per-hop latency, and both fits are recorded.
+
+    ``busy_posted`` (the busy exchanges with every receive posted while the exchange before is in
+    flight, ``_busy_exchanges(ahead=True)``) gives ``posted_alpha``, the per-message overhead of
+    the torch runtime's receives posted a step ahead (:mod:`collectives.execution`), as the
+    intercept of the same fit; without it ``posted_alpha`` stays unset (``alpha``).
 
     ``one_way`` (the same pairs timed one way, :func:`_one_way`) gives the duplex share the
     exchanges pay (:func:`duplex_from`), which is recorded (``calibration.duplex_efficiency``) but
@@ -326,6 +333,11 @@ def build_params(samples: Sequence[Sample], gamma_timings: Sequence[tuple[int, f
         busy_fit = fit_link(busy_samples, {(0, 1): (1, bw)})
         alpha = max(busy_fit.alpha - hops * fit.hop_latency, 0.0)
         efficiency = busy_fit.efficiency
+    posted_fit = posted_alpha = None
+    if busy_fit is not None and busy_posted and len([b for b in busy_posted if b > LATENCY_PROBE]) >= 2:
+        posted_samples = [Sample(0, 1, b, t) for b, t in sorted(busy_posted.items()) if b > LATENCY_PROBE]
+        posted_fit = fit_link(posted_samples, {(0, 1): (1, bw)})
+        posted_alpha = max(posted_fit.alpha - hops * fit.hop_latency, 0.0)
     duplex, one_fit = duplex_from(samples, one_way, info)
     record = {
         "topology": G.graph.get("name"),
@@ -345,6 +357,12 @@ def build_params(samples: Sequence[Sample], gamma_timings: Sequence[tuple[int, f
             "residuals": list(one_fit.residuals), "rms_relative_residual": one_fit.rms,
         }
         record["duplex_efficiency"] = duplex
+    if posted_fit is not None:
+        record["posted_fit"] = {
+            "alpha": posted_fit.alpha, "bandwidth_efficiency": posted_fit.efficiency,
+            "samples": [{"size": b, "seconds": t} for b, t in sorted(busy_posted.items())],
+            "residuals": list(posted_fit.residuals), "rms_relative_residual": posted_fit.rms,
+        }
     if busy_fit is not None:
         record["busy_fit"] = {
             "alpha": busy_fit.alpha, "bandwidth_efficiency": busy_fit.efficiency,
@@ -356,6 +374,7 @@ def build_params(samples: Sequence[Sample], gamma_timings: Sequence[tuple[int, f
         gamma=gamma,
         bandwidth_efficiency=efficiency,
         extra={"hop_latency": fit.hop_latency, "calibration": record},
+        posted_alpha=posted_alpha,
     )
 
 
@@ -450,13 +469,16 @@ def _reduction_timing(sizes: Sequence[int], reps: int) -> list[tuple[int, float]
     return out
 
 
-def _busy_exchanges(sizes: Sequence[int], reps: int) -> dict[int, float]:
+def _busy_exchanges(sizes: Sequence[int], reps: int, *, ahead: bool = False) -> dict[int, float]:
     """Every rank exchanges ``size`` bytes with partner ``rank ^ 1``, all pairs at once.
 
     Per size: the median over ``reps`` of the time per exchange of a burst of back-to-back
     exchanges (as consecutive steps of a collective run). This is what a step costs with every
     rank busy: on a shared machine it includes the scheduling delays that a probe of one quiet pair
-    does not see. A rank without a partner (the last one of an odd world size) returns ``{}``.
+    does not see. With ``ahead`` each exchange's receive is posted while the exchange before is
+    still in flight, into the other of two buffers, as the torch runtime posts small buffers'
+    receives a step ahead (:mod:`collectives.execution`): its intercept is ``posted_alpha``. A rank
+    without a partner (the last one of an odd world size) returns ``{}``.
     """
     import torch
     import torch.distributed as dist
@@ -466,7 +488,7 @@ def _busy_exchanges(sizes: Sequence[int], reps: int) -> dict[int, float]:
     out = {}
     for size in sizes:
         send = torch.zeros(max(size // 4, 1), dtype=torch.float32)
-        recv = torch.zeros_like(send)
+        recvs = [torch.zeros_like(send), torch.zeros_like(send)]
         rounds = max(1, min(20, (1 << 20) // max(size, 1)))
         per_step = []
         for rep in range(reps + 1):
@@ -474,10 +496,19 @@ def _busy_exchanges(sizes: Sequence[int], reps: int) -> dict[int, float]:
             if peer >= n:
                 continue
             t0 = time.perf_counter()
-            for _ in range(rounds):
-                ops = [dist.P2POp(dist.irecv, recv, peer), dist.P2POp(dist.isend, send, peer)]
-                for req in dist.batch_isend_irecv(ops):
-                    req.wait()
+            if ahead:
+                posted = dist.irecv(recvs[0], peer, tag=0)
+                for k in range(rounds):
+                    sent = dist.isend(send, peer, tag=k & 1)
+                    following = dist.irecv(recvs[(k + 1) & 1], peer, tag=(k + 1) & 1) if k + 1 < rounds else None
+                    posted.wait()
+                    sent.wait()
+                    posted = following
+            else:
+                for _ in range(rounds):
+                    ops = [dist.P2POp(dist.irecv, recvs[0], peer), dist.P2POp(dist.isend, send, peer)]
+                    for req in dist.batch_isend_irecv(ops):
+                        req.wait()
             if rep:
                 per_step.append((time.perf_counter() - t0) / rounds)
         if per_step:
@@ -492,7 +523,8 @@ def run_probes(pairs: Sequence[tuple[int, int]], sizes: Sequence[int] = PROBE_SI
     Pairs are probed one after the other (a barrier between them), so probes never share links;
     then (4 ranks or more) every rank exchanges with a partner at once (:func:`_busy_exchanges`).
     Every pair is also timed one way (:func:`_one_way`). Returns ``(samples, reduction timings,
-    {size: slowest pair's busy exchange time}, one-way samples)`` on rank 0 and None elsewhere.
+    {size: slowest pair's busy exchange time}, one-way samples, {size: slowest pair's busy exchange
+    time with receives posted ahead})`` on rank 0 and None elsewhere.
     """
     import torch.distributed as dist
 
@@ -508,20 +540,24 @@ def run_probes(pairs: Sequence[tuple[int, int]], sizes: Sequence[int] = PROBE_SI
                 mine.extend(Sample(a, b, s, t) for s, t in res)
                 ones.extend(Sample(a, b, s, t) for s, t in one)
     busy = _busy_exchanges(sizes, reps) if dist.get_world_size() >= 4 else {}
+    ahead = _busy_exchanges(sizes, reps, ahead=True) if dist.get_world_size() >= 4 else {}
     dist.barrier()
     gamma = _reduction_timing(gamma_sizes, max(reps, 5)) if rank == 0 else []
     gathered: list = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, (mine, busy, ones))
+    dist.all_gather_object(gathered, (mine, busy, ones, ahead))
     if rank != 0:
         return None
-    samples = [s for part, _, _ in gathered for s in part]
-    one_way = [s for _, _, part in gathered for s in part]
-    # a step ends when its slowest pair does
-    slowest: dict[int, float] = {}
-    for _, b, _ in gathered:
-        for size, t in b.items():
-            slowest[size] = max(slowest.get(size, 0.0), t)
-    return samples, gamma, slowest, one_way
+    samples = [s for part, *_ in gathered for s in part]
+    one_way = [s for _, _, part, _ in gathered for s in part]
+
+    def slowest(which: int) -> dict[int, float]:  # a step ends when its slowest pair does
+        out: dict[int, float] = {}
+        for part in gathered:
+            for size, t in part[which].items():
+                out[size] = max(out.get(size, 0.0), t)
+        return out
+
+    return samples, gamma, slowest(1), one_way, slowest(3)
 
 
 def _worker(args) -> int:
@@ -538,12 +574,13 @@ def _worker(args) -> int:
         sizes = [int(s) for s in args.sizes.split(",")]
         res = run_probes(pairs, sizes, args.reps)
         if res is not None:
-            samples, gamma, busy, one_way = res
+            samples, gamma, busy, one_way, ahead = res
             Path(args.out).write_text(json.dumps({
                 "samples": [s.__dict__ for s in samples],
                 "gamma": gamma,
                 "busy": sorted(busy.items()),
                 "one_way": [s.__dict__ for s in one_way],
+                "busy_posted": sorted(ahead.items()),
             }))
     finally:
         dist.destroy_process_group()
@@ -641,8 +678,10 @@ def calibrate_emulation(emu, *, sizes: Sequence[int] = PROBE_SIZES, reps: int = 
     samples = [Sample(hosts[d["src"]], hosts[d["dst"]], d["size"], d["seconds"]) for d in raw["samples"]]
     gamma = [(int(b), float(t)) for b, t in raw["gamma"]]
     busy = {int(b): float(t) for b, t in raw.get("busy", [])}
+    posted = {int(b): float(t) for b, t in raw.get("busy_posted", [])}
     one_way = [Sample(hosts[d["src"]], hosts[d["dst"]], d["size"], d["seconds"]) for d in raw.get("one_way", [])]
-    return build_params(samples, gamma, emu.G, emu.router, busy=busy, nranks=emu.nhosts, one_way=one_way)
+    return build_params(samples, gamma, emu.G, emu.router, busy=busy, nranks=emu.nhosts, one_way=one_way,
+                        busy_posted=posted)
 
 
 def calibrate_torchrun(G, out: str, *, sizes: Sequence[int] = PROBE_SIZES, reps: int = 5,
@@ -668,7 +707,7 @@ def calibrate_torchrun(G, out: str, *, sizes: Sequence[int] = PROBE_SIZES, reps:
         dist.destroy_process_group()
     if res is None:
         return None
-    params = build_params(res[0], res[1], G, router, busy=res[2], nranks=n, one_way=res[3])
+    params = build_params(res[0], res[1], G, router, busy=res[2], nranks=n, one_way=res[3], busy_posted=res[4])
     save_params(params, out)
     return params
 
@@ -677,7 +716,9 @@ def format_params(params: ModelParams) -> str:
     """A short human summary of calibrated parameters."""
     cal = params.extra.get("calibration", {})
     return (
-        f"alpha={params.alpha * 1e6:.1f} us  hop_latency={params.extra.get('hop_latency', 0) * 1e6:.1f} us  "
+        f"alpha={params.alpha * 1e6:.1f} us  "
+        + (f"posted_alpha={params.posted_alpha * 1e6:.1f} us  " if params.posted_alpha is not None else "")
+        + f"hop_latency={params.extra.get('hop_latency', 0) * 1e6:.1f} us  "
         f"bandwidth_efficiency={params.bandwidth_efficiency:.3f}  "
         + (f"duplex share measured {cal['duplex_efficiency']:.3f} (applied per link class only)  "
            if "duplex_efficiency" in cal else "")

@@ -307,7 +307,8 @@ def defaults_for(G) -> ModelParams:
     return GPU_PARAMS if device_of(G) == "gpu" else CPU_PARAMS
 
 
-def describe_params(params: ModelParams, G=None, *, protocol: str = "auto", channels="auto") -> str:
+def describe_params(params: ModelParams, G=None, *, protocol: str = "auto", channels="auto",
+                    runtime: str | None = None) -> str:
     """One or two lines saying which cost model and parameters a table was made with."""
     device = device_of(G, params) if G is not None else (params.device or "cpu")
     classes = ", ".join(
@@ -328,6 +329,9 @@ def describe_params(params: ModelParams, G=None, *, protocol: str = "auto", chan
         line += f"\nNCCL protocol {protocol} (sim.protocols), channels {channels}"
     else:
         line += f", channels {channels}"
+        if runtime is not None:
+            line += (", torch runtime (receives posted ahead, lanes: collectives.execution)" if runtime == "torch"
+                     else f", {runtime} runtime (plain steps)")
     return line
 
 

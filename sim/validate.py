@@ -543,9 +543,10 @@ def refit(saved: dict) -> Validation:
     busy = {int(b["size"]): float(b["seconds"]) for b in cal.get("busy_fit", {}).get("samples", [])}
     one_way = [Sample(s["src"], s["dst"], s["size"], s["seconds"])
                for s in cal.get("one_way_fit", {}).get("samples", [])]
+    posted = {int(b["size"]): float(b["seconds"]) for b in cal.get("posted_fit", {}).get("samples", [])}
     nranks = int(measured_records[0]["nranks"])
     params = class_efficiencies(build_params(samples, gamma, G, Router(G), busy=busy, nranks=nranks,
-                                             one_way=one_way), G)
+                                             one_way=one_way, busy_posted=posted), G)
     sizes = sorted({int(r["size"]) for r in measured_records})
     algorithms = list(dict.fromkeys(r["algorithm"] for r in measured_records))
     predicted = predict(G, params, sizes, algorithms)

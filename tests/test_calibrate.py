@@ -95,6 +95,18 @@ def test_build_params_writes_the_simulators_format(tmp_path):
     assert isinstance(back, ModelParams) and back.alpha == params.alpha and back.gamma > 0
     assert back.extra["hop_latency"] == pytest.approx(1e-5, rel=1e-3)
     assert LATENCY_PROBE >= 8
+    assert params.posted_alpha is None and params.alpha_posted == params.alpha  # no posted probe: alpha
+
+    # the same busy probe with receives posted a step ahead: a smaller intercept, the same slope
+    posted = {b: 1e-4 + b / (0.9 * bw) for b in busy}
+    ahead = build_params(samples, [(1 << 16, 1e-6), (1 << 22, 5e-5)], G, router, busy=busy, nranks=6,
+                         busy_posted=posted)
+    hops = np.mean([pair_info(G, router, r, r ^ 1)[0] for r in (0, 2, 4)])
+    assert ahead.posted_alpha == pytest.approx(1e-4 - hops * ahead.extra["hop_latency"], rel=1e-3)
+    assert ahead.alpha == pytest.approx(params.alpha) and ahead.posted_alpha < ahead.alpha
+    assert ahead.extra["calibration"]["posted_fit"]["bandwidth_efficiency"] == pytest.approx(0.9, rel=1e-4)
+    save_params(ahead, tmp_path / "q.json")
+    assert load_params(tmp_path / "q.json").posted_alpha == ahead.posted_alpha
 
 
 @pytest.mark.skipif(REASON is not None, reason=f"emulation unavailable: {REASON}")

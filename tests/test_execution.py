@@ -199,3 +199,31 @@ def test_the_cpu_model_costs_the_torch_runtime_by_default():
     assert "execution" not in Record.from_result(mpi_run).extra
     with pytest.raises(ValueError, match="runtime must be one of: torch, mpi"):
         run_model("flow", "allreduce", "ring", net, 4, 1 << 20, runtime="gloo")
+
+
+def test_cli_costs_the_runtime_it_is_told(tmp_path):
+    """``collsim simulate --runtime``: torch posts receives ahead (posted_alpha), mpi runs plain steps; bad values exit 2."""
+    import json
+    import subprocess
+    import sys
+
+    from sim.params import ModelParams, save_params
+
+    save_params(ModelParams(alpha=1e-3, gamma=1e-10, posted_alpha=2e-4), tmp_path / "p.json")
+
+    def run(*extra):
+        return subprocess.run([sys.executable, "-m", "sim", "simulate", "--topology", "switch:n=4", "--sizes", "1MiB",
+                               "--algorithms", "ring", "--params", str(tmp_path / "p.json"), *extra],
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path)
+
+    times = {}
+    for runtime in ("torch", "mpi"):
+        out = run("--runtime", runtime, "--json", f"{runtime}.jsonl")
+        assert out.returncode == 0, out.stderr
+        assert f"{runtime} runtime" in out.stdout
+        rec = json.loads((tmp_path / f"{runtime}.jsonl").read_text().splitlines()[0])
+        times[runtime] = rec["time_us"]
+        assert ("execution" in rec) == (runtime == "torch")
+    assert times["mpi"] - times["torch"] == pytest.approx(5 * 800, rel=1e-6)  # 5 steps posted ahead, 0.8 ms each
+    bad = run("--runtime", "gloo")
+    assert bad.returncode == 2 and bad.stderr.strip() == "collsim: error: --runtime must be one of: torch, mpi; got 'gloo'"

@@ -25,6 +25,7 @@ __all__ = [
     "parse_option",
     "parse_sizes_of",
     "protocol_of",
+    "runtime_of",
 ]
 
 
@@ -42,6 +43,10 @@ def add_model_arguments(parser, *, sizes: str | None = "1KiB:256MiB:x4") -> None
     parser.add_argument("--channels", default="auto",
                         help="channels of ring, tree and hierarchical: a number, or auto (the topology's NICs per node; "
                              "1 without NICs) (default auto)")
+    parser.add_argument("--runtime", default="torch",
+                        help="the runtime whose execution is costed: torch (on CPU topologies it posts small buffers' "
+                             "receives a step ahead and runs large ones in lanes, collectives.execution) or mpi "
+                             "(plain steps); on GPU topologies both run plain steps (default torch)")
     if sizes is not None:
         parser.add_argument("--sizes", default=sizes, help=f"START:END[:xF] or a list, units B/KiB/MiB/GiB (default {sizes})")
 
@@ -176,6 +181,16 @@ def protocol_of(args) -> str:
     from sim.protocols import check_protocol
 
     return parse_option(check_protocol, getattr(args, "protocol", "auto"), "--protocol")
+
+
+def runtime_of(args) -> str:
+    """``--runtime`` checked (torch, mpi)."""
+    from collectives.execution import RUNTIMES
+
+    text = getattr(args, "runtime", "torch")
+    if text not in RUNTIMES:
+        raise ValueError(f"--runtime must be one of: {', '.join(RUNTIMES)}; got {text!r}")
+    return text
 
 
 def channels_of(args) -> int | str:

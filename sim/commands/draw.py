@@ -45,11 +45,11 @@ def run(args) -> int:
     check_output(args.output, "-o/--output", figure=True)
     G, net = load_network(args)
     p = nranks_of(args, net)
-    from sim.commands._args import channels_of, protocol_of
+    from sim.commands._args import channels_of, protocol_of, runtime_of
     from sim.select import label
 
     result = run_model("flow", args.collective, algorithm, net, p, size, itemsize, protocol=protocol_of(args),
-                       channels=channels_of(args))
+                       channels=channels_of(args), runtime=runtime_of(args))
     draw_utilization(G, result, args.output)
     print(f"# {result.collective} {label(result)} {result.nbytes} B on {net.name} ({p} ranks): {result.time * 1e6:.2f} us, "
           f"busbw {result.busbw:.3f} GB/s")

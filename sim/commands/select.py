@@ -67,12 +67,12 @@ def run(args) -> int:
     itemsize = itemsize_of(args.dtype)
     sizes = parse_sizes_of(args.sizes, args.dtype)
     check_output(args.output, "-o/--output")
-    from sim.commands._args import channels_of, protocol_of
+    from sim.commands._args import channels_of, protocol_of, runtime_of
     from sim.explain import explain
     from sim.innetwork import NOTE, resolve_algorithms
     from sim.select import label
 
-    protocol, channels = protocol_of(args), channels_of(args)
+    protocol, channels, runtime = protocol_of(args), channels_of(args), runtime_of(args)
     G, net = load_network(args)
     worlds = _world_sizes(args.nranks, net)
     if args.format == "nccl-tuner":
@@ -85,9 +85,10 @@ def run(args) -> int:
         for p in worlds:
             names = resolve_algorithms(algorithms, args.algorithms, net, p, args.collective)
             results = sweep(net, p, sizes, names, collective=args.collective, model=args.model,
-                            itemsize=itemsize, progress=bar.advance, protocol=protocol, channels=channels)
+                            itemsize=itemsize, progress=bar.advance, protocol=protocol, channels=channels,
+                        runtime=runtime)
             selections.append(select(results, refine=args.refine, network=net, itemsize=itemsize,
-                                     protocol=protocol, channels=channels))
+                                     protocol=protocol, channels=channels, runtime=runtime))
     for sel in selections:
         print(f"# collsim select: {sel.collective} on {sel.topology} ({sel.nranks} ranks), {sel.model} model")
         print(f"#{'size(B)':>12} {'best':>19} {'time(us)':>12} {'runner-up':>19} {'slower by':>10}")

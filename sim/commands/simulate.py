@@ -44,21 +44,22 @@ def run(args) -> int:
     sizes = parse_sizes_of(args.sizes, args.dtype)
     check_output(args.json, "--json")
     check_output(args.plot, "--plot", figure=True)
-    from sim.commands._args import channels_of, protocol_of
+    from sim.commands._args import channels_of, protocol_of, runtime_of
     from sim.innetwork import resolve_algorithms
 
-    protocol, channels = protocol_of(args), channels_of(args)
+    protocol, channels, runtime = protocol_of(args), channels_of(args), runtime_of(args)
     G, net = load_network(args)
     p = nranks_of(args, net)
     algorithms = resolve_algorithms(algorithms, args.algorithms, net, p, args.collective)
     with Progress(len(sizes) * len(algorithms), "simulate") as bar:
         results = sweep(net, p, sizes, algorithms, collective=args.collective, model=args.model,
-                        itemsize=itemsize, progress=bar.advance, protocol=protocol, channels=channels)
+                        itemsize=itemsize, progress=bar.advance, protocol=protocol, channels=channels,
+                        runtime=runtime)
     records = [Record.from_result(r, dtype=args.dtype) for r in results]
     from sim.params import describe_params
 
     title = f"collsim simulate: {args.collective} on {net.name} ({p} ranks), {args.model} model\n" + describe_params(
-        net.params, G, protocol=protocol, channels=channels)
+        net.params, G, protocol=protocol, channels=channels, runtime=runtime)
     print(format_table(records, title=title))
     print(format_winners(records))
     if any(r.extra.get("simulated_only") for r in records):
