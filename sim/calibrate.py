@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import statistics
 import subprocess
@@ -92,6 +93,7 @@ __all__ = [
     "build_params",
     "busy_bandwidth",
     "duplex_from",
+    "calibration_notes",
     "run_probes",
     "calibrate_emulation",
     "launch_ranks",
@@ -293,7 +295,8 @@ def duplex_from(samples: Sequence[Sample], one_way: Sequence[Sample], info: dict
 
 def build_params(samples: Sequence[Sample], gamma_timings: Sequence[tuple[int, float]], G, router,
                  busy: dict[int, float] | None = None, nranks: int | None = None,
-                 one_way: Sequence[Sample] = (), busy_posted: dict[int, float] | None = None) -> ModelParams:
+                 one_way: Sequence[Sample] = (), busy_posted: dict[int, float] | None = None,
+                 busy_spread: dict[int, float] | None = None) -> ModelParams:
     """Fit everything and return the parameters with the calibration record in ``extra``.
 
     ``busy`` (``{size: seconds}`` of :func:`_busy_exchanges`, every rank exchanging with a partner
@@ -306,6 +309,10 @@ def build_params(samples: Sequence[Sample], gamma_timings: Sequence[tuple[int, f
     flight, ``_busy_exchanges(ahead=True)``) gives ``posted_alpha``, the per-message overhead of
     the torch runtime's receives posted a step ahead (:mod:`collectives.execution`), as the
     intercept of the same fit; without it ``posted_alpha`` stays unset (``alpha``).
+
+    ``busy_spread`` (``{size: half-range / median}`` of the busy repetitions) is the machine's
+    noise; it is recorded, and :func:`calibration_notes` reports it with the fits' residuals and
+    says why a fitted value falls outside what the links make plausible.
 
     ``one_way`` (the same pairs timed one way, :func:`_one_way`) gives the duplex share the
     exchanges pay (:func:`duplex_from`), which is recorded (``calibration.duplex_efficiency``) but
@@ -349,7 +356,11 @@ def build_params(samples: Sequence[Sample], gamma_timings: Sequence[tuple[int, f
         "pair_fit": {"alpha": fit.alpha, "hop_latency": fit.hop_latency, "bandwidth_efficiency": fit.efficiency},
         "gamma_samples": [{"size": b, "seconds": t} for b, t in gamma_timings],
         "gamma_residuals": list(gamma_res),
+        "nranks": n,
+        "cores": os.cpu_count(),
     }
+    if busy_spread:
+        record["busy_spread"] = [{"size": b, "half_range": t} for b, t in sorted(busy_spread.items())]
     if one_fit is not None:
         record["one_way_fit"] = {
             "alpha": one_fit.alpha, "hop_latency": one_fit.hop_latency, "bandwidth_efficiency": one_fit.efficiency,
@@ -469,7 +480,7 @@ def _reduction_timing(sizes: Sequence[int], reps: int) -> list[tuple[int, float]
     return out
 
 
-def _busy_exchanges(sizes: Sequence[int], reps: int, *, ahead: bool = False) -> dict[int, float]:
+def _busy_exchanges(sizes: Sequence[int], reps: int, *, ahead: bool = False) -> dict[int, tuple[float, float]]:
     """Every rank exchanges ``size`` bytes with partner ``rank ^ 1``, all pairs at once.
 
     Per size: the median over ``reps`` of the time per exchange of a burst of back-to-back
@@ -478,7 +489,9 @@ def _busy_exchanges(sizes: Sequence[int], reps: int, *, ahead: bool = False) -> 
     does not see. With ``ahead`` each exchange's receive is posted while the exchange before is
     still in flight, into the other of two buffers, as the torch runtime posts small buffers'
     receives a step ahead (:mod:`collectives.execution`): its intercept is ``posted_alpha``. A rank
-    without a partner (the last one of an odd world size) returns ``{}``.
+    without a partner (the last one of an odd world size) returns ``{}``. Per size ``(median,
+    spread)``: the spread is half the range of the repetitions over their median, the machine's
+    noise as this probe sees it.
     """
     import torch
     import torch.distributed as dist
@@ -512,7 +525,8 @@ def _busy_exchanges(sizes: Sequence[int], reps: int, *, ahead: bool = False) -> 
             if rep:
                 per_step.append((time.perf_counter() - t0) / rounds)
         if per_step:
-            out[send.numel() * 4] = statistics.median(per_step)
+            mid = statistics.median(per_step)
+            out[send.numel() * 4] = (mid, (max(per_step) - min(per_step)) / (2 * mid) if mid > 0 else 0.0)
     return out
 
 
@@ -524,7 +538,8 @@ def run_probes(pairs: Sequence[tuple[int, int]], sizes: Sequence[int] = PROBE_SI
     then (4 ranks or more) every rank exchanges with a partner at once (:func:`_busy_exchanges`).
     Every pair is also timed one way (:func:`_one_way`). Returns ``(samples, reduction timings,
     {size: slowest pair's busy exchange time}, one-way samples, {size: slowest pair's busy exchange
-    time with receives posted ahead})`` on rank 0 and None elsewhere.
+    time with receives posted ahead}, {size: largest spread of the busy repetitions})`` on rank 0
+    and None elsewhere.
     """
     import torch.distributed as dist
 
@@ -550,14 +565,15 @@ def run_probes(pairs: Sequence[tuple[int, int]], sizes: Sequence[int] = PROBE_SI
     samples = [s for part, *_ in gathered for s in part]
     one_way = [s for _, _, part, _ in gathered for s in part]
 
-    def slowest(which: int) -> dict[int, float]:  # a step ends when its slowest pair does
+    def slowest(which: int, field: int = 0) -> dict[int, float]:  # a step ends when its slowest pair does
         out: dict[int, float] = {}
         for part in gathered:
             for size, t in part[which].items():
-                out[size] = max(out.get(size, 0.0), t)
+                out[size] = max(out.get(size, 0.0), t[field])
         return out
 
-    return samples, gamma, slowest(1), one_way, slowest(3)
+    spread = {size: max(slowest(1, 1).get(size, 0.0), slowest(3, 1).get(size, 0.0)) for size in slowest(1)}
+    return samples, gamma, slowest(1), one_way, slowest(3), spread
 
 
 def _worker(args) -> int:
@@ -574,13 +590,14 @@ def _worker(args) -> int:
         sizes = [int(s) for s in args.sizes.split(",")]
         res = run_probes(pairs, sizes, args.reps)
         if res is not None:
-            samples, gamma, busy, one_way, ahead = res
+            samples, gamma, busy, one_way, ahead, spread = res
             Path(args.out).write_text(json.dumps({
                 "samples": [s.__dict__ for s in samples],
                 "gamma": gamma,
                 "busy": sorted(busy.items()),
                 "one_way": [s.__dict__ for s in one_way],
                 "busy_posted": sorted(ahead.items()),
+                "busy_spread": sorted(spread.items()),
             }))
     finally:
         dist.destroy_process_group()
@@ -679,9 +696,10 @@ def calibrate_emulation(emu, *, sizes: Sequence[int] = PROBE_SIZES, reps: int = 
     gamma = [(int(b), float(t)) for b, t in raw["gamma"]]
     busy = {int(b): float(t) for b, t in raw.get("busy", [])}
     posted = {int(b): float(t) for b, t in raw.get("busy_posted", [])}
+    spread = {int(b): float(t) for b, t in raw.get("busy_spread", [])}
     one_way = [Sample(hosts[d["src"]], hosts[d["dst"]], d["size"], d["seconds"]) for d in raw.get("one_way", [])]
     return build_params(samples, gamma, emu.G, emu.router, busy=busy, nranks=emu.nhosts, one_way=one_way,
-                        busy_posted=posted)
+                        busy_posted=posted, busy_spread=spread)
 
 
 def calibrate_torchrun(G, out: str, *, sizes: Sequence[int] = PROBE_SIZES, reps: int = 5,
@@ -707,14 +725,43 @@ def calibrate_torchrun(G, out: str, *, sizes: Sequence[int] = PROBE_SIZES, reps:
         dist.destroy_process_group()
     if res is None:
         return None
-    params = build_params(res[0], res[1], G, router, busy=res[2], nranks=n, one_way=res[3], busy_posted=res[4])
+    params = build_params(res[0], res[1], G, router, busy=res[2], nranks=n, one_way=res[3], busy_posted=res[4],
+                          busy_spread=res[5])
     save_params(params, out)
     return params
 
 
-def format_params(params: ModelParams) -> str:
-    """A short human summary of calibrated parameters."""
+def calibration_notes(params: ModelParams) -> list[str]:
+    """What a reader should know about a calibration: the machine's noise, and why a fitted value
+    falls outside what the links make plausible (efficiency below 0.7, receives posted ahead no
+    cheaper than the others)."""
     cal = params.extra.get("calibration", {})
+    notes = []
+    spread = [s["half_range"] for s in cal.get("busy_spread", [])]
+    if spread:
+        notes.append(f"noise: repeated busy probes spread by +-{100 * statistics.median(spread):.1f}% "
+                     f"(median half-range; up to +-{100 * max(spread):.1f}%)")
+    pairs = cal.get("pairs", [])
+    if params.bandwidth_efficiency < 0.7 and pairs:
+        link = min(p["bottleneck_bandwidth"] for p in pairs)
+        n, cores = cal.get("nranks"), cal.get("cores")
+        why = (f"{n} rank processes share {cores} cores here, so the ranks' CPU time (Gloo's copies and Python per "
+               f"message) rather than the links bounds the rate" if n and cores and n > cores
+               else "something other than the links (CPU, TCP over the shaped links) bounds the rate")
+        notes.append(f"bandwidth_efficiency {params.bandwidth_efficiency:.2f} is below 0.7: the busy probes moved "
+                     f"{params.bandwidth_efficiency * link / 1e6:.1f} MB/s over links of {link / 1e6:.1f} MB/s; {why}. "
+                     f"The model charges the measured rate.")
+    if params.posted_alpha is not None and params.posted_alpha >= params.alpha:
+        notes.append(f"receives posted a step ahead measured no cheaper per message (posted_alpha "
+                     f"{params.posted_alpha * 1e6:.0f} us, alpha {params.alpha * 1e6:.0f} us): the model charges "
+                     f"what was measured")
+    return notes
+
+
+def format_params(params: ModelParams) -> str:
+    """A short human summary of calibrated parameters, then :func:`calibration_notes`, one per line."""
+    cal = params.extra.get("calibration", {})
+    notes = "".join(f"\n  note: {line}" for line in calibration_notes(params))
     return (
         f"alpha={params.alpha * 1e6:.1f} us  "
         + (f"posted_alpha={params.posted_alpha * 1e6:.1f} us  " if params.posted_alpha is not None else "")
@@ -727,6 +774,8 @@ def format_params(params: ModelParams) -> str:
         f"rms residual: pairs {cal.get('rms_relative_residual', float('nan')) * 100:.1f}%"
         + (f", busy {cal['busy_fit']['rms_relative_residual'] * 100:.1f}%" if "busy_fit" in cal else "")
         + (f", one-way {cal['one_way_fit']['rms_relative_residual'] * 100:.1f}%" if "one_way_fit" in cal else "")
+        + (f", posted {cal['posted_fit']['rms_relative_residual'] * 100:.1f}%" if "posted_fit" in cal else "")
+        + notes
     )
 
 

@@ -109,6 +109,33 @@ def test_build_params_writes_the_simulators_format(tmp_path):
     assert load_params(tmp_path / "q.json").posted_alpha == ahead.posted_alpha
 
 
+def test_calibration_says_why_a_fit_is_implausible(monkeypatch):
+    """Notes: the machine's noise, an efficiency below 0.7 (and why), posting ahead measured no cheaper."""
+    from sim.calibrate import calibration_notes, format_params, pair_info
+
+    G = topologies.from_spec("switch:n=4,bandwidth=100Mbps")
+    router = topologies.Router(G)
+    pairs = probe_pairs(G, router)
+    info = {p: pair_info(G, router, *p) for p in pairs}
+    samples = _samples(6e-5, 0.0, 0.9, info, [8, 65536, 1 << 20, 4 << 20], 0.0, np.random.default_rng(1))
+    bw = busy_bandwidth(G, router, 4)
+    busy = {b: 3e-4 + b / (0.5 * bw) for b in (8, 65536, 1 << 20, 4 << 20)}
+    posted = {b: 4e-4 + b / (0.5 * bw) for b in busy}
+    import os
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    params = build_params(samples, [(1 << 16, 1e-6), (1 << 22, 5e-5)], G, router, busy=busy, nranks=4,
+                          busy_posted=posted, busy_spread={65536: 0.04, 1 << 20: 0.02})
+    notes = calibration_notes(params)
+    assert notes[0] == "noise: repeated busy probes spread by +-3.0% (median half-range; up to +-4.0%)"
+    assert "bandwidth_efficiency 0.50 is below 0.7" in notes[1] and "4 rank processes share 2 cores" in notes[1]
+    assert "measured no cheaper per message" in notes[2]
+    assert format_params(params).count("\n  note: ") == 3
+    quiet = build_params(samples, [(1 << 16, 1e-6), (1 << 22, 5e-5)], G, router,
+                         busy={b: 3e-4 + b / (0.9 * bw) for b in busy}, nranks=4)
+    assert calibration_notes(quiet) == []
+
+
 @pytest.mark.skipif(REASON is not None, reason=f"emulation unavailable: {REASON}")
 def test_calibrate_command_on_an_emulation(tmp_path):
     out = tmp_path / "calib.json"
