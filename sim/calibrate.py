@@ -16,7 +16,12 @@ told apart from ``alpha`` and is folded into it (``hop_latency = 0``). A last pr
 exchanging with a partner at the same time, measures a step's cost with every rank busy, and its
 fit gives the ``alpha`` and ``efficiency`` used (:func:`build_params`). The same probe with every
 receive posted while the exchange before is still in flight, as the torch runtime runs small
-buffers (:mod:`collectives.execution`), gives ``posted_alpha``.
+buffers (:mod:`collectives.execution`), gives ``posted_alpha``. Where it runs (4 ranks or more) the
+*pattern probe* decides ``alpha`` and ``efficiency`` instead: every rank runs one step pattern of the
+collectives' own schedules at once (the ring's neighbour, recursive doubling's partners), and the
+step times are fitted through the flow model (:func:`fit_patterns`), so what a collective's steps
+pay, links they share included, is what is fitted; its residuals per pattern show where the
+sharing the model assumes is not what the machine does.
 
 ``gamma`` (s/byte) is the slope of a least-squares line through the time of reducing a received
 buffer into the local one (``buf.add_(recv)``, float32) at several sizes, measured in the rank
@@ -94,6 +99,8 @@ __all__ = [
     "busy_bandwidth",
     "duplex_from",
     "calibration_notes",
+    "probe_patterns",
+    "fit_patterns",
     "run_probes",
     "calibrate_emulation",
     "launch_ranks",
@@ -293,10 +300,80 @@ def duplex_from(samples: Sequence[Sample], one_way: Sequence[Sample], info: dict
     return min(exchange.efficiency / one.efficiency, 1.0), one
 
 
+#: Most step patterns :func:`probe_patterns` returns.
+MAX_PATTERNS = 4
+#: Algorithms whose step patterns the pattern probe times (in this order).
+PATTERN_ALGORITHMS = ("ring", "recursive_doubling", "recursive_halving")
+
+
+def probe_patterns(nranks: int, algorithms: Sequence[str] = PATTERN_ALGORITHMS) -> list[tuple[int, ...]]:
+    """The step patterns of the collectives' schedules on ``nranks`` ranks, for the pattern probe.
+
+    Each pattern is ``to``: ``to[r]`` is the rank that rank ``r`` sends to in that step (-1: none).
+    Patterns come from the allreduce schedules of ``algorithms`` in order, distinct, from steps
+    where every rank sends at most one message and receives at most one, at most
+    :data:`MAX_PATTERNS`.
+
+    >>> probe_patterns(4)  # the ring's neighbour, then recursive doubling's partners at distance 1 and 2
+    [(1, 2, 3, 0), (1, 0, 3, 2), (2, 3, 0, 1)]
+    """
+    from collectives.algorithms import get_schedule
+
+    seen: list[tuple[int, ...]] = []
+    for algorithm in algorithms:
+        schedule = get_schedule("allreduce", algorithm, nranks)
+        for i in range(schedule.nsteps):
+            step = schedule.step(i)
+            if len(np.unique(step.src)) != len(step) or len(np.unique(step.dst)) != len(step):
+                continue
+            to = [-1] * nranks
+            for a, b in zip(step.src.tolist(), step.dst.tolist(), strict=True):
+                to[a] = b
+            if tuple(to) not in seen:
+                seen.append(tuple(to))
+            if len(seen) == MAX_PATTERNS:
+                return seen
+    return seen
+
+
+def fit_patterns(G, patterns: Sequence[tuple[int, ...]], times: dict[tuple[int, int], float]) -> tuple[FitResult, dict]:
+    """Fit ``alpha`` and ``efficiency`` to the pattern probe through the flow model.
+
+    For every (pattern, size) the flow model gives the step's time with nominal links, no
+    overheads and no latency, ``T1`` (its flows sharing the links they cross, max-min); the
+    measured step time is fitted as ``alpha + T1 / efficiency`` by weighted least squares
+    (:func:`fit_link` with each (pattern, size) as a sample on a link of rate ``size / T1``).
+    Returns the fit and, per pattern, the mean relative residual: how much dearer (negative) or
+    cheaper (positive) than the fit each pattern measured.
+    """
+    from sim.flow import Network
+
+    H = G.copy()
+    for _, _, d in H.edges(data=True):
+        d["latency"] = 0.0
+    net = Network(H, ModelParams(alpha=0.0, gamma=0.0))
+    samples, info, which = [], {}, []
+    for (k, size), t in sorted(times.items()):
+        if size <= LATENCY_PROBE or t <= 0:
+            continue
+        to = patterns[k]
+        src = np.array([r for r in range(len(to)) if to[r] >= 0], dtype=np.int64)
+        dst = np.array([to[r] for r in src.tolist()], dtype=np.int64)
+        t1 = float(net.compile(src, dst).run(np.zeros(src.size), np.full(src.size, float(size))).max())
+        info[(k, size)] = (1, size / t1)
+        samples.append(Sample(k, size, size, t))
+        which.append(k)
+    fit = fit_link(samples, info)
+    by_pattern = {k: float(np.mean([r for r, j in zip(fit.residuals, which, strict=True) if j == k]))
+                  for k in sorted(set(which))}
+    return fit, by_pattern
+
+
 def build_params(samples: Sequence[Sample], gamma_timings: Sequence[tuple[int, float]], G, router,
                  busy: dict[int, float] | None = None, nranks: int | None = None,
                  one_way: Sequence[Sample] = (), busy_posted: dict[int, float] | None = None,
-                 busy_spread: dict[int, float] | None = None) -> ModelParams:
+                 busy_spread: dict[int, float] | None = None,
+                 pattern_times: dict[tuple[int, int], float] | None = None) -> ModelParams:
     """Fit everything and return the parameters with the calibration record in ``extra``.
 
     ``busy`` (``{size: seconds}`` of :func:`_busy_exchanges`, every rank exchanging with a partner
@@ -309,6 +386,12 @@ def build_params(samples: Sequence[Sample], gamma_timings: Sequence[tuple[int, f
     flight, ``_busy_exchanges(ahead=True)``) gives ``posted_alpha``, the per-message overhead of
     the torch runtime's receives posted a step ahead (:mod:`collectives.execution`), as the
     intercept of the same fit; without it ``posted_alpha`` stays unset (``alpha``).
+
+    ``pattern_times`` (``{(pattern, size): seconds}`` of :func:`_pattern_steps`: every rank runs
+    one step pattern of the collectives' schedules (:func:`probe_patterns`), all at once, back to
+    back) replaces the busy probe where it is given: it measures what a collective's steps pay,
+    and :func:`fit_patterns` fits it through the flow model, so links the pattern shares are
+    charged as the model shares them. The busy fit stays in the record.
 
     ``busy_spread`` (``{size: half-range / median}`` of the busy repetitions) is the machine's
     noise; it is recorded, and :func:`calibration_notes` reports it with the fits' residuals and
@@ -340,6 +423,13 @@ def build_params(samples: Sequence[Sample], gamma_timings: Sequence[tuple[int, f
         busy_fit = fit_link(busy_samples, {(0, 1): (1, bw)})
         alpha = max(busy_fit.alpha - hops * fit.hop_latency, 0.0)
         efficiency = busy_fit.efficiency
+    pattern_fit = by_pattern = patterns = None
+    if pattern_times and len({size for _, size in pattern_times if size > LATENCY_PROBE}) >= 2:
+        patterns = probe_patterns(n)
+        pattern_fit, by_pattern = fit_patterns(G, patterns, pattern_times)
+        hops = statistics.mean(pair_info(G, router, r, r ^ 1)[0] for r in range(0, n - 1, 2))
+        alpha = max(pattern_fit.alpha - hops * fit.hop_latency, 0.0)
+        efficiency = pattern_fit.efficiency
     posted_fit = posted_alpha = None
     if busy_fit is not None and busy_posted and len([b for b in busy_posted if b > LATENCY_PROBE]) >= 2:
         posted_samples = [Sample(0, 1, b, t) for b, t in sorted(busy_posted.items()) if b > LATENCY_PROBE]
@@ -368,6 +458,14 @@ def build_params(samples: Sequence[Sample], gamma_timings: Sequence[tuple[int, f
             "residuals": list(one_fit.residuals), "rms_relative_residual": one_fit.rms,
         }
         record["duplex_efficiency"] = duplex
+    if pattern_fit is not None:
+        record["pattern_fit"] = {
+            "alpha": pattern_fit.alpha, "bandwidth_efficiency": pattern_fit.efficiency,
+            "patterns": [list(p) for p in patterns],
+            "samples": [{"pattern": k, "size": b, "seconds": t} for (k, b), t in sorted(pattern_times.items())],
+            "residuals": list(pattern_fit.residuals), "rms_relative_residual": pattern_fit.rms,
+            "mean_residual_by_pattern": {str(k): v for k, v in by_pattern.items()},
+        }
     if posted_fit is not None:
         record["posted_fit"] = {
             "alpha": posted_fit.alpha, "bandwidth_efficiency": posted_fit.efficiency,
@@ -530,6 +628,43 @@ def _busy_exchanges(sizes: Sequence[int], reps: int, *, ahead: bool = False) -> 
     return out
 
 
+def _pattern_steps(sizes: Sequence[int], reps: int) -> dict[tuple[int, int], float]:
+    """Every rank runs each step pattern of :func:`probe_patterns` at once, back to back; per (pattern, size) this rank's median time per step.
+
+    As a collective's steps run: each round posts the rank's receive (from the rank that sends to
+    it) and its send, and waits for both; the rounds follow each other without a barrier. A rank
+    the pattern leaves out only joins the barriers (time 0).
+    """
+    import torch
+    import torch.distributed as dist
+
+    rank, n = dist.get_rank(), dist.get_world_size()
+    out = {}
+    for k, to in enumerate(probe_patterns(n)):
+        dst = to[rank]
+        src = to.index(rank) if rank in to else -1
+        for size in sizes:
+            if size <= LATENCY_PROBE:
+                continue
+            send = torch.zeros(max(size // 4, 1), dtype=torch.float32)
+            recv = torch.zeros_like(send)
+            rounds = max(1, min(20, (1 << 20) // max(size, 1)))
+            per_step = []
+            for rep in range(reps + 1):
+                dist.barrier()
+                t0 = time.perf_counter()
+                for _ in range(rounds):
+                    works = [dist.irecv(recv, src)] if src >= 0 else []
+                    if dst >= 0:
+                        works.append(dist.isend(send, dst))
+                    for work in works:
+                        work.wait()
+                if rep:
+                    per_step.append((time.perf_counter() - t0) / rounds)
+            out[(k, send.numel() * 4)] = statistics.median(per_step) if (src >= 0 or dst >= 0) else 0.0
+    return out
+
+
 def run_probes(pairs: Sequence[tuple[int, int]], sizes: Sequence[int] = PROBE_SIZES, reps: int = 5,
                gamma_sizes: Sequence[int] = GAMMA_SIZES) -> tuple[list[Sample], list[tuple[int, float]], float | None] | None:
     """Run the probes in an initialised default process group; every rank calls it.
@@ -538,8 +673,9 @@ def run_probes(pairs: Sequence[tuple[int, int]], sizes: Sequence[int] = PROBE_SI
     then (4 ranks or more) every rank exchanges with a partner at once (:func:`_busy_exchanges`).
     Every pair is also timed one way (:func:`_one_way`). Returns ``(samples, reduction timings,
     {size: slowest pair's busy exchange time}, one-way samples, {size: slowest pair's busy exchange
-    time with receives posted ahead}, {size: largest spread of the busy repetitions})`` on rank 0
-    and None elsewhere.
+    time with receives posted ahead}, {size: largest spread of the busy repetitions},
+    {(pattern, size): slowest rank's step time of the pattern probe (:func:`_pattern_steps`)})`` on
+    rank 0 and None elsewhere.
     """
     import torch.distributed as dist
 
@@ -556,14 +692,15 @@ def run_probes(pairs: Sequence[tuple[int, int]], sizes: Sequence[int] = PROBE_SI
                 ones.extend(Sample(a, b, s, t) for s, t in one)
     busy = _busy_exchanges(sizes, reps) if dist.get_world_size() >= 4 else {}
     ahead = _busy_exchanges(sizes, reps, ahead=True) if dist.get_world_size() >= 4 else {}
+    steps = _pattern_steps(sizes, reps) if dist.get_world_size() >= 4 else {}
     dist.barrier()
     gamma = _reduction_timing(gamma_sizes, max(reps, 5)) if rank == 0 else []
     gathered: list = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, (mine, busy, ones, ahead))
+    dist.all_gather_object(gathered, (mine, busy, ones, ahead, steps))
     if rank != 0:
         return None
     samples = [s for part, *_ in gathered for s in part]
-    one_way = [s for _, _, part, _ in gathered for s in part]
+    one_way = [s for part in gathered for s in part[2]]
 
     def slowest(which: int, field: int = 0) -> dict[int, float]:  # a step ends when its slowest pair does
         out: dict[int, float] = {}
@@ -573,7 +710,11 @@ def run_probes(pairs: Sequence[tuple[int, int]], sizes: Sequence[int] = PROBE_SI
         return out
 
     spread = {size: max(slowest(1, 1).get(size, 0.0), slowest(3, 1).get(size, 0.0)) for size in slowest(1)}
-    return samples, gamma, slowest(1), one_way, slowest(3), spread
+    pattern_times: dict[tuple[int, int], float] = {}
+    for part in gathered:  # a step ends when its slowest rank does
+        for key, t in part[4].items():
+            pattern_times[key] = max(pattern_times.get(key, 0.0), t)
+    return samples, gamma, slowest(1), one_way, slowest(3), spread, pattern_times
 
 
 def _worker(args) -> int:
@@ -590,7 +731,7 @@ def _worker(args) -> int:
         sizes = [int(s) for s in args.sizes.split(",")]
         res = run_probes(pairs, sizes, args.reps)
         if res is not None:
-            samples, gamma, busy, one_way, ahead, spread = res
+            samples, gamma, busy, one_way, ahead, spread, steps = res
             Path(args.out).write_text(json.dumps({
                 "samples": [s.__dict__ for s in samples],
                 "gamma": gamma,
@@ -598,6 +739,7 @@ def _worker(args) -> int:
                 "one_way": [s.__dict__ for s in one_way],
                 "busy_posted": sorted(ahead.items()),
                 "busy_spread": sorted(spread.items()),
+                "pattern_times": [[k, b, t] for (k, b), t in sorted(steps.items())],
             }))
     finally:
         dist.destroy_process_group()
@@ -697,9 +839,10 @@ def calibrate_emulation(emu, *, sizes: Sequence[int] = PROBE_SIZES, reps: int = 
     busy = {int(b): float(t) for b, t in raw.get("busy", [])}
     posted = {int(b): float(t) for b, t in raw.get("busy_posted", [])}
     spread = {int(b): float(t) for b, t in raw.get("busy_spread", [])}
+    steps = {(int(k), int(b)): float(t) for k, b, t in raw.get("pattern_times", [])}
     one_way = [Sample(hosts[d["src"]], hosts[d["dst"]], d["size"], d["seconds"]) for d in raw.get("one_way", [])]
     return build_params(samples, gamma, emu.G, emu.router, busy=busy, nranks=emu.nhosts, one_way=one_way,
-                        busy_posted=posted, busy_spread=spread)
+                        busy_posted=posted, busy_spread=spread, pattern_times=steps)
 
 
 def calibrate_torchrun(G, out: str, *, sizes: Sequence[int] = PROBE_SIZES, reps: int = 5,
@@ -726,7 +869,7 @@ def calibrate_torchrun(G, out: str, *, sizes: Sequence[int] = PROBE_SIZES, reps:
     if res is None:
         return None
     params = build_params(res[0], res[1], G, router, busy=res[2], nranks=n, one_way=res[3], busy_posted=res[4],
-                          busy_spread=res[5])
+                          busy_spread=res[5], pattern_times=res[6])
     save_params(params, out)
     return params
 
@@ -751,6 +894,12 @@ def calibration_notes(params: ModelParams) -> list[str]:
         notes.append(f"bandwidth_efficiency {params.bandwidth_efficiency:.2f} is below 0.7: the busy probes moved "
                      f"{params.bandwidth_efficiency * link / 1e6:.1f} MB/s over links of {link / 1e6:.1f} MB/s; {why}. "
                      f"The model charges the measured rate.")
+    by_pattern = cal.get("pattern_fit", {}).get("mean_residual_by_pattern", {})
+    if by_pattern and max(by_pattern.values()) - min(by_pattern.values()) > 0.05:
+        names = [", ".join(str(r) for r in p) for p in cal["pattern_fit"]["patterns"]]
+        notes.append("step patterns cost differently from what the flow model's sharing says (mean residual of "
+                     "the fit; negative: measured dearer): " + "; ".join(
+                         f"[{names[int(k)]}] {100 * v:+.1f}%" for k, v in sorted(by_pattern.items())))
     if params.posted_alpha is not None and params.posted_alpha >= params.alpha:
         notes.append(f"receives posted a step ahead measured no cheaper per message (posted_alpha "
                      f"{params.posted_alpha * 1e6:.0f} us, alpha {params.alpha * 1e6:.0f} us): the model charges "
@@ -775,6 +924,7 @@ def format_params(params: ModelParams) -> str:
         + (f", busy {cal['busy_fit']['rms_relative_residual'] * 100:.1f}%" if "busy_fit" in cal else "")
         + (f", one-way {cal['one_way_fit']['rms_relative_residual'] * 100:.1f}%" if "one_way_fit" in cal else "")
         + (f", posted {cal['posted_fit']['rms_relative_residual'] * 100:.1f}%" if "posted_fit" in cal else "")
+        + (f", patterns {cal['pattern_fit']['rms_relative_residual'] * 100:.1f}%" if "pattern_fit" in cal else "")
         + notes
     )
 

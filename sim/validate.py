@@ -545,9 +545,12 @@ def refit(saved: dict) -> Validation:
                for s in cal.get("one_way_fit", {}).get("samples", [])]
     posted = {int(b["size"]): float(b["seconds"]) for b in cal.get("posted_fit", {}).get("samples", [])}
     spread = {int(b["size"]): float(b["half_range"]) for b in cal.get("busy_spread", [])}
+    steps = {(int(b["pattern"]), int(b["size"])): float(b["seconds"])
+             for b in cal.get("pattern_fit", {}).get("samples", [])}
     nranks = int(measured_records[0]["nranks"])
     params = class_efficiencies(build_params(samples, gamma, G, Router(G), busy=busy, nranks=nranks,
-                                             one_way=one_way, busy_posted=posted, busy_spread=spread), G)
+                                             one_way=one_way, busy_posted=posted, busy_spread=spread,
+                                             pattern_times=steps), G)
     sizes = sorted({int(r["size"]) for r in measured_records})
     algorithms = list(dict.fromkeys(r["algorithm"] for r in measured_records))
     predicted = predict(G, params, sizes, algorithms)

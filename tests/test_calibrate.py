@@ -153,7 +153,12 @@ def test_calibrate_command_on_an_emulation(tmp_path):
     assert {s["size"] for s in cal["samples"]} == {8, 65536, 262144, 1048576}
     assert len(cal["residuals"]) == len(cal["samples"])
     assert "busy_fit" in cal and len(cal["busy_fit"]["samples"]) == 4
-    assert "bandwidth_efficiency=" in proc.stdout
+    assert "posted_fit" in cal and params.posted_alpha is not None
+    # the step patterns of the ring and recursive doubling, each at the three sizes, decide alpha and efficiency
+    assert cal["pattern_fit"]["patterns"] == [[1, 2, 3, 0], [1, 0, 3, 2], [2, 3, 0, 1]]
+    assert len(cal["pattern_fit"]["samples"]) == 9
+    assert params.bandwidth_efficiency == pytest.approx(cal["pattern_fit"]["bandwidth_efficiency"])
+    assert "bandwidth_efficiency=" in proc.stdout and "patterns " in proc.stdout
 
 
 def test_calibrate_command_bad_arguments(tmp_path):
@@ -181,3 +186,35 @@ def test_read_measured_takes_collsim_json_lines(tmp_path):
     write_jsonl([*recs, Record("measured", "allreduce", "ring", 8, 1024, 256, "float32", "sum", 9.0)], tmp_path / "x.jsonl")
     with pytest.raises(ValueError, match="several collectives or world sizes"):
         read_measured(tmp_path / "x.jsonl")
+
+
+def test_pattern_probe_is_fitted_through_the_flow_model():
+    """Step times made from the flow model's own sharing give back alpha and efficiency; a pattern
+    that measures dearer shows in its residual and in the notes."""
+    from sim.calibrate import calibration_notes, fit_patterns, pair_info, probe_patterns
+    from sim.flow import Network
+
+    G = topologies.from_spec("leaf_spine:leaves=2,spines=1,hosts_per_leaf=3,oversubscription=3,bandwidth=100Mbps")
+    patterns = probe_patterns(6)
+    net = Network(G, ModelParams(alpha=0.0, gamma=0.0))
+    times = {}
+    for k, to in enumerate(patterns):
+        src = np.array([r for r in range(6) if to[r] >= 0])
+        dst = np.array([to[r] for r in src])
+        for size in (16384, 262144, 4 << 20):
+            t1 = net.compile(src, dst).run(np.zeros(src.size), np.full(src.size, float(size))).max()
+            times[(k, size)] = 1e-3 + t1 / 0.8
+    fit, by_pattern = fit_patterns(G, patterns, times)
+    assert fit.alpha == pytest.approx(1e-3, rel=1e-6) and fit.efficiency == pytest.approx(0.8, rel=1e-6)
+    assert max(abs(v) for v in by_pattern.values()) < 1e-9
+    # the steps across the oversubscribed uplink share it: the ring pattern's T1 is larger than a rack-local pair's
+    router = topologies.Router(G)
+    samples = _samples(6e-5, 1e-5, 0.93, {p: pair_info(G, router, *p) for p in probe_pairs(G, router)},
+                       [8, 65536, 1 << 20], 0.0, np.random.default_rng(0))
+    slower = {key: t * (1.2 if key[0] == 0 else 1.0) for key, t in times.items()}
+    params = build_params(samples, [(1 << 16, 1e-6), (1 << 22, 5e-5)], G, router, nranks=6, pattern_times=slower)
+    record = params.extra["calibration"]["pattern_fit"]
+    assert record["patterns"][0] == [1, 2, 3, 4, 5, 0]
+    worst = min(record["mean_residual_by_pattern"].items(), key=lambda kv: kv[1])
+    assert worst[0] == "0" and worst[1] < -0.05
+    assert any(note.startswith("step patterns cost differently") for note in calibration_notes(params))
