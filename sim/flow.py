@@ -754,33 +754,61 @@ def _gather(table: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 class _LiveStep:
-    """One step's transfers as the event clock sees them, and every rank's progress through it."""
+    """One step as the event clock sees it: where its transfers lie in the clock's transfer table and its
+    row in the clock's per-(step, rank) tables."""
 
-    def __init__(self, index: int, p: int, src, dst, size, red_cost, latency, eager, ptr, arcs, alone, alpha):
+    def __init__(self, index: int, row: int, base: int, n: int, shortest: float, any_eager: bool,
+                 send_tab: np.ndarray, recv_tab: np.ndarray):
         self.index = index
-        self.alpha = alpha  # per transfer: alpha, or posted_alpha where the receive was posted a step ahead
-        self.shortest = float(alone.min())  # shortest transfer time of the step, alone on its route
-        self.src, self.dst, self.size = src, dst, size
-        self.red_cost, self.latency, self.eager = red_cost, latency, eager
-        self.any_eager = bool(eager.any())
-        n = src.shape[0]
-        self.lens = np.diff(ptr)
-        # transfer k crosses the clock's arcs arc_tab[k, :lens[k]] (rows padded with -1)
-        self.arc_tab = _table(arcs, ptr)
-        by_src = np.argsort(src, kind="stable")
-        src_ptr = np.searchsorted(src[by_src], np.arange(p + 1))
-        by_dst = np.argsort(dst, kind="stable")
-        dst_ptr = np.searchsorted(dst[by_dst], np.arange(p + 1))
-        # rank r sends the transfers send_tab[r] and receives recv_tab[r] (rows padded with -1)
-        self.send_tab = _table(by_src, src_ptr)
-        self.recv_tab = _table(by_dst, dst_ptr)
-        self.left = np.diff(src_ptr) + np.diff(dst_ptr)  # parts (sends, receives) each rank has left
-        self.involved = self.left > 0
-        self.parts = int(self.left.sum())
-        self.tmax = np.full(p, -np.inf)  # each rank's latest part done so far
-        self.enter = np.full(p, np.nan)  # when each rank started the step
-        self.started = np.zeros(n, dtype=bool)
-        self.arrival = np.full(n, np.nan)  # when the last byte reached the receiver, once known
+        self.row = row  # the step's row in the clock's (step, rank) tables
+        self.base = base  # its transfers are the clock's transfers base .. base + n - 1
+        self.n = n
+        self.shortest = shortest  # shortest transfer time of the step, alone on its route
+        self.any_eager = any_eager
+        # rank r sends the transfers send_tab[r] and receives recv_tab[r] (clock ids; rows padded with -1)
+        self.send_tab, self.recv_tab = send_tab, recv_tab
+
+
+class _Table:
+    """Columns of one length (1-D, and one 2-D ``arcs`` padded with -1), appended at the end and dropped
+    from the front: :class:`_Clock`'s transfers."""
+
+    def __init__(self, **columns):
+        self.fills = {name: fill for name, (_dtype, fill) in columns.items()}
+        self.n = 0
+        for name, (dtype, fill) in columns.items():
+            setattr(self, name, np.full(1024, fill, dtype=dtype))
+        self.arcs = np.full((1024, 1), -1, dtype=np.int64)
+
+    def append(self, n: int, arcs: np.ndarray, **values) -> int:
+        """Add ``n`` rows (every column given); returns the first."""
+        first, size = self.n, self.arcs.shape[0]
+        width = max(self.arcs.shape[1], arcs.shape[1])
+        if first + n > size or width > self.arcs.shape[1]:
+            size = max(2 * size, first + n) if first + n > size else size
+            for name, fill in self.fills.items():
+                col = np.full(size, fill, dtype=getattr(self, name).dtype)
+                col[:first] = getattr(self, name)[:first]
+                setattr(self, name, col)
+            wide = np.full((size, width), -1, dtype=np.int64)
+            wide[:first, :self.arcs.shape[1]] = self.arcs[:first]
+            self.arcs = wide
+        for name, value in values.items():
+            getattr(self, name)[first:first + n] = value
+        self.arcs[first:first + n, :arcs.shape[1]] = arcs
+        self.n += n
+        return first
+
+    def drop(self, k: int) -> None:
+        """Drop the first ``k`` rows (the others move down by ``k``)."""
+        n = self.n
+        for name, fill in self.fills.items():
+            col = getattr(self, name)
+            col[:n - k] = col[k:n].copy()
+            col[n - k:n] = fill
+        self.arcs[:n - k] = self.arcs[k:n].copy()
+        self.arcs[n - k:n] = -1
+        self.n = n - k
 
 
 class _Clock:
@@ -791,6 +819,10 @@ class _Clock:
     step (after its sender did, for an eager transfer); every flow in flight, whatever its step,
     shares arcs max-min fairly, rates recomputed at every flow start and end. A receive is done at
     ``max(arrival, when the receiver entered the step)`` plus its reduction.
+
+    Every live step's transfers are rows of one table (:class:`_Table`, ids in generation order)
+    and every live step has a row in the (step, rank) tables ``enter``, ``left`` and ``tmax``, so
+    the flows that end or start at one event are handled together whatever their steps.
     """
 
     def __init__(self, schedule: Schedule, network: Network, offsets: np.ndarray, patterns: dict,
@@ -815,11 +847,28 @@ class _Clock:
         self.cap = np.zeros(0)
         self.load = np.zeros(0, dtype=np.int64)  # flows in flight per clock arc
         self.carried = np.zeros(0)  # bytes per clock arc
-        self.pending: list[tuple[int, np.ndarray, np.ndarray]] = []  # (step, transfers, start times)
+        # the transfers of the live steps: sender, receiver, bytes, reduction cost, route latency and
+        # length, alpha, eager, started, arrival of the last byte (once known), (step, rank) table row
+        # of the sender and of the receiver, step, and route (clock arcs, padded with -1)
+        self.tr = _Table(size=(float, 0.0), red=(float, 0.0), lat=(float, 0.0), lens=(np.int64, 0),
+                         alpha=(float, 0.0), eager=(bool, False), started=(bool, False), arrival=(float, np.nan),
+                         srow=(np.int64, 0), drow=(np.int64, 0), step=(np.int64, 0))
+        self.tr_base = 0  # clock id of the table's first row (ids already handed out keep their value)
+        # (step, rank) tables, one row per live step (rows reused): when the rank entered the step, its
+        # parts left, its latest part done so far; the flat index of (row, rank) is row * p + rank
+        self.rows = 4
+        self.enter = np.full(self.rows * p, np.nan)
+        self.left = np.zeros(self.rows * p, dtype=np.int64)
+        self.tmax = np.full(self.rows * p, -np.inf)
+        self.involved = np.zeros(self.rows * p, dtype=bool)
+        self.parts = np.zeros(self.rows, dtype=np.int64)  # parts left per row
+        self.rowstep = np.zeros(self.rows, dtype=np.int64)  # the step in each row
+        self.free = list(range(self.rows))
+        self.pending: list[tuple[np.ndarray, np.ndarray]] = []  # (transfers, start times)
         self.events = 0  # rate recomputations
         self.budget = 0  # exact ones allowed so far: CLOCK_EXACT_EVENTS per step generated
         self.top_active = -1  # highest step that ever had a flow in flight
-        self.stamp = np.zeros(p, dtype=np.int64)  # scratch: the last position of each rank in an array
+        self.stamp = np.zeros(self.rows * p, dtype=np.int64)  # scratch: the last position of an index in an array
 
     def arc_bytes(self) -> np.ndarray:
         """Bytes each topology arc carried."""
@@ -829,9 +878,26 @@ class _Clock:
 
     # ---------------------------------------------------------------- steps, generated as ranks reach them
 
+    def _row(self) -> int:
+        """A free row of the (step, rank) tables (the tables grow when none is)."""
+        if not self.free:
+            p, old = self.p, self.rows
+            self.rows *= 2
+            for name, fill in (("enter", np.nan), ("left", 0), ("tmax", -np.inf), ("involved", False), ("stamp", 0)):
+                col = getattr(self, name)
+                new = np.full(self.rows * p, fill, dtype=col.dtype)
+                new[:old * p] = col
+                setattr(self, name, new)
+            for name in ("parts", "rowstep"):
+                col = np.zeros(self.rows, dtype=np.int64)
+                col[:old] = getattr(self, name)
+                setattr(self, name, col)
+            self.free = list(range(old, self.rows))
+        return self.free.pop()
+
     def _materialise(self) -> bool:
         """Add the next step that has a non-empty transfer; False at the end of the schedule."""
-        net, offsets = self.network, self.offsets
+        net, offsets, p = self.network, self.offsets, self.p
         while self.next_index < self.schedule.nsteps:
             i = self.next_index
             self.next_index += 1
@@ -856,38 +922,65 @@ class _Clock:
                 self.load = np.concatenate([self.load, np.zeros(new.size, dtype=np.int64)])
                 self.carried = np.concatenate([self.carried, np.zeros(new.size)])
             size = size[keep].astype(float)
-            red_cost = np.where(step.reduce[keep], self.gamma * size, 0.0)
             eager = size < self.eager_below
             alpha = np.full(keep.size, self.alpha)
             if self.posted is not None and self.posted[i] is not None:
                 ahead = self.posted[i][keep]
                 eager |= ahead
                 alpha[ahead] = self.alpha_posted
-            self.steps[i] = _LiveStep(i, self.p, step.src[keep], step.dst[keep], size, red_cost, full.latency[keep],
-                                      eager, ptr, self.local[arcs], size / full.static_rate[keep], alpha)
+            src, dst = step.src[keep], step.dst[keep]
+            row = self._row()
+            at = row * p
+            base = self.tr_base + self.tr.append(
+                keep.size, _table(self.local[arcs], ptr), size=size, red=np.where(step.reduce[keep], self.gamma * size, 0.0),
+                lat=full.latency[keep], lens=np.diff(ptr), alpha=alpha, eager=eager, srow=at + src, drow=at + dst,
+                step=np.full(keep.size, i))
+            by_src = np.argsort(src, kind="stable")
+            src_ptr = np.searchsorted(src[by_src], np.arange(p + 1))
+            by_dst = np.argsort(dst, kind="stable")
+            dst_ptr = np.searchsorted(dst[by_dst], np.arange(p + 1))
+            send_tab, recv_tab = _table(by_src, src_ptr), _table(by_dst, dst_ptr)
+            send_tab[send_tab >= 0] += base
+            recv_tab[recv_tab >= 0] += base
+            left = np.diff(src_ptr) + np.diff(dst_ptr)  # parts (sends, receives) each rank has left
+            rows = slice(at, at + p)
+            self.left[rows] = left
+            self.involved[rows] = left > 0
+            self.enter[rows] = np.nan
+            self.tmax[rows] = -np.inf
+            self.parts[row] = int(left.sum())
+            self.rowstep[row] = i
+            any_eager = bool(eager.any())
+            self.steps[i] = _LiveStep(i, row, base, keep.size, float((size / full.static_rate[keep]).min()), any_eager,
+                                      send_tab, recv_tab)
             self.order.append(i)
             self.budget += CLOCK_EXACT_EVENTS
             return True
         return False
 
+    def _drop_done(self) -> None:
+        """Drop the steps at the front that every rank is through (and their transfers, now and then)."""
+        order, steps = self.order, self.steps
+        while order and self.parts[steps[order[0]].row] == 0:
+            st = steps.pop(order.pop(0))
+            self.free.append(st.row)
+        dead = (steps[order[0]].base if order else self.tr_base + self.tr.n) - self.tr_base
+        if dead >= 4096 and 2 * dead >= self.tr.n:
+            self.tr.drop(dead)
+            self.tr_base += dead
+
     # ---------------------------------------------------------------- ranks
 
-    def _move_on(self, work: list) -> None:
-        """For each ``(after, ranks, times)``: the ranks finished step ``after`` at ``times``; enter their next steps.
+    def _move_on(self, after: np.ndarray, ranks: np.ndarray, times: np.ndarray) -> None:
+        """The ranks finished the steps ``after`` at ``times``: enter their next steps.
 
-        The items are taken together: ranks that reach the same step enter it at once.
+        Ranks that reach the same step enter it at once.
         """
-        while work:
-            if len(work) == 1:
-                after, ranks, times = work.pop()
-                afters = None
-            else:
-                afters = np.concatenate([np.full(r.size, a) for a, r, _ in work])
-                ranks = np.concatenate([r for _, r, _ in work])
-                times = np.concatenate([t for _, _, t in work])
-                after = int(afters.min())
-                work.clear()
-            j = bisect.bisect_right(self.order, after)
+        while ranks.size:
+            first = int(after.min())
+            j = bisect.bisect_right(self.order, first)
+            mixed = int(after.max()) != first
+            work = []
             while ranks.size:
                 if j == len(self.order) and not self._materialise():
                     self.cur[ranks] = self.schedule.nsteps
@@ -895,111 +988,127 @@ class _Clock:
                     break
                 st = self.steps[self.order[j]]
                 j += 1
-                hit = st.involved[ranks]
-                if afters is not None:
-                    hit &= afters < st.index
+                hit = self.involved[st.row * self.p + ranks]
+                if mixed:
+                    hit &= after < st.index
                 if hit.any():
-                    work.extend(self._enter(st, ranks[hit], times[hit]))
+                    w = self._enter(st, ranks[hit], times[hit])
+                    if w is not None:
+                        work.append(w)
                     stay = ~hit
                     ranks, times = ranks[stay], times[stay]
-                    if afters is not None:
-                        afters = afters[stay]
+                    if mixed:
+                        after = after[stay]
+            if not work:
+                return
+            after = np.concatenate([w[0] for w in work])
+            ranks = np.concatenate([w[1] for w in work])
+            times = np.concatenate([w[2] for w in work])
 
-    def _enter(self, st: _LiveStep, ranks: np.ndarray, times: np.ndarray) -> list:
+    def _enter(self, st: _LiveStep, ranks: np.ndarray, times: np.ndarray) -> tuple | None:
         """``ranks`` start step ``st`` at ``times``: start what can start; returns ranks done with the step."""
-        st.enter[ranks] = times
+        tr, base, p = self.tr, self.tr_base, self.p
+        at = st.row * p
+        self.enter[at + ranks] = times
         self.cur[ranks] = st.index
         self.ready[ranks] = times
         recvs = _gather(st.recv_tab, ranks)
         # the sends of the ranks first: a transfer between two of them is a send that can start, so the
         # receives left to try are those not started (each transfer is tried once)
         for cand in (_gather(st.send_tab, ranks), recvs):
-            cand = cand[~st.started[cand]]
-            if not cand.size:
+            k = cand - base
+            k = k[~tr.started[k]]
+            if not k.size:
                 continue
-            es, ed = st.enter[st.src[cand]], st.enter[st.dst[cand]]
+            es, ed = self.enter[tr.srow[k]], self.enter[tr.drow[k]]
             if st.any_eager:
-                eager = st.eager[cand]
+                eager = tr.eager[k]
                 ok = ~np.isnan(es) & (eager | ~np.isnan(ed))
                 if ok.any():
-                    go = cand[ok]
-                    st.started[go] = True
-                    start = np.where(eager[ok], es[ok], np.maximum(es[ok], ed[ok])) + st.alpha[go]
-                    self.pending.append((st.index, go, start))
+                    go = k[ok]
+                    tr.started[go] = True
+                    start = np.where(eager[ok], es[ok], np.maximum(es[ok], ed[ok])) + tr.alpha[go]
+                    self.pending.append((go + base, start))
             else:
-                ok = ~np.isnan(ed) & ~np.isnan(es)
+                ok = ~np.isnan(ed)
+                ok &= ~np.isnan(es)
                 if ok.all():
-                    st.started[cand] = True
-                    self.pending.append((st.index, cand, np.maximum(es, ed) + st.alpha[cand]))
+                    tr.started[k] = True
+                    self.pending.append((k + base, np.maximum(es, ed) + tr.alpha[k]))
                 elif ok.any():
-                    go = cand[ok]
-                    st.started[go] = True
-                    self.pending.append((st.index, go, np.maximum(es[ok], ed[ok]) + st.alpha[go]))
+                    go = k[ok]
+                    tr.started[go] = True
+                    self.pending.append((go + base, np.maximum(es[ok], ed[ok]) + tr.alpha[go]))
         if not st.any_eager:
-            return []
-        early = recvs[~np.isnan(st.arrival[recvs])]  # eager messages that arrived before their receiver came
+            return None
+        k = recvs - base
+        early = k[~np.isnan(tr.arrival[k])]  # eager messages that arrived before their receiver came
         if early.size:
-            return self._done(st, st.dst[early], np.maximum(st.arrival[early], st.enter[st.dst[early]]) + st.red_cost[early])
-        return []
+            return self._done(tr.drow[early], np.maximum(tr.arrival[early], self.enter[tr.drow[early]]) + tr.red[early])
+        return None
 
-    def _done(self, st: _LiveStep, ranks: np.ndarray, times: np.ndarray) -> list:
-        """Parts of ``ranks`` in ``st`` done at ``times``; returns ``(step, ranks, times)`` of the ranks that finished it."""
-        np.maximum.at(st.tmax, ranks, times)
-        np.subtract.at(st.left, ranks, 1)
-        st.parts -= ranks.size
-        fin = ranks[st.left[ranks] == 0]
-        if fin.size > 1:  # a rank twice (two parts done at once) counts once
+    def _done(self, idx: np.ndarray, times: np.ndarray) -> tuple | None:
+        """Parts of (step, rank) table entries ``idx`` done at ``times``; returns ``(steps, ranks, times)`` of the
+        ranks that finished a step."""
+        np.maximum.at(self.tmax, idx, times)
+        np.subtract.at(self.left, idx, 1)
+        np.subtract.at(self.parts, idx // self.p, 1)
+        fin = idx[self.left[idx] == 0]
+        if fin.size > 1:  # an entry twice (two parts done at once) counts once
             self.stamp[fin] = np.arange(fin.size)
             fin = fin[self.stamp[fin] == np.arange(fin.size)]
-        return [(st.index, fin, st.tmax[fin])] if fin.size else []
+        if not fin.size:
+            return None
+        row, rank = np.divmod(fin, self.p)
+        return self.rowstep[row], rank, self.tmax[fin]
 
-    def _ended(self, st: _LiveStep, flows: np.ndarray, end: np.ndarray) -> list:
-        """Flows of ``st`` whose last byte left their sender at ``end``; returns the ranks that finished ``st``
-        (for :meth:`_move_on`, once every step's flows that ended at this event are in)."""
-        st.arrival[flows] = end + st.latency[flows]
-        src = st.src[flows]
-        dst = st.dst[flows]
-        there = ~np.isnan(st.enter[dst])  # (a receiver not there yet gets an eager message when it comes)
-        if not there.any():
-            return self._done(st, src, end)
+    def _ended(self, k: np.ndarray, end: np.ndarray) -> tuple | None:
+        """Transfers (table rows ``k``) whose last byte left their sender at ``end``; returns the ranks that
+        finished a step (for :meth:`_move_on`, once every flow that ended at this event is in)."""
+        tr = self.tr
+        arrival = end + tr.lat[k]
+        tr.arrival[k] = arrival
+        srow, drow = tr.srow[k], tr.drow[k]
+        ed = self.enter[drow]
+        there = ~np.isnan(ed)  # (a receiver not there yet gets an eager message when it comes)
         if not there.all():
-            flows, dst = flows[there], dst[there]
-        recv = np.maximum(st.arrival[flows], st.enter[dst]) + st.red_cost[flows]
-        return self._done(st, np.concatenate([src, dst]), np.concatenate([end, recv]))
+            if not there.any():
+                return self._done(srow, end)
+            k, drow, arrival, ed = k[there], drow[there], arrival[there], ed[there]
+        recv = np.maximum(arrival, ed) + tr.red[k]
+        return self._done(np.concatenate([srow, drow]), np.concatenate([end, recv]))
 
     # ---------------------------------------------------------------- the clock
-
-    def _waiting(self, p_step: np.ndarray, p_flow: np.ndarray, p_time: np.ndarray) -> tuple:
-        """The transfers waiting for their start time, with :attr:`pending` added."""
-        if self.pending:
-            p_step = np.concatenate([p_step] + [np.full(f.size, s) for s, f, _ in self.pending])
-            p_flow = np.concatenate([p_flow] + [f for _, f, _ in self.pending])
-            p_time = np.concatenate([p_time] + [ts for _, _, ts in self.pending])
-            self.pending.clear()
-        return p_step, p_flow, p_time
 
     def run(self) -> float | None:
         """Simulate until every rank is done (returns None) or all ranks are ready together with nothing
         in flight (returns that time; :attr:`cur` ``.min()`` is the step they go on from)."""
-        p = self.p
-        self._move_on([(self.first - 1, np.arange(p), self.ready.copy())])
-        a_step = np.zeros(0, dtype=np.int64)  # flows in flight: their step, their index in it,
-        a_flow = np.zeros(0, dtype=np.int64)
+        p, tr = self.p, self.tr
+        self._move_on(np.full(p, self.first - 1), np.arange(p), self.ready.copy())
+        a_id = np.zeros(0, dtype=np.int64)  # flows in flight: their transfer (clock id),
         a_rem = np.zeros(0)  # the bytes they have left and their rate
         a_rate = np.zeros(0)
         e_arc = np.zeros(0, dtype=np.int64)  # (clock arc, position in flight): every arc of every flow in flight
         e_pos = np.zeros(0, dtype=np.int64)
-        p_step = np.zeros(0, dtype=np.int64)  # transfers waiting for their start time
-        p_flow = np.zeros(0, dtype=np.int64)
+        p_id = np.zeros(0, dtype=np.int64)  # transfers waiting for their start time
         p_time = np.zeros(0)
         t = -np.inf
         while True:
-            p_step, p_flow, p_time = self._waiting(p_step, p_flow, p_time)
-            t_end = t + a_rem / a_rate if a_rem.size else a_rem
-            t_next = min(float(t_end.min()) if t_end.size else np.inf, float(p_time.min()) if p_time.size else np.inf)
-            if t_next == np.inf:
-                break
-            a_rem = np.maximum(a_rem - a_rate * (t_next - t), 0.0) if a_rem.size else a_rem
+            if self.pending:
+                p_id, p_time = self._waiting(p_id, p_time)
+            if a_rem.size:
+                t_end = t + a_rem / a_rate
+                t_next = float(t_end.min())
+                if p_time.size:
+                    t_next = min(t_next, float(p_time.min()))
+                if t_next == np.inf:
+                    break
+                a_rem = np.maximum(a_rem - a_rate * (t_next - t), 0.0)
+            else:
+                t_end = a_rem
+                t_next = float(p_time.min()) if p_time.size else np.inf
+                if t_next == np.inf:
+                    break
             t = t_next
             limit = t * (1 + _REL)
             if self.events >= self.budget:
@@ -1010,7 +1119,7 @@ class _Clock:
             if t_end.size:
                 fin = t_end <= limit
                 if fin.any():
-                    ended = (a_step[fin], a_flow[fin], t_end[fin])
+                    ended, ended_at = a_id[fin], t_end[fin]
                     keep = ~fin
                     pos = np.cumsum(keep) - 1
                     ekeep = keep[e_pos]
@@ -1018,58 +1127,42 @@ class _Clock:
                     np.subtract.at(self.load, gone, 1)
                     changed.append(gone[self.load[gone] > 0])  # arcs other flows still cross
                     e_arc, e_pos = e_arc[ekeep], pos[e_pos[ekeep]]
-                    a_step, a_flow, a_rem, a_rate = a_step[keep], a_flow[keep], a_rem[keep], a_rate[keep]
-                    work = []
-                    if ended[0].min() == ended[0].max():
-                        work += self._ended(self.steps[int(ended[0][0])], ended[1], ended[2])
-                    else:
-                        for s in np.unique(ended[0]).tolist():
-                            mine = ended[0] == s
-                            work += self._ended(self.steps[s], ended[1][mine], ended[2][mine])
-                    self._move_on(work)
-                    while self.order and self.steps[self.order[0]].parts == 0:
-                        del self.steps[self.order.pop(0)]
-                    p_step, p_flow, p_time = self._waiting(p_step, p_flow, p_time)  # some may start now
+                    a_id, a_rem, a_rate = a_id[keep], a_rem[keep], a_rate[keep]
+                    work = self._ended(ended - self.tr_base, ended_at)
+                    if work is not None:
+                        self._move_on(*work)
+                    self._drop_done()
+                    if self.pending:
+                        p_id, p_time = self._waiting(p_id, p_time)  # some may start now
             go = p_time <= limit
-            first_flow = a_step.size
-            late_by = []
+            first_flow = a_id.size
+            late = None
             if go.any():
-                g_step, g_flow, g_time = p_step[go], p_flow[go], p_time[go]
-                if g_step.min() == g_step.max():
-                    by_step = [(int(g_step[0]), g_flow, g_time)]
-                else:
-                    by_step = [(s, g_flow[g_step == s], g_time[g_step == s]) for s in np.unique(g_step).tolist()]
-                arcs_, lens_, size_ = [], [], []
-                for s, flows, times in by_step:
-                    st = self.steps[s]
-                    arcs_.append(_gather(st.arc_tab, flows))
-                    lens_.append(st.lens[flows])
-                    size_.append(st.size[flows])
-                    late_by.append(times - t)
-                    self.top_active = max(self.top_active, s)
-                arcs = np.concatenate(arcs_) if len(arcs_) > 1 else arcs_[0]
-                lens = np.concatenate(lens_) if len(lens_) > 1 else lens_[0]
-                size = np.concatenate(size_) if len(size_) > 1 else size_[0]
-                nnew = lens.size
+                g_id, g_time = p_id[go], p_time[go]
+                p_id, p_time = p_id[~go], p_time[~go]
+                k = g_id - self.tr_base
+                arcs = _gather(tr.arcs, k)
+                lens = tr.lens[k]
+                size = tr.size[k]
+                late = g_time - t
+                self.top_active = max(self.top_active, int(tr.step[k].max()))
                 np.add.at(self.carried, arcs, np.repeat(size, lens))
                 np.add.at(self.load, arcs, 1)
                 e_arc = np.concatenate([e_arc, arcs])
-                e_pos = np.concatenate([e_pos, np.repeat(np.arange(first_flow, first_flow + nnew), lens)])
-                a_step = np.concatenate([a_step] + [np.full(f.size, s) for s, f, _ in by_step])
-                a_flow = np.concatenate([a_flow] + [f for _, f, _ in by_step])
+                e_pos = np.concatenate([e_pos, np.repeat(np.arange(first_flow, first_flow + lens.size), lens)])
+                a_id = np.concatenate([a_id, g_id])
                 a_rem = np.concatenate([a_rem, size])
-                p_step, p_flow, p_time = p_step[~go], p_flow[~go], p_time[~go]
                 # a new flow alone on all its arcs runs at its slowest arc's rate and slows nobody down
                 heads = np.cumsum(lens) - lens
                 shared = np.logical_or.reduceat(self.load[arcs] > 1, heads)
                 a_rate = np.concatenate([a_rate, np.minimum.reduceat(self.cap[arcs], heads)])
                 changed.append(arcs[np.repeat(shared, lens)])
-            if a_step.size:
+            if a_id.size:
                 if any(c.size for c in changed):
                     a_rate = _rerate(e_arc, e_pos, self.cap, a_rate, changed, self.load)
-                if late_by and limit > t * (1 + _REL):
+                if late is not None and limit > t * (1 + _REL):
                     # flows started up to a window early end as much later (at the rate they start with)
-                    a_rem[first_flow:] += a_rate[first_flow:] * np.maximum(np.concatenate(late_by), 0.0)
+                    a_rem[first_flow:] += a_rate[first_flow:] * np.maximum(late, 0.0)
                 self.events += 1
             else:
                 k = int(self.cur.min())
@@ -1079,6 +1172,13 @@ class _Clock:
             r = int(np.argmin(self.cur))
             raise RuntimeError(f"rank {r} waits forever in step {int(self.cur[r])}: the schedule deadlocks")
         return None
+
+    def _waiting(self, p_id: np.ndarray, p_time: np.ndarray) -> tuple:
+        """The transfers waiting for their start time, with :attr:`pending` added."""
+        p_id = np.concatenate([p_id] + [g for g, _ in self.pending])
+        p_time = np.concatenate([p_time] + [ts for _, ts in self.pending])
+        self.pending.clear()
+        return p_id, p_time
 
 
 @dataclass
