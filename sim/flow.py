@@ -528,28 +528,38 @@ def _maxmin(arc: np.ndarray, flow: np.ndarray, cap: np.ndarray, rate: np.ndarray
     """
     if not arc.size:
         return
-    bound = np.zeros(0)  # the flows' own bounds: flows ``bounded``, bound ``bound``
+    count = np.bincount(arc, minlength=cap.size)
+    bound = np.zeros(0)
     bounded = np.zeros(0, dtype=np.int64)
-    if arc.size >= FOLD_ENTRIES:  # (on few entries the folding costs more than it saves)
-        count = np.bincount(arc, minlength=cap.size)
+    if arc.size >= FOLD_ENTRIES:
         alone = count[arc] == 1
         if alone.any():
             own = np.full(rate.shape[0], np.inf)
             np.minimum.at(own, flow[alone], cap[arc[alone]])
             bounded = np.flatnonzero(own < np.inf)
             bound = own[bounded]
-            shared = ~alone
-            arc, flow = arc[shared], flow[shared]
-        # renumber the arcs that flows share 0..m-1 (the same ones, in the same order)
+            keep = np.flatnonzero(~alone)
+            arc, flow = arc[keep], flow[keep]
         used = count > 1
-        cap = cap[used]
-        arc = (np.cumsum(used) - 1)[arc]
+    else:
+        used = count > 0
+    # renumber the arcs in use 0..m-1 (the same ones, in the same order)
+    idx = np.flatnonzero(used)
+    if idx.size < cap.size:
+        local = np.cumsum(used)
+        local -= 1
+        arc = local[arc]
+        cap = cap[idx]
+        count = count[idx]
+    elif bound.size:
+        count = np.bincount(arc, minlength=cap.size)
+    m = cap.size
     capr = cap
     frozen = np.zeros(rate.shape[0], dtype=bool)
     with np.errstate(divide="ignore", invalid="ignore"):  # inf or nan share on arcs no flow left uses
         while True:
-            share = capr / np.bincount(arc, minlength=cap.size)
-            level = np.fmin.reduce(share) if share.size else np.inf
+            share = capr / count
+            level = np.fmin.reduce(share) if m else np.inf
             if bound.size:
                 level = np.fmin(level, bound.min())
             top = level * (1 + _REL)
@@ -563,15 +573,17 @@ def _maxmin(arc: np.ndarray, flow: np.ndarray, cap: np.ndarray, rate: np.ndarray
                 left = ~frozen[bounded]
                 bounded, bound = bounded[left], bound[left]
             out = frozen[flow]
-            if out.all():
+            stay = np.flatnonzero(~out)
+            if stay.size == 0:
                 if not bound.size:
                     return
                 arc, flow = arc[:0], flow[:0]
+                count = np.zeros(m, dtype=np.int64)
                 continue
             arc_out = arc[out]
-            capr = np.maximum(capr - np.bincount(arc_out, weights=np.full(arc_out.size, level), minlength=cap.size), 0.0)
-            stay = ~out
+            capr = np.maximum(capr - np.bincount(arc_out, weights=np.full(arc_out.size, level), minlength=m), 0.0)
             arc, flow = arc[stay], flow[stay]
+            count = np.bincount(arc, minlength=m)
 
 
 def _rerate(arc: np.ndarray, flow: np.ndarray, cap: np.ndarray, rate: np.ndarray, changed: list,
@@ -586,29 +598,33 @@ def _rerate(arc: np.ndarray, flow: np.ndarray, cap: np.ndarray, rate: np.ndarray
     counts as growth, as if it were followed.
     """
     seeds = np.concatenate(changed) if changed else np.zeros(0, dtype=np.int64)
+    if load is None:
+        load = np.bincount(arc, minlength=cap.size)
     marked = np.zeros(cap.size, dtype=bool)
     marked[seeds] = True
     mine = np.zeros(rate.shape[0], dtype=bool)
-    if load is None:
-        load = np.bincount(arc, minlength=cap.size)
     shared = load[arc] > 1
-    s_arc, s_flow = arc[shared], flow[shared]
+    si = np.flatnonzero(shared)
+    s_arc, s_flow = arc[si], flow[si]
     a, f = arc, flow  # the first round starts from the seeds, which may be arcs of one flow
     for hop in range(RERATE_HOPS):
-        grow = marked[a] & ~mine[f]
-        if not grow.any():
-            break
+        grow = marked[a]
+        grow &= ~mine[f]
         grown = f[grow]
+        if not grown.size:
+            break
         mine[grown] = True
-        more = mine[s_flow] & ~marked[s_arc]
-        if not more.any():
+        more = mine[s_flow]
+        more &= ~marked[s_arc]
+        reach = s_arc[more]
+        if not reach.size:
             if hop == RERATE_HOPS - 1:
                 new = np.zeros(rate.shape[0], dtype=bool)
                 new[grown] = True
                 if (new[flow] & ~shared & ~marked[arc]).any():
                     mine[:] = True
             break
-        marked[s_arc[more]] = True
+        marked[reach] = True
         a, f = s_arc, s_flow
     else:
         mine[:] = True
@@ -617,8 +633,8 @@ def _rerate(arc: np.ndarray, flow: np.ndarray, cap: np.ndarray, rate: np.ndarray
         _maxmin(arc, flow, cap, out)
         return out
     out = rate.copy()
-    if mine.any():
-        on = mine[flow]
+    on = np.flatnonzero(mine[flow])
+    if on.size:
         _maxmin(arc[on], flow[on], cap, out)
     return out
 
@@ -757,16 +773,12 @@ class _LiveStep:
     """One step as the event clock sees it: where its transfers lie in the clock's transfer table and its
     row in the clock's per-(step, rank) tables."""
 
-    def __init__(self, index: int, row: int, base: int, n: int, shortest: float, any_eager: bool,
-                 send_tab: np.ndarray, recv_tab: np.ndarray):
+    def __init__(self, index: int, row: int, base: int, n: int, shortest: float):
         self.index = index
         self.row = row  # the step's row in the clock's (step, rank) tables
         self.base = base  # its transfers are the clock's transfers base .. base + n - 1
         self.n = n
         self.shortest = shortest  # shortest transfer time of the step, alone on its route
-        self.any_eager = any_eager
-        # rank r sends the transfers send_tab[r] and receives recv_tab[r] (clock ids; rows padded with -1)
-        self.send_tab, self.recv_tab = send_tab, recv_tab
 
 
 class _Table:
@@ -861,6 +873,10 @@ class _Clock:
         self.left = np.zeros(self.rows * p, dtype=np.int64)
         self.tmax = np.full(self.rows * p, -np.inf)
         self.involved = np.zeros(self.rows * p, dtype=bool)
+        # the transfers the rank sends and receives in the step (clock ids, rows padded with -1)
+        self.sends = np.full((self.rows * p, 1), -1, dtype=np.int64)
+        self.recvs = np.full((self.rows * p, 1), -1, dtype=np.int64)
+        self.has_eager = False  # some transfer generated so far is eager
         self.parts = np.zeros(self.rows, dtype=np.int64)  # parts left per row
         self.rowstep = np.zeros(self.rows, dtype=np.int64)  # the step in each row
         self.free = list(range(self.rows))
@@ -883,9 +899,10 @@ class _Clock:
         if not self.free:
             p, old = self.p, self.rows
             self.rows *= 2
-            for name, fill in (("enter", np.nan), ("left", 0), ("tmax", -np.inf), ("involved", False), ("stamp", 0)):
+            for name, fill in (("enter", np.nan), ("left", 0), ("tmax", -np.inf), ("involved", False), ("stamp", 0),
+                               ("sends", -1), ("recvs", -1)):
                 col = getattr(self, name)
-                new = np.full(self.rows * p, fill, dtype=col.dtype)
+                new = np.full((self.rows * p, *col.shape[1:]), fill, dtype=col.dtype)
                 new[:old * p] = col
                 setattr(self, name, new)
             for name in ("parts", "rowstep"):
@@ -939,9 +956,16 @@ class _Clock:
             src_ptr = np.searchsorted(src[by_src], np.arange(p + 1))
             by_dst = np.argsort(dst, kind="stable")
             dst_ptr = np.searchsorted(dst[by_dst], np.arange(p + 1))
-            send_tab, recv_tab = _table(by_src, src_ptr), _table(by_dst, dst_ptr)
-            send_tab[send_tab >= 0] += base
-            recv_tab[recv_tab >= 0] += base
+            for name, tab in (("sends", _table(by_src, src_ptr)), ("recvs", _table(by_dst, dst_ptr))):
+                tab[tab >= 0] += base
+                col = getattr(self, name)
+                if tab.shape[1] > col.shape[1]:  # more transfers per rank than any step before: widen
+                    wide = np.full((col.shape[0], tab.shape[1]), -1, dtype=np.int64)
+                    wide[:, :col.shape[1]] = col
+                    setattr(self, name, wide)
+                    col = wide
+                col[at:at + p] = -1
+                col[at:at + p, :tab.shape[1]] = tab
             left = np.diff(src_ptr) + np.diff(dst_ptr)  # parts (sends, receives) each rank has left
             rows = slice(at, at + p)
             self.left[rows] = left
@@ -950,9 +974,8 @@ class _Clock:
             self.tmax[rows] = -np.inf
             self.parts[row] = int(left.sum())
             self.rowstep[row] = i
-            any_eager = bool(eager.any())
-            self.steps[i] = _LiveStep(i, row, base, keep.size, float((size / full.static_rate[keep]).min()), any_eager,
-                                      send_tab, recv_tab)
+            self.has_eager |= bool(eager.any())
+            self.steps[i] = _LiveStep(i, row, base, keep.size, float((size / full.static_rate[keep]).min()))
             self.order.append(i)
             self.budget += CLOCK_EXACT_EVENTS
             return True
@@ -974,13 +997,14 @@ class _Clock:
     def _move_on(self, after: np.ndarray, ranks: np.ndarray, times: np.ndarray) -> None:
         """The ranks finished the steps ``after`` at ``times``: enter their next steps.
 
-        Ranks that reach the same step enter it at once.
+        The ranks enter their steps together (whichever steps they are), then what can start starts.
         """
+        p = self.p
         while ranks.size:
             first = int(after.min())
             j = bisect.bisect_right(self.order, first)
             mixed = int(after.max()) != first
-            work = []
+            into, who, when, index = [], [], [], []  # (step, rank) entries entered, ranks, times, steps
             while ranks.size:
                 if j == len(self.order) and not self._materialise():
                     self.cur[ranks] = self.schedule.nsteps
@@ -988,40 +1012,52 @@ class _Clock:
                     break
                 st = self.steps[self.order[j]]
                 j += 1
-                hit = self.involved[st.row * self.p + ranks]
+                at = st.row * p + ranks
+                hit = self.involved[at]
                 if mixed:
                     hit &= after < st.index
+                if hit.all():
+                    into.append(at)
+                    who.append(ranks)
+                    when.append(times)
+                    index.append(np.full(ranks.size, st.index))
+                    break
                 if hit.any():
-                    w = self._enter(st, ranks[hit], times[hit])
-                    if w is not None:
-                        work.append(w)
+                    into.append(at[hit])
+                    who.append(ranks[hit])
+                    when.append(times[hit])
+                    index.append(np.full(who[-1].size, st.index))
                     stay = ~hit
                     ranks, times = ranks[stay], times[stay]
                     if mixed:
                         after = after[stay]
-            if not work:
+            if not into:
                 return
-            after = np.concatenate([w[0] for w in work])
-            ranks = np.concatenate([w[1] for w in work])
-            times = np.concatenate([w[2] for w in work])
+            if len(into) > 1:
+                work = self._enter(np.concatenate(into), np.concatenate(who), np.concatenate(when), np.concatenate(index))
+            else:
+                work = self._enter(into[0], who[0], when[0], index[0])
+            if work is None:
+                return
+            after, ranks, times = work
 
-    def _enter(self, st: _LiveStep, ranks: np.ndarray, times: np.ndarray) -> tuple | None:
-        """``ranks`` start step ``st`` at ``times``: start what can start; returns ranks done with the step."""
-        tr, base, p = self.tr, self.tr_base, self.p
-        at = st.row * p
-        self.enter[at + ranks] = times
-        self.cur[ranks] = st.index
+    def _enter(self, at: np.ndarray, ranks: np.ndarray, times: np.ndarray, index: np.ndarray) -> tuple | None:
+        """``ranks`` start steps ``index`` ((step, rank) entries ``at``) at ``times``: start what can start;
+        returns the ranks done with a step (eager messages that were there before them), as :meth:`_done`."""
+        tr, base = self.tr, self.tr_base
+        self.enter[at] = times
+        self.cur[ranks] = index
         self.ready[ranks] = times
-        recvs = _gather(st.recv_tab, ranks)
+        recvs = _gather(self.recvs, at)
         # the sends of the ranks first: a transfer between two of them is a send that can start, so the
         # receives left to try are those not started (each transfer is tried once)
-        for cand in (_gather(st.send_tab, ranks), recvs):
+        for cand in (_gather(self.sends, at), recvs):
             k = cand - base
             k = k[~tr.started[k]]
             if not k.size:
                 continue
             es, ed = self.enter[tr.srow[k]], self.enter[tr.drow[k]]
-            if st.any_eager:
+            if self.has_eager:
                 eager = tr.eager[k]
                 ok = ~np.isnan(es) & (eager | ~np.isnan(ed))
                 if ok.any():
@@ -1039,7 +1075,7 @@ class _Clock:
                     go = k[ok]
                     tr.started[go] = True
                     self.pending.append((go + base, np.maximum(es[ok], ed[ok]) + tr.alpha[go]))
-        if not st.any_eager:
+        if not self.has_eager:
             return None
         k = recvs - base
         early = k[~np.isnan(tr.arrival[k])]  # eager messages that arrived before their receiver came
