@@ -997,40 +997,39 @@ class _Clock:
     def _move_on(self, after: np.ndarray, ranks: np.ndarray, times: np.ndarray) -> None:
         """The ranks finished the steps ``after`` at ``times``: enter their next steps.
 
-        The ranks enter their steps together (whichever steps they are), then what can start starts.
+        Each rank's next step is the first live step after ``after`` that involves it (steps are
+        generated when some rank finds none); the ranks enter their steps together, whichever steps
+        they are, then what can start starts.
         """
         p = self.p
         while ranks.size:
-            first = int(after.min())
-            j = bisect.bisect_right(self.order, first)
-            mixed = int(after.max()) != first
-            into, who, when, index = [], [], [], []  # (step, rank) entries entered, ranks, times, steps
+            j = bisect.bisect_right(self.order, int(after.min()))
+            into, who, when, index = [], [], [], []  # the (step, rank) entries entered, ranks, times, steps
             while ranks.size:
                 if j == len(self.order) and not self._materialise():
                     self.cur[ranks] = self.schedule.nsteps
                     self.ready[ranks] = times
                     break
-                st = self.steps[self.order[j]]
-                j += 1
-                at = st.row * p + ranks
-                hit = self.involved[at]
-                if mixed:
-                    hit &= after < st.index
-                if hit.all():
-                    into.append(at)
+                idx = np.array(self.order[j:], dtype=np.int64)
+                rows = np.array([self.steps[i].row for i in self.order[j:]], dtype=np.int64) * p
+                hit = self.involved[rows[:, None] + ranks]  # (live step from j, rank)
+                hit &= after < idx[:, None]
+                first = hit.argmax(axis=0)
+                got = hit[first, np.arange(ranks.size)]
+                if got.all():
+                    into.append(rows[first] + ranks)
                     who.append(ranks)
                     when.append(times)
-                    index.append(np.full(ranks.size, st.index))
+                    index.append(idx[first])
                     break
-                if hit.any():
-                    into.append(at[hit])
-                    who.append(ranks[hit])
-                    when.append(times[hit])
-                    index.append(np.full(who[-1].size, st.index))
-                    stay = ~hit
-                    ranks, times = ranks[stay], times[stay]
-                    if mixed:
-                        after = after[stay]
+                if got.any():
+                    into.append(rows[first[got]] + ranks[got])
+                    who.append(ranks[got])
+                    when.append(times[got])
+                    index.append(idx[first[got]])
+                    stay = ~got
+                    ranks, times, after = ranks[stay], times[stay], after[stay]
+                j = len(self.order)  # the ranks left are in no live step after theirs: the next one generated
             if not into:
                 return
             if len(into) > 1:
