@@ -88,7 +88,10 @@ routes) and by repeated simulations.
   run of steps with the same pattern whose flows never share an arc (a ring whose ranks drift) is
   checked per flow, since on its arcs a flow follows only its own earlier copies.
 * The event clock across steps (``_Clock``) generates steps as the first rank reaches them and
-  drops them when every rank is through. When flows start or end, it recomputes the rates of the
+  drops them when every rank is through. The live steps' transfers are rows of one table and every
+  live step has a row in (step, rank) tables (entered when, parts left, sends, receives), so the
+  flows that end or start at one event and the ranks that move on are handled in one pass whatever
+  their steps. When flows start or end, it recomputes the rates of the
   flows connected to them through shared arcs only (up to ``RERATE_HOPS`` hops; beyond that, all
   of them). Its exactness has a bound too: after ``CLOCK_EXACT_EVENTS`` (16) rate recomputations
   per step generated, events closer than ``EVENT_WINDOW`` of the shortest transfer time of the
@@ -134,6 +137,9 @@ EXACT_EVENTS = 64
 RERATE_HOPS = 6
 #: Exact rate recomputations of the event clock per step it generates (then as ``EVENT_WINDOW``).
 CLOCK_EXACT_EVENTS = 16
+#: The event clock drops the transfers of the steps every rank is through once there are this many and
+#: they are at least half of its table (the ids of the others stay as they are).
+CLOCK_COMPACT = 4096
 #: Max-min calls on at least this many (arc, flow) entries fold the arcs of one flow into per-flow bounds.
 FOLD_ENTRIES = 4096
 #: Past :data:`EXACT_EVENTS`, events closer than this fraction of the step's shortest transfer
@@ -988,7 +994,7 @@ class _Clock:
             st = steps.pop(order.pop(0))
             self.free.append(st.row)
         dead = (steps[order[0]].base if order else self.tr_base + self.tr.n) - self.tr_base
-        if dead >= 4096 and 2 * dead >= self.tr.n:
+        if dead and dead >= CLOCK_COMPACT and 2 * dead >= self.tr.n:
             self.tr.drop(dead)
             self.tr_base += dead
 
