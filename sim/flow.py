@@ -534,38 +534,28 @@ def _maxmin(arc: np.ndarray, flow: np.ndarray, cap: np.ndarray, rate: np.ndarray
     """
     if not arc.size:
         return
-    count = np.bincount(arc, minlength=cap.size)
-    bound = np.zeros(0)
+    bound = np.zeros(0)  # the flows' own bounds: flows ``bounded``, bound ``bound``
     bounded = np.zeros(0, dtype=np.int64)
-    if arc.size >= FOLD_ENTRIES:
+    if arc.size >= FOLD_ENTRIES:  # (on few entries the folding costs more than it saves)
+        count = np.bincount(arc, minlength=cap.size)
         alone = count[arc] == 1
         if alone.any():
             own = np.full(rate.shape[0], np.inf)
             np.minimum.at(own, flow[alone], cap[arc[alone]])
             bounded = np.flatnonzero(own < np.inf)
             bound = own[bounded]
-            keep = np.flatnonzero(~alone)
-            arc, flow = arc[keep], flow[keep]
+            shared = ~alone
+            arc, flow = arc[shared], flow[shared]
+        # renumber the arcs that flows share 0..m-1 (the same ones, in the same order)
         used = count > 1
-    else:
-        used = count > 0
-    # renumber the arcs in use 0..m-1 (the same ones, in the same order)
-    idx = np.flatnonzero(used)
-    if idx.size < cap.size:
-        local = np.cumsum(used)
-        local -= 1
-        arc = local[arc]
-        cap = cap[idx]
-        count = count[idx]
-    elif bound.size:
-        count = np.bincount(arc, minlength=cap.size)
-    m = cap.size
+        cap = cap[used]
+        arc = (np.cumsum(used) - 1)[arc]
     capr = cap
     frozen = np.zeros(rate.shape[0], dtype=bool)
     with np.errstate(divide="ignore", invalid="ignore"):  # inf or nan share on arcs no flow left uses
         while True:
-            share = capr / count
-            level = np.fmin.reduce(share) if m else np.inf
+            share = capr / np.bincount(arc, minlength=cap.size)
+            level = np.fmin.reduce(share) if share.size else np.inf
             if bound.size:
                 level = np.fmin(level, bound.min())
             top = level * (1 + _REL)
@@ -579,17 +569,15 @@ def _maxmin(arc: np.ndarray, flow: np.ndarray, cap: np.ndarray, rate: np.ndarray
                 left = ~frozen[bounded]
                 bounded, bound = bounded[left], bound[left]
             out = frozen[flow]
-            stay = np.flatnonzero(~out)
-            if stay.size == 0:
+            if out.all():
                 if not bound.size:
                     return
                 arc, flow = arc[:0], flow[:0]
-                count = np.zeros(m, dtype=np.int64)
                 continue
             arc_out = arc[out]
-            capr = np.maximum(capr - np.bincount(arc_out, weights=np.full(arc_out.size, level), minlength=m), 0.0)
+            capr = np.maximum(capr - np.bincount(arc_out, weights=np.full(arc_out.size, level), minlength=cap.size), 0.0)
+            stay = ~out
             arc, flow = arc[stay], flow[stay]
-            count = np.bincount(arc, minlength=m)
 
 
 def _rerate(arc: np.ndarray, flow: np.ndarray, cap: np.ndarray, rate: np.ndarray, changed: list,
@@ -606,6 +594,14 @@ def _rerate(arc: np.ndarray, flow: np.ndarray, cap: np.ndarray, rate: np.ndarray
     seeds = np.concatenate(changed) if changed else np.zeros(0, dtype=np.int64)
     if load is None:
         load = np.bincount(arc, minlength=cap.size)
+    used = load > 0
+    if 2 * np.count_nonzero(used) < cap.size:
+        # renumber the arcs in flight 0..m-1 (the same ones, in the same order: the same arithmetic on
+        # fewer arcs; the event clock's arcs are every arc it has seen)
+        local = np.cumsum(used)
+        local -= 1
+        seeds = local[seeds[used[seeds]]]  # (a seed no flow crosses leads nowhere)
+        arc, cap, load = local[arc], cap[used], load[used]
     marked = np.zeros(cap.size, dtype=bool)
     marked[seeds] = True
     mine = np.zeros(rate.shape[0], dtype=bool)
