@@ -385,8 +385,10 @@ def build_params(samples: Sequence[Sample], gamma_timings: Sequence[tuple[int, f
     ``busy_posted`` (the busy exchanges with every receive posted while the exchange before is in
     flight, ``_busy_exchanges(ahead=True)``) gives ``posted_alpha``, the per-message overhead of
     the torch runtime's receives posted a step ahead (:mod:`collectives.execution`): ``alpha``
-    less the difference of the two busy fits' intercepts (what posting ahead saved, or cost, in
-    probes alike in all else); without it ``posted_alpha`` stays unset (``alpha``).
+    less what posting ahead saved (or cost) per step in the two busy probes, alike in all else, at
+    their two smallest sizes above the latency probe, where the per-message overhead is most of a
+    step (the median of the paired differences: fitted intercepts move by more than the saving
+    with the machine's noise); without it ``posted_alpha`` stays unset (``alpha``).
 
     ``pattern_times`` (``{(pattern, size): seconds}`` of :func:`_pattern_steps`: every rank runs
     one step pattern of the collectives' schedules (:func:`probe_patterns`), all at once, back to
@@ -435,8 +437,12 @@ def build_params(samples: Sequence[Sample], gamma_timings: Sequence[tuple[int, f
     if busy_fit is not None and busy_posted and len([b for b in busy_posted if b > LATENCY_PROBE]) >= 2:
         posted_samples = [Sample(0, 1, b, t) for b, t in sorted(busy_posted.items()) if b > LATENCY_PROBE]
         posted_fit = fit_link(posted_samples, {(0, 1): (1, bw)})
-        # what posting ahead saves, measured by two probes alike in all else, taken off the alpha used
-        posted_alpha = max(alpha - (busy_fit.alpha - posted_fit.alpha), 0.0)
+        # what posting ahead saves per step, from the two busy probes (alike in all else) at the sizes
+        # where the per-message overhead is most of a step (the two smallest above the latency probe):
+        # paired differences, not fitted intercepts, which noise moves by more than the saving
+        small = sorted(b for b in busy_posted if b > LATENCY_PROBE and b in busy)[:2]
+        saving = statistics.median(busy[b] - busy_posted[b] for b in small) if small else 0.0
+        posted_alpha = max(alpha - saving, 0.0)
     duplex, one_fit = duplex_from(samples, one_way, info)
     record = {
         "topology": G.graph.get("name"),
