@@ -160,10 +160,11 @@ def test_lanes_leave_one_lanes_reduction_on_the_critical_path():
     assert predict(schedule, net, nbytes, execution=execution).time == pytest.approx(tactic, rel=1e-9)
 
 
-@pytest.mark.parametrize("algorithm", ["ring", "recursive_doubling", "recursive_halving"])
+@pytest.mark.parametrize("algorithm", ["ring", "recursive_doubling"])
 def test_posted_receives_start_with_their_sender_when_ranks_drift(algorithm):
     """On an ECMP leaf-spine ranks drift apart (issue 16): a receive posted ahead does not hold its
-    sender, which is the eager model wherever everything but a synchronised first step is posted."""
+    sender, which is the eager model wherever everything but a synchronised first step is posted
+    (recursive halving is not such a case: its first allgather step cannot be posted ahead)."""
     import topologies
     from sim.flow import Network, simulate
     from sim.params import ModelParams
@@ -172,9 +173,7 @@ def test_posted_receives_start_with_their_sender_when_ranks_drift(algorithm):
                          "latency=1us,routing=ecmp")
     schedule, nbytes = get_schedule("allreduce", algorithm, 16), 1 << 20
     execution = ex.execution_for(schedule, nbytes)
-    first = [m is not None and bool(m.any()) for m in execution.posted]
-    if not all(first[1:]) or not all(m.all() for m in execution.posted[1:]):
-        pytest.skip("not every later step is posted ahead")
+    assert all(m.all() for m in execution.posted[1:]) and not execution.posted[0].any()
     params = ModelParams(alpha=2e-6, gamma=1e-10)
     rendezvous = simulate(schedule, Network(G, params), nbytes).time
     posted = simulate(schedule, Network(G, params), nbytes, execution=execution).time
