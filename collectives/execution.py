@@ -245,10 +245,6 @@ class Execution:
         return ", ".join(parts) if len(parts) > 1 else parts[0] + ", plain steps"
 
 
-#: The execution of a runtime without tactics.
-PLAIN = Execution()
-
-
 def execution_for(schedule: Schedule, nbytes: int, itemsize: int = 4, *, runtime: str = "torch",
                   device: str = "cpu") -> Execution:
     """The :class:`Execution` of ``schedule`` on a buffer of ``nbytes`` bytes, as ``runtime`` runs it.
