@@ -89,17 +89,16 @@ routes) and by repeated simulations.
   checked per flow, since on its arcs a flow follows only its own earlier copies.
 * The event clock across steps (``_Clock``) generates steps as the first rank reaches them and
   drops them when every rank is through. The live steps' transfers are rows of one table and every
-  live step has a row in (step, rank) tables (entered when, parts left, sends, receives), so the
-  flows that end or start at one event and the ranks that move on are handled in one pass whatever
-  their steps. When flows start or end, it recomputes the rates of the
-  flows connected to them through shared arcs only (up to ``RERATE_HOPS`` hops; beyond that, all
-  of them). Its exactness has a bound too: after ``CLOCK_EXACT_EVENTS`` (16) rate recomputations
-  per step generated, events closer than ``EVENT_WINDOW`` of the shortest transfer time of the
-  steps in progress are merged; a flow started early by that is given as much more to send, so
-  its own end does not move. A 256 MiB tree allreduce on ``fat_tree:k=16,routing=ecmp`` then
-  takes 4,700 rate recomputations instead of 114,000, and its time moves by 0.1 %.
-  A lock-step run never needs it; a drifting one can cost several times the step loop
-  (``benchmarks/sim_scaling.py`` measures both).
+  live step has a row in (step, rank) tables (entered when, parts left, sends, receives). The
+  events run compiled (:mod:`sim.eventclock`, numba): per event, loops over the flows in flight
+  instead of tens of small array operations. When flows start or end, it recomputes the rates of
+  the flows connected to them through shared arcs only. Its exactness has a bound too: after
+  ``CLOCK_EXACT_EVENTS`` (16) rate recomputations per step generated, events closer than
+  ``EVENT_WINDOW`` of the shortest transfer time of the steps in progress are merged; a flow
+  started early by that is given as much more to send, so its own end does not move. A 256 MiB
+  tree allreduce on ``fat_tree:k=16,routing=ecmp`` then takes 4,700 rate recomputations instead
+  of 114,000, and its time moves by 0.1 %. A lock-step run never needs the clock; a drifting one
+  costs more than the step loop (``benchmarks/sim_scaling.py`` measures both).
 
 Examples
 --------
@@ -113,7 +112,6 @@ Examples
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -132,9 +130,6 @@ _REL = 1e-12  # relative tolerance for "the same instant"
 LARGE_GROUP = 32
 #: Rate recomputations per step that are always exact (see ``_one_clock_events``).
 EXACT_EVENTS = 64
-#: Hops of "shares an arc with" that the event clock follows from a changed flow before it
-#: recomputes every rate instead of those of the connected flows only.
-RERATE_HOPS = 6
 #: Exact rate recomputations of the event clock per step it generates (then as ``EVENT_WINDOW``).
 CLOCK_EXACT_EVENTS = 16
 #: The event clock drops the transfers of the steps every rank is through once there are this many and
@@ -580,67 +575,6 @@ def _maxmin(arc: np.ndarray, flow: np.ndarray, cap: np.ndarray, rate: np.ndarray
             arc, flow = arc[stay], flow[stay]
 
 
-def _rerate(arc: np.ndarray, flow: np.ndarray, cap: np.ndarray, rate: np.ndarray, changed: list,
-            load: np.ndarray | None = None) -> np.ndarray:
-    """Max-min rates of the flows in flight after the flows on the arcs ``changed`` started or ended.
-
-    Only the flows connected to those arcs (through arcs they share, transitively) can change
-    rate; the others keep theirs. When that set keeps growing (more than :data:`RERATE_HOPS`
-    rounds of "flows on the marked arcs, then their arcs"), everything is recomputed. ``load``:
-    flows per arc, when known. After the first round only arcs that flows share are followed (an
-    arc of one flow leads back to it); at the last round, a flow's own arc left unmarked still
-    counts as growth, as if it were followed.
-    """
-    seeds = np.concatenate(changed) if changed else np.zeros(0, dtype=np.int64)
-    if load is None:
-        load = np.bincount(arc, minlength=cap.size)
-    used = load > 0
-    if 2 * np.count_nonzero(used) < cap.size:
-        # renumber the arcs in flight 0..m-1 (the same ones, in the same order: the same arithmetic on
-        # fewer arcs; the event clock's arcs are every arc it has seen)
-        local = np.cumsum(used)
-        local -= 1
-        seeds = local[seeds[used[seeds]]]  # (a seed no flow crosses leads nowhere)
-        arc, cap, load = local[arc], cap[used], load[used]
-    marked = np.zeros(cap.size, dtype=bool)
-    marked[seeds] = True
-    mine = np.zeros(rate.shape[0], dtype=bool)
-    shared = load[arc] > 1
-    si = np.flatnonzero(shared)
-    s_arc, s_flow = arc[si], flow[si]
-    a, f = arc, flow  # the first round starts from the seeds, which may be arcs of one flow
-    for hop in range(RERATE_HOPS):
-        grow = marked[a]
-        grow &= ~mine[f]
-        grown = f[grow]
-        if not grown.size:
-            break
-        mine[grown] = True
-        more = mine[s_flow]
-        more &= ~marked[s_arc]
-        reach = s_arc[more]
-        if not reach.size:
-            if hop == RERATE_HOPS - 1:
-                new = np.zeros(rate.shape[0], dtype=bool)
-                new[grown] = True
-                if (new[flow] & ~shared & ~marked[arc]).any():
-                    mine[:] = True
-            break
-        marked[reach] = True
-        a, f = s_arc, s_flow
-    else:
-        mine[:] = True
-    if mine.all():
-        out = np.empty(rate.shape[0])
-        _maxmin(arc, flow, cap, out)
-        return out
-    out = rate.copy()
-    on = np.flatnonzero(mine[flow])
-    if on.size:
-        _maxmin(arc[on], flow[on], cap, out)
-    return out
-
-
 def _group_layout(pat: _Pattern, comp: np.ndarray, start: np.ndarray, flows: np.ndarray) -> tuple:
     """``flows`` sorted by group, then start, and one virtual arc per (group, arc) (see :func:`_grouped_events`)."""
     nflows = flows.shape[0]
@@ -835,8 +769,10 @@ class _Clock:
     ``max(arrival, when the receiver entered the step)`` plus its reduction.
 
     Every live step's transfers are rows of one table (:class:`_Table`, ids in generation order)
-    and every live step has a row in the (step, rank) tables ``enter``, ``left`` and ``tmax``, so
-    the flows that end or start at one event are handled together whatever their steps.
+    and every live step has a row in the (step, rank) tables ``enter``, ``left`` and ``tmax``. This
+    class generates the steps as the first rank reaches them and drops them when every rank is
+    through; the events run compiled (:func:`sim.eventclock.run`), which returns here whenever a
+    rank needs a step not generated yet.
     """
 
     def __init__(self, schedule: Schedule, network: Network, offsets: np.ndarray, patterns: dict,
@@ -878,15 +814,11 @@ class _Clock:
         # the transfers the rank sends and receives in the step (clock ids, rows padded with -1)
         self.sends = np.full((self.rows * p, 1), -1, dtype=np.int64)
         self.recvs = np.full((self.rows * p, 1), -1, dtype=np.int64)
-        self.has_eager = False  # some transfer generated so far is eager
         self.parts = np.zeros(self.rows, dtype=np.int64)  # parts left per row
         self.rowstep = np.zeros(self.rows, dtype=np.int64)  # the step in each row
         self.free = list(range(self.rows))
-        self.pending: list[tuple[np.ndarray, np.ndarray]] = []  # (transfers, start times)
         self.events = 0  # rate recomputations
         self.budget = 0  # exact ones allowed so far: CLOCK_EXACT_EVENTS per step generated
-        self.top_active = -1  # highest step that ever had a flow in flight
-        self.stamp = np.zeros(self.rows * p, dtype=np.int64)  # scratch: the last position of an index in an array
 
     def arc_bytes(self) -> np.ndarray:
         """Bytes each topology arc carried."""
@@ -901,8 +833,8 @@ class _Clock:
         if not self.free:
             p, old = self.p, self.rows
             self.rows *= 2
-            for name, fill in (("enter", np.nan), ("left", 0), ("tmax", -np.inf), ("involved", False), ("stamp", 0),
-                               ("sends", -1), ("recvs", -1)):
+            for name, fill in (("enter", np.nan), ("left", 0), ("tmax", -np.inf), ("involved", False), ("sends", -1),
+                               ("recvs", -1)):
                 col = getattr(self, name)
                 new = np.full((self.rows * p, *col.shape[1:]), fill, dtype=col.dtype)
                 new[:old * p] = col
@@ -976,7 +908,6 @@ class _Clock:
             self.tmax[rows] = -np.inf
             self.parts[row] = int(left.sum())
             self.rowstep[row] = i
-            self.has_eager |= bool(eager.any())
             self.steps[i] = _LiveStep(i, row, base, keep.size, float((size / full.static_rate[keep]).min()))
             self.order.append(i)
             self.budget += CLOCK_EXACT_EVENTS
@@ -994,228 +925,49 @@ class _Clock:
             self.tr.drop(dead)
             self.tr_base += dead
 
-    # ---------------------------------------------------------------- ranks
-
-    def _move_on(self, after: np.ndarray, ranks: np.ndarray, times: np.ndarray) -> None:
-        """The ranks finished the steps ``after`` at ``times``: enter their next steps.
-
-        Each rank's next step is the first live step after ``after`` that involves it (steps are
-        generated when some rank finds none); the ranks enter their steps together, whichever steps
-        they are, then what can start starts.
-        """
-        p = self.p
-        while ranks.size:
-            j = bisect.bisect_right(self.order, int(after.min()))
-            into, who, when, index = [], [], [], []  # the (step, rank) entries entered, ranks, times, steps
-            while ranks.size:
-                if j == len(self.order) and not self._materialise():
-                    self.cur[ranks] = self.schedule.nsteps
-                    self.ready[ranks] = times
-                    break
-                idx = np.array(self.order[j:], dtype=np.int64)
-                rows = np.array([self.steps[i].row for i in self.order[j:]], dtype=np.int64) * p
-                hit = self.involved[rows[:, None] + ranks]  # (live step from j, rank)
-                hit &= after < idx[:, None]
-                first = hit.argmax(axis=0)
-                got = hit[first, np.arange(ranks.size)]
-                if got.all():
-                    into.append(rows[first] + ranks)
-                    who.append(ranks)
-                    when.append(times)
-                    index.append(idx[first])
-                    break
-                if got.any():
-                    into.append(rows[first[got]] + ranks[got])
-                    who.append(ranks[got])
-                    when.append(times[got])
-                    index.append(idx[first[got]])
-                    stay = ~got
-                    ranks, times, after = ranks[stay], times[stay], after[stay]
-                j = len(self.order)  # the ranks left are in no live step after theirs: the next one generated
-            if not into:
-                return
-            if len(into) > 1:
-                work = self._enter(np.concatenate(into), np.concatenate(who), np.concatenate(when), np.concatenate(index))
-            else:
-                work = self._enter(into[0], who[0], when[0], index[0])
-            if work is None:
-                return
-            after, ranks, times = work
-
-    def _enter(self, at: np.ndarray, ranks: np.ndarray, times: np.ndarray, index: np.ndarray) -> tuple | None:
-        """``ranks`` start steps ``index`` ((step, rank) entries ``at``) at ``times``: start what can start;
-        returns the ranks done with a step (eager messages that were there before them), as :meth:`_done`."""
-        tr, base = self.tr, self.tr_base
-        self.enter[at] = times
-        self.cur[ranks] = index
-        self.ready[ranks] = times
-        recvs = _gather(self.recvs, at)
-        # the sends of the ranks first: a transfer between two of them is a send that can start, so the
-        # receives left to try are those not started (each transfer is tried once)
-        for cand in (_gather(self.sends, at), recvs):
-            k = cand - base
-            k = k[~tr.started[k]]
-            if not k.size:
-                continue
-            es, ed = self.enter[tr.srow[k]], self.enter[tr.drow[k]]
-            if self.has_eager:
-                eager = tr.eager[k]
-                ok = ~np.isnan(es) & (eager | ~np.isnan(ed))
-                if ok.any():
-                    go = k[ok]
-                    tr.started[go] = True
-                    start = np.where(eager[ok], es[ok], np.maximum(es[ok], ed[ok])) + tr.alpha[go]
-                    self.pending.append((go + base, start))
-            else:
-                ok = ~np.isnan(ed)
-                ok &= ~np.isnan(es)
-                if ok.all():
-                    tr.started[k] = True
-                    self.pending.append((k + base, np.maximum(es, ed) + tr.alpha[k]))
-                elif ok.any():
-                    go = k[ok]
-                    tr.started[go] = True
-                    self.pending.append((go + base, np.maximum(es[ok], ed[ok]) + tr.alpha[go]))
-        if not self.has_eager:
-            return None
-        k = recvs - base
-        early = k[~np.isnan(tr.arrival[k])]  # eager messages that arrived before their receiver came
-        if early.size:
-            return self._done(tr.drow[early], np.maximum(tr.arrival[early], self.enter[tr.drow[early]]) + tr.red[early])
-        return None
-
-    def _done(self, idx: np.ndarray, times: np.ndarray) -> tuple | None:
-        """Parts of (step, rank) table entries ``idx`` done at ``times``; returns ``(steps, ranks, times)`` of the
-        ranks that finished a step."""
-        np.maximum.at(self.tmax, idx, times)
-        np.subtract.at(self.left, idx, 1)
-        np.subtract.at(self.parts, idx // self.p, 1)
-        fin = idx[self.left[idx] == 0]
-        if fin.size > 1:  # an entry twice (two parts done at once) counts once
-            self.stamp[fin] = np.arange(fin.size)
-            fin = fin[self.stamp[fin] == np.arange(fin.size)]
-        if not fin.size:
-            return None
-        row, rank = np.divmod(fin, self.p)
-        return self.rowstep[row], rank, self.tmax[fin]
-
-    def _ended(self, k: np.ndarray, end: np.ndarray) -> tuple | None:
-        """Transfers (table rows ``k``) whose last byte left their sender at ``end``; returns the ranks that
-        finished a step (for :meth:`_move_on`, once every flow that ended at this event is in)."""
-        tr = self.tr
-        arrival = end + tr.lat[k]
-        tr.arrival[k] = arrival
-        srow, drow = tr.srow[k], tr.drow[k]
-        ed = self.enter[drow]
-        there = ~np.isnan(ed)  # (a receiver not there yet gets an eager message when it comes)
-        if not there.all():
-            if not there.any():
-                return self._done(srow, end)
-            k, drow, arrival, ed = k[there], drow[there], arrival[there], ed[there]
-        recv = np.maximum(arrival, ed) + tr.red[k]
-        return self._done(np.concatenate([srow, drow]), np.concatenate([end, recv]))
-
     # ---------------------------------------------------------------- the clock
 
     def run(self) -> float | None:
         """Simulate until every rank is done (returns None) or all ranks are ready together with nothing
         in flight (returns that time; :attr:`cur` ``.min()`` is the step they go on from)."""
+        from sim import eventclock as ec
+
         p, tr = self.p, self.tr
-        self._move_on(np.full(p, self.first - 1), np.arange(p), self.ready.copy())
-        a_id = np.zeros(0, dtype=np.int64)  # flows in flight: their transfer (clock id),
-        a_rem = np.zeros(0)  # the bytes they have left and their rate
-        a_rate = np.zeros(0)
-        e_arc = np.zeros(0, dtype=np.int64)  # (clock arc, position in flight): every arc of every flow in flight
-        e_pos = np.zeros(0, dtype=np.int64)
-        p_id = np.zeros(0, dtype=np.int64)  # transfers waiting for their start time
-        p_time = np.zeros(0)
-        t = -np.inf
+        ist, fst = ec.istate(self.resync, self.schedule.nsteps, self.tr_base), ec.fstate()
+        # the ranks that move on (a stack: the step they finished, the rank, when), all of them at first
+        mv_after, mv_rank, mv_time = np.full(p, self.first - 1, dtype=np.int64), np.arange(p), self.ready.copy()
+        ist[ec.N_MV] = p
+        # flows in flight (transfer, bytes left, rate) and transfers waiting for their start time: a
+        # transfer is at most one of them, so the transfer table's rows bound both
+        flows = [np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0)]
         while True:
-            if self.pending:
-                p_id, p_time = self._waiting(p_id, p_time)
-            if a_rem.size:
-                t_end = t + a_rem / a_rate
-                t_next = float(t_end.min())
-                if p_time.size:
-                    t_next = min(t_next, float(p_time.min()))
-                if t_next == np.inf:
-                    break
-                a_rem = np.maximum(a_rem - a_rate * (t_next - t), 0.0)
+            if flows[0].size < tr.arcs.shape[0]:
+                n = tr.arcs.shape[0]
+                flows = [np.concatenate([f, np.zeros(n - f.size, dtype=f.dtype)]) for f in flows]
+            a_id, a_rem, a_rate, p_id, p_time = flows
+            live = [self.steps[i] for i in self.order]
+            status = ec.run(ist, fst, EVENT_WINDOW, np.array([st.shortest for st in live]),
+                            tr.size, tr.red, tr.lat, tr.alpha, tr.eager, tr.started, tr.arrival, tr.srow, tr.drow,
+                            tr.step, tr.arcs, tr.lens, self.enter, self.left, self.tmax, self.involved, self.sends,
+                            self.recvs, self.parts, self.rowstep, np.array(self.order, dtype=np.int64),
+                            np.array([st.row for st in live], dtype=np.int64), self.cap, self.load, self.carried,
+                            self.cur, self.ready, a_id, a_rem, a_rate, p_id, p_time, mv_after, mv_rank, mv_time)
+            self.events = int(ist[ec.EVENTS])
+            if status != ec.NEED_STEP:
+                break
+            self._drop_done()
+            ist[ec.LIVE_LO] = 0
+            ist[ec.TR_BASE] = self.tr_base
+            if self._materialise():
+                ist[ec.BUDGET] = self.budget
             else:
-                t_end = a_rem
-                t_next = float(p_time.min()) if p_time.size else np.inf
-                if t_next == np.inf:
-                    break
-            t = t_next
-            limit = t * (1 + _REL)
-            if self.events >= self.budget:
-                # past the budget, events closer than a fraction of the shortest transfer of the steps
-                # in progress are merged (flows that start early are made as much longer, below)
-                limit += EVENT_WINDOW * min(st.shortest for st in self.steps.values())
-            changed = []  # arcs whose flows in flight changed: the rates to recompute are around them
-            if t_end.size:
-                fin = t_end <= limit
-                if fin.any():
-                    ended, ended_at = a_id[fin], t_end[fin]
-                    keep = ~fin
-                    pos = np.cumsum(keep) - 1
-                    ekeep = keep[e_pos]
-                    gone = e_arc[~ekeep]
-                    np.subtract.at(self.load, gone, 1)
-                    changed.append(gone[self.load[gone] > 0])  # arcs other flows still cross
-                    e_arc, e_pos = e_arc[ekeep], pos[e_pos[ekeep]]
-                    a_id, a_rem, a_rate = a_id[keep], a_rem[keep], a_rate[keep]
-                    work = self._ended(ended - self.tr_base, ended_at)
-                    if work is not None:
-                        self._move_on(*work)
-                    self._drop_done()
-                    if self.pending:
-                        p_id, p_time = self._waiting(p_id, p_time)  # some may start now
-            go = p_time <= limit
-            first_flow = a_id.size
-            late = None
-            if go.any():
-                g_id, g_time = p_id[go], p_time[go]
-                p_id, p_time = p_id[~go], p_time[~go]
-                k = g_id - self.tr_base
-                arcs = _gather(tr.arcs, k)
-                lens = tr.lens[k]
-                size = tr.size[k]
-                late = g_time - t
-                self.top_active = max(self.top_active, int(tr.step[k].max()))
-                np.add.at(self.carried, arcs, np.repeat(size, lens))
-                np.add.at(self.load, arcs, 1)
-                e_arc = np.concatenate([e_arc, arcs])
-                e_pos = np.concatenate([e_pos, np.repeat(np.arange(first_flow, first_flow + lens.size), lens)])
-                a_id = np.concatenate([a_id, g_id])
-                a_rem = np.concatenate([a_rem, size])
-                # a new flow alone on all its arcs runs at its slowest arc's rate and slows nobody down
-                heads = np.cumsum(lens) - lens
-                shared = np.logical_or.reduceat(self.load[arcs] > 1, heads)
-                a_rate = np.concatenate([a_rate, np.minimum.reduceat(self.cap[arcs], heads)])
-                changed.append(arcs[np.repeat(shared, lens)])
-            if a_id.size:
-                if any(c.size for c in changed):
-                    a_rate = _rerate(e_arc, e_pos, self.cap, a_rate, changed, self.load)
-                if late is not None and limit > t * (1 + _REL):
-                    # flows started up to a window early end as much later (at the rate they start with)
-                    a_rem[first_flow:] += a_rate[first_flow:] * np.maximum(late, 0.0)
-                self.events += 1
-            else:
-                k = int(self.cur.min())
-                if self.resync and self.top_active < k and (self.ready == self.ready[0]).all():
-                    return float(self.ready[0])  # a clean cut: every rank ready at once, nothing in flight
+                ist[ec.EXHAUSTED] = 1
+        if status == ec.SYNC:
+            return float(fst[ec.T])
         if (self.cur < self.schedule.nsteps).any():
             r = int(np.argmin(self.cur))
             raise RuntimeError(f"rank {r} waits forever in step {int(self.cur[r])}: the schedule deadlocks")
         return None
-
-    def _waiting(self, p_id: np.ndarray, p_time: np.ndarray) -> tuple:
-        """The transfers waiting for their start time, with :attr:`pending` added."""
-        p_id = np.concatenate([p_id] + [g for g, _ in self.pending])
-        p_time = np.concatenate([p_time] + [ts for _, ts in self.pending])
-        self.pending.clear()
-        return p_id, p_time
 
 
 @dataclass

@@ -1,10 +1,11 @@
 """The flow model's inner kernels against plain versions of themselves, and what its caches share.
 
-The event clock's max-min rates (``_maxmin``) fold the arcs that one flow alone crosses into a
-bound per flow (on large calls: ``FOLD_ENTRIES``), and its re-rating search (``_rerate``) follows only arcs that flows share after its
-first round. Both are shortcuts that must change nothing: the plain versions below are the
-textbook progressive filling and the search over every arc, and the results must be equal to the
-last bit.
+The step loop's max-min rates (``_maxmin``) fold the arcs that one flow alone crosses into a
+bound per flow (on large calls: ``FOLD_ENTRIES``). The compiled event clock
+(:mod:`sim.eventclock`) fills the rates of the flows connected to a change only, found by
+following the arcs that flows share (``_spread``). Both are shortcuts that must change nothing:
+the plain versions below are the textbook progressive filling and connected components over
+every arc, and the results must be equal to the last bit.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 import topologies
-from sim.flow import RERATE_HOPS, Network, _maxmin, _rerate
+from sim.flow import Network, _maxmin
 
 REL = 1e-12
 
@@ -35,29 +36,6 @@ def plain_maxmin(arc, flow, cap, rate):
             arc_out = arc[out]
             capr = np.maximum(capr - np.bincount(arc_out, weights=np.full(arc_out.size, level), minlength=cap.size), 0.0)
             arc, flow = arc[~out], flow[~out]
-
-
-def plain_rerate(arc, flow, cap, rate, changed):
-    """The search over every arc: flows on marked arcs, then all their arcs, RERATE_HOPS rounds."""
-    marked = np.zeros(cap.size, dtype=bool)
-    marked[np.concatenate(changed)] = True
-    mine = np.zeros(rate.shape[0], dtype=bool)
-    for _ in range(RERATE_HOPS):
-        grow = marked[arc] & ~mine[flow]
-        if not grow.any():
-            break
-        mine[flow[grow]] = True
-        more = mine[flow] & ~marked[arc]
-        if not more.any():
-            break
-        marked[arc[more]] = True
-    else:
-        mine[:] = True
-    out = rate.copy()
-    on = mine[flow]
-    if on.any():
-        plain_maxmin(arc[on], flow[on], cap, out)
-    return out
 
 
 def random_flows(seed: int, nflows: int, narcs: int, private: float):
@@ -93,22 +71,74 @@ def test_maxmin_equals_plain_progressive_filling(seed, nflows, narcs, private, f
     assert np.array_equal(got, want)
 
 
+def _clock_tables(arc, flow, nflows):
+    """The event clock's layout of flows ``0..nflows-1``: transfer ids and routes padded with -1."""
+    lens = np.bincount(flow, minlength=nflows)
+    tarcs = np.full((nflows, max(int(lens.max(initial=0)), 1)), -1, dtype=np.int64)
+    col = np.arange(arc.size) - np.repeat(np.cumsum(lens) - lens, lens)
+    tarcs[flow, col] = arc
+    return np.arange(nflows, dtype=np.int64), tarcs, lens.astype(np.int64)
+
+
+def _compiled_maxmin(sel, arc, flow, cap, rate):
+    from sim import eventclock
+
+    nflows = rate.shape[0]
+    a_id, tarcs, tlens = _clock_tables(arc, flow, nflows)
+    na = cap.size
+    eventclock._maxmin(np.asarray(sel, dtype=np.int64), len(sel), a_id, 0, tarcs, tlens, cap, rate,
+                       np.zeros(na, dtype=np.int64), np.empty(na), np.zeros(na), np.empty(na, dtype=np.int64),
+                       np.empty(na, dtype=np.int64), np.empty(na, dtype=np.int64), np.empty(4, dtype=np.int64),
+                       np.zeros(nflows, dtype=bool), np.empty(na, dtype=np.int64))
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize(("nflows", "narcs", "private"), [(1, 1, 0.0), (5, 3, 1.0), (40, 25, 0.6), (300, 60, 0.9),
+                                                         (7, 200, 0.3)])
+def test_compiled_maxmin_equals_plain_progressive_filling(seed, nflows, narcs, private):
+    arc, flow, cap = random_flows(seed, nflows, narcs, private)
+    want = np.full(nflows, np.nan)
+    plain_maxmin(arc, flow, cap, want)
+    got = np.full(nflows, np.nan)
+    _compiled_maxmin(np.arange(nflows), arc, flow, cap, got)
+    assert np.array_equal(got, want)
+
+
 @pytest.mark.parametrize("seed", range(20))
 @pytest.mark.parametrize(("nflows", "narcs"), [(30, 40), (200, 50), (12, 400)])
-def test_rerate_equals_the_search_over_every_arc(seed, nflows, narcs, monkeypatch):
-    import sim.flow
+def test_the_clock_refills_the_flows_connected_to_a_change_as_a_full_refill_would(seed, nflows, narcs):
+    """``_spread`` from the flows on some arcs reaches exactly their connected components (flows joined
+    by arcs they share), and filling those alone gives every flow the rate a full filling gives."""
+    from scipy.sparse import coo_array
+    from scipy.sparse.csgraph import connected_components
 
-    monkeypatch.setattr(sim.flow, "FOLD_ENTRIES", 0)
+    from sim import eventclock
+
     arc, flow, cap = random_flows(seed, nflows, narcs, 0.7)
     rng = np.random.default_rng(1000 + seed)
-    rate = np.full(nflows, np.nan)
-    plain_maxmin(arc, flow, cap, rate)
-    rate *= rng.uniform(0.5, 1.5, size=nflows)  # stale rates: the ones left alone must stay as they are
-    changed = [rng.choice(cap.size, size=int(rng.integers(1, 4)), replace=False)]
-    want = plain_rerate(arc, flow, cap, rate, changed)
-    assert np.array_equal(_rerate(arc, flow, cap, rate, changed), want)
-    load = np.bincount(arc, minlength=cap.size)
-    assert np.array_equal(_rerate(arc, flow, cap, rate, changed, load), want)
+    seeds = rng.choice(np.unique(arc), size=min(3, np.unique(arc).size), replace=False)
+    a_id, tarcs, tlens = _clock_tables(arc, flow, nflows)
+    na = cap.size
+    cnt, touched = np.zeros(na, dtype=np.int64), np.empty(na, dtype=np.int64)
+    head, fill = np.empty(na, dtype=np.int64), np.empty(na, dtype=np.int64)
+    nt, lst = eventclock._index(nflows, a_id, 0, tarcs, tlens, cnt, touched, head, fill, np.empty(4, dtype=np.int64))
+    sel, mine = np.empty(nflows, dtype=np.int64), np.zeros(nflows, dtype=bool)
+    start = np.unique(flow[np.isin(arc, seeds)])
+    sel[:start.size], mine[start] = start, True
+    n_sel = eventclock._spread(sel, start.size, mine, np.zeros(na, dtype=bool), a_id, 0, tarcs, tlens, cnt, head,
+                               fill, lst)
+    # the components by scipy: flows joined when they share an arc
+    by_arc = np.argsort(arc, kind="stable")
+    same = arc[by_arc][1:] == arc[by_arc][:-1]
+    pairs = (flow[by_arc][:-1][same], flow[by_arc][1:][same])
+    _, label = connected_components(coo_array((np.ones(same.sum()), pairs), shape=(nflows, nflows)), directed=False)
+    assert set(sel[:n_sel].tolist()) == set(np.flatnonzero(np.isin(label, label[start])).tolist())
+    full = np.full(nflows, np.nan)
+    plain_maxmin(arc, flow, cap, full)
+    part = full * rng.uniform(0.5, 1.5, size=nflows)  # stale rates elsewhere: they must be left alone
+    _compiled_maxmin(sel[:n_sel], arc, flow, cap, part)
+    on = mine
+    assert np.array_equal(part[on], full[on])
 
 
 def test_incidence_is_shared_by_protocol_views_and_repeated_runs(monkeypatch):

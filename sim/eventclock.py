@@ -1,0 +1,515 @@
+"""The event clock's inner loop, compiled: every flow of every live step on one clock.
+
+:class:`sim.flow._Clock` owns the tables (the live steps' transfers, the (step, rank) tables, the
+clock's arcs) and generates steps as ranks reach them; :func:`run` steps through the events. It
+returns when it is done, when every rank is ready at one instant with nothing in flight, or when a
+rank needs a step that is not generated yet (the caller generates it and calls again: every piece
+of state lives in the arrays passed in, so the call goes on where it stopped).
+
+The model is :mod:`sim.flow`'s (see its docstring), event for event:
+
+* a rank that finished a step enters the first live step after it that involves it; a transfer
+  starts ``alpha`` after both its ranks entered its step (after its sender did, when eager);
+* at each event the flows whose last byte left end (their sender's part is done then, the
+  receiver's at ``max(arrival, when it entered) + reduction``), the ranks done with a step move on,
+  and the transfers due start;
+* when a flow that shares an arc starts or ends, every rate is recomputed max-min fairly by
+  progressive filling: the lowest ``capacity left / flows left`` over the arcs freezes the flows on
+  the arcs at that level (within ``1e-12``), whose rates come off their arcs' capacities; a flow
+  alone on all its arcs starts at its slowest arc's rate;
+* past the budget of exact events (``CLOCK_EXACT_EVENTS`` per step generated), flows that end or
+  start within ``EVENT_WINDOW`` of the shortest transfer time of the live steps join the event; a
+  flow started early by that gets as much more to send.
+
+Compiled with numba (``cache=True``: the first call on a machine compiles it, a few seconds; later
+processes load it). The same work in numpy costs tens of small array operations per event; here an
+event costs the loops over the flows in flight, so a thousand-rank pipeline with ranks that drift
+apart takes a fraction of a second instead of seconds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["run", "DONE", "SYNC", "NEED_STEP", "istate", "fstate", "PHASE", "N_ACT", "N_PEND", "N_MV", "EVENTS",
+           "BUDGET", "TOP", "TR_BASE", "LIVE_LO", "EXHAUSTED", "NSTEPS", "RESYNC", "PH_START", "PH_LOOP"]
+
+# what run() returns
+DONE = 0  # nothing in flight or waiting: every rank is done (or the schedule deadlocks)
+SYNC = 1  # every rank ready at fstate[T] with nothing in flight and no step of theirs started
+NEED_STEP = 2  # a rank moving on needs the next step generated (or EXHAUSTED set)
+
+# the integer state (istate)
+PHASE = 0  # where the next call goes on: PH_START, PH_LOOP or PH_ENDED
+N_ACT = 1  # flows in flight
+N_PEND = 2  # transfers waiting for their start time
+N_MV = 3  # ranks waiting to move on (a stack)
+EVENTS = 4  # rate recomputations so far
+BUDGET = 5  # exact ones allowed so far
+TOP = 6  # highest step that ever had a flow in flight
+TR_BASE = 7  # clock id of the transfer table's first row
+LIVE_LO = 8  # live steps before this position of the order are dropped (every rank is through)
+EXHAUSTED = 9  # every step is generated
+NSTEPS = 10  # the schedule's steps
+RESYNC = 11  # return SYNC at the first instant the ranks are ready together
+RERATE = 12  # (PH_ENDED) rates to recompute
+_NI = 13
+
+# the float state (fstate)
+T = 0  # the clock
+LIMIT = 1  # (PH_ENDED) this event takes what ends or starts up to here
+_NF = 2
+
+PH_START = 0  # move the ranks on the stack on, then events
+PH_LOOP = 1  # the next event
+PH_ENDED = 2  # in an event: the ranks on the stack move on, then the due transfers start
+
+_REL = 1e-12  # as sim.flow._REL
+
+
+def istate(resync: bool, nsteps: int, tr_base: int) -> np.ndarray:
+    """A fresh integer state."""
+    out = np.zeros(_NI, dtype=np.int64)
+    out[PHASE], out[TOP], out[TR_BASE], out[NSTEPS], out[RESYNC] = PH_START, -1, tr_base, nsteps, int(resync)
+    return out
+
+
+def fstate() -> np.ndarray:
+    """A fresh float state."""
+    out = np.zeros(_NF)
+    out[T] = -np.inf
+    return out
+
+
+@njit(cache=True)
+def _part_done(e, time, p, tmax, left, parts, rowstep, mv_after, mv_rank, mv_time, ist):
+    """A part of (step, rank) entry ``e`` is done at ``time``; the rank goes on the stack when it was the last."""
+    if time > tmax[e]:
+        tmax[e] = time
+    left[e] -= 1
+    parts[e // p] -= 1
+    if left[e] == 0:
+        n = ist[N_MV]
+        mv_after[n] = rowstep[e // p]
+        mv_rank[n] = e % p
+        mv_time[n] = tmax[e]
+        ist[N_MV] = n + 1
+
+
+@njit(cache=True)
+def _try_start(cid, base, enter, srow, drow, eager, alpha, started, p_id, p_time, ist):
+    """Start transfer ``cid`` if both its ranks entered its step (its sender, when eager)."""
+    k = cid - base
+    if started[k]:
+        return
+    es = enter[srow[k]]
+    if np.isnan(es):
+        return
+    ed = enter[drow[k]]
+    if eager[k]:
+        start = es + alpha[k]
+    elif np.isnan(ed):
+        return
+    else:
+        start = max(es, ed) + alpha[k]
+    started[k] = True
+    n = ist[N_PEND]
+    p_id[n] = cid
+    p_time[n] = start
+    ist[N_PEND] = n + 1
+
+
+@njit(cache=True)
+def _move_on(p, enter, left, tmax, involved, sends, recvs, parts, rowstep, order_idx, order_row,
+             srow, drow, eager, alpha, started, arrival, red, cur, ready, p_id, p_time,
+             mv_after, mv_rank, mv_time, ist):
+    """Move the ranks on the stack into their next steps; False when one needs a step not generated yet."""
+    base = ist[TR_BASE]
+    while ist[N_MV] > 0:
+        n = ist[N_MV] - 1
+        after, r, time = mv_after[n], mv_rank[n], mv_time[n]
+        found = -1
+        for j in range(ist[LIVE_LO], order_idx.size):
+            if order_idx[j] > after and involved[order_row[j] * p + r]:
+                found = j
+                break
+        ist[N_MV] = n
+        if found < 0:
+            if ist[EXHAUSTED] == 0:
+                ist[N_MV] = n + 1  # (stays on the stack)
+                return False
+            cur[r] = ist[NSTEPS]
+            ready[r] = time
+            continue
+        e = order_row[found] * p + r
+        enter[e] = time
+        cur[r] = order_idx[found]
+        ready[r] = time
+        for c in range(sends.shape[1]):
+            cid = sends[e, c]
+            if cid < 0:
+                break
+            _try_start(cid, base, enter, srow, drow, eager, alpha, started, p_id, p_time, ist)
+        for c in range(recvs.shape[1]):
+            cid = recvs[e, c]
+            if cid < 0:
+                break
+            _try_start(cid, base, enter, srow, drow, eager, alpha, started, p_id, p_time, ist)
+        for c in range(recvs.shape[1]):  # eager messages that arrived before the rank came
+            cid = recvs[e, c]
+            if cid < 0:
+                break
+            k = cid - base
+            if not np.isnan(arrival[k]):
+                _part_done(e, max(arrival[k], time) + red[k], p, tmax, left, parts, rowstep,
+                           mv_after, mv_rank, mv_time, ist)
+    return True
+
+
+@njit(cache=True)
+def _index(n_act, a_id, base, tarcs, tlens, cnt, touched, head, fill, lst):
+    """Every flow in flight on every arc it crosses: flows ``lst[head[a]:fill[a]]`` cross arc ``a``
+    (``cnt[a]`` of them; ``touched[:nt]`` the arcs); returns ``nt`` and ``lst``."""
+    nt = 0
+    total = 0
+    for i in range(n_act):
+        k = a_id[i] - base
+        for c in range(tlens[k]):
+            a = tarcs[k, c]
+            if cnt[a] == 0:
+                touched[nt] = a
+                nt += 1
+            cnt[a] += 1
+        total += tlens[k]
+    pos = 0
+    for j in range(nt):
+        a = touched[j]
+        head[a] = pos
+        fill[a] = pos
+        pos += cnt[a]
+    if lst.size < total:
+        lst = np.empty(2 * total, dtype=np.int64)
+    for i in range(n_act):
+        k = a_id[i] - base
+        for c in range(tlens[k]):
+            a = tarcs[k, c]
+            lst[fill[a]] = i
+            fill[a] += 1
+    return nt, lst
+
+
+@njit(cache=True)
+def _spread(sel, n_sel, mine, seen, a_id, base, tarcs, tlens, cnt, head, fill, lst):
+    """Add to the flows ``sel[:n_sel]`` (marked in ``mine``) every flow connected to them through arcs they
+    share, transitively (arcs visited are marked in ``seen``); returns the new ``n_sel``."""
+    q = 0
+    while q < n_sel:
+        k = a_id[sel[q]] - base
+        q += 1
+        for c in range(tlens[k]):
+            a = tarcs[k, c]
+            if cnt[a] < 2 or seen[a]:
+                continue
+            seen[a] = True
+            for m in range(head[a], fill[a]):
+                j = lst[m]
+                if not mine[j]:
+                    mine[j] = True
+                    sel[n_sel] = j
+                    n_sel += 1
+    return n_sel
+
+
+@njit(cache=True)
+def _maxmin(sel, n_sel, a_id, base, tarcs, tlens, cap, rate, cnt, capr, dec, touched, head, fill, lst, frozen, hit):
+    """Max-min fair rates of the flows ``sel[:n_sel]`` (which share no arc with other flows in flight) by
+    progressive filling; ``cnt`` all zero on entry and exit. Returns ``lst`` (grown when needed)."""
+    nt = 0
+    total = 0
+    for s in range(n_sel):
+        k = a_id[sel[s]] - base
+        for c in range(tlens[k]):
+            a = tarcs[k, c]
+            if cnt[a] == 0:
+                touched[nt] = a
+                nt += 1
+            cnt[a] += 1
+        total += tlens[k]
+    pos = 0
+    for j in range(nt):
+        a = touched[j]
+        head[a] = pos
+        fill[a] = pos
+        pos += cnt[a]
+        capr[a] = cap[a]
+        dec[a] = 0.0
+    if lst.size < total:
+        lst = np.empty(2 * total, dtype=np.int64)
+    for s in range(n_sel):
+        i = sel[s]
+        k = a_id[i] - base
+        for c in range(tlens[k]):
+            a = tarcs[k, c]
+            lst[fill[a]] = i
+            fill[a] += 1
+        frozen[i] = False
+    remaining = n_sel
+    while remaining > 0:
+        level = np.inf
+        for j in range(nt):
+            a = touched[j]
+            if cnt[a] > 0:
+                s = capr[a] / cnt[a]
+                if s < level:
+                    level = s
+        top = level * (1 + _REL)
+        nh = 0
+        for j in range(nt):
+            a = touched[j]
+            if cnt[a] > 0 and capr[a] / cnt[a] <= top:
+                hit[nh] = a
+                nh += 1
+        for h in range(nh):
+            a = hit[h]
+            for q in range(head[a], fill[a]):
+                i = lst[q]
+                if frozen[i]:
+                    continue
+                frozen[i] = True
+                rate[i] = level
+                remaining -= 1
+                k = a_id[i] - base
+                for c in range(tlens[k]):
+                    b = tarcs[k, c]
+                    dec[b] += level
+                    cnt[b] -= 1
+        # drop the arcs no flow left crosses, take the frozen flows' rates off the others
+        kept = 0
+        for j in range(nt):
+            a = touched[j]
+            if dec[a] != 0.0:
+                capr[a] = max(capr[a] - dec[a], 0.0)
+                dec[a] = 0.0
+            if cnt[a] > 0:
+                touched[kept] = a
+                kept += 1
+        nt = kept
+    return lst
+
+
+@njit(cache=True)
+def run(ist, fst, window, shortest,
+        size, red, lat, alpha, eager, started, arrival, srow, drow, tstep, tarcs, tlens,
+        enter, left, tmax, involved, sends, recvs, parts, rowstep, order_idx, order_row,
+        cap, load, carried, cur, ready,
+        a_id, a_rem, a_rate, p_id, p_time, mv_after, mv_rank, mv_time):
+    """Run the clock from where ``ist`` and ``fst`` say; returns DONE, SYNC or NEED_STEP.
+
+    ``window``: EVENT_WINDOW; ``shortest``: the shortest transfer time of each step of the order.
+    """
+    p = cur.size
+    base = ist[TR_BASE]
+    na = cap.size
+    cnt = np.zeros(na, dtype=np.int64)
+    capr = np.empty(na)
+    dec = np.zeros(na)
+    touched = np.empty(na, dtype=np.int64)
+    head = np.empty(na, dtype=np.int64)
+    fill = np.empty(na, dtype=np.int64)
+    hit = np.empty(na, dtype=np.int64)
+    lst = np.empty(16, dtype=np.int64)
+    nmax = a_id.size
+    frozen = np.zeros(nmax, dtype=np.bool_)
+    t_end = np.empty(nmax)
+    late = np.empty(nmax)
+    ended = np.empty(nmax, dtype=np.int64)
+    ended_at = np.empty(nmax)
+    seeds = np.empty(16, dtype=np.int64)  # arcs whose flows' rates may change
+    n_seeds = 0
+    sel = np.empty(nmax, dtype=np.int64)  # the flows whose rates are recomputed
+    mine = np.zeros(nmax, dtype=np.bool_)
+    seen = np.zeros(na, dtype=np.bool_)
+
+    resume = False
+    if ist[PHASE] != PH_LOOP:
+        if not _move_on(p, enter, left, tmax, involved, sends, recvs, parts, rowstep, order_idx, order_row,
+                        srow, drow, eager, alpha, started, arrival, red, cur, ready, p_id, p_time,
+                        mv_after, mv_rank, mv_time, ist):
+            return NEED_STEP
+        resume = ist[PHASE] == PH_ENDED
+        ist[PHASE] = PH_LOOP
+    while True:
+        t = fst[T]
+        n_act = ist[N_ACT]
+        if resume:
+            resume = False
+            limit = fst[LIMIT]
+            need = ist[RERATE] != 0
+            n_seeds = -1  # (the arcs are not kept across calls: every rate is recomputed)
+        else:
+            n_pend = ist[N_PEND]
+            t_next = np.inf
+            for i in range(n_act):
+                t_end[i] = t + a_rem[i] / a_rate[i]
+                if t_end[i] < t_next:
+                    t_next = t_end[i]
+            for i in range(n_pend):
+                if p_time[i] < t_next:
+                    t_next = p_time[i]
+            if t_next == np.inf:
+                return DONE
+            for i in range(n_act):
+                a_rem[i] = max(a_rem[i] - a_rate[i] * (t_next - t), 0.0)
+            t = t_next
+            fst[T] = t
+            limit = t * (1 + _REL)
+            if ist[EVENTS] >= ist[BUDGET]:
+                # past the budget, events closer than a fraction of the shortest transfer of the live
+                # steps are merged (flows that start early are made as much longer, below)
+                short = np.inf
+                for j in range(ist[LIVE_LO], shortest.size):
+                    short = min(short, shortest[j])
+                if short < np.inf:
+                    limit += window * short
+            need = False
+            n_seeds = 0
+            n_end = 0
+            kept = 0
+            for i in range(n_act):
+                if t_end[i] <= limit:
+                    k = a_id[i] - base
+                    for c in range(tlens[k]):
+                        load[tarcs[k, c]] -= 1
+                    ended[n_end] = k
+                    ended_at[n_end] = t_end[i]
+                    n_end += 1
+                else:
+                    a_id[kept] = a_id[i]
+                    a_rem[kept] = a_rem[i]
+                    a_rate[kept] = a_rate[i]
+                    kept += 1
+            n_act = kept
+            ist[N_ACT] = n_act
+            if n_end:
+                for m in range(n_end):  # other flows on an ended flow's arcs may speed up
+                    k = ended[m]
+                    for c in range(tlens[k]):
+                        a = tarcs[k, c]
+                        if load[a] > 0:
+                            need = True
+                            if n_seeds == seeds.size:
+                                seeds = np.concatenate((seeds, np.empty(seeds.size, dtype=np.int64)))
+                            seeds[n_seeds] = a
+                            n_seeds += 1
+                for m in range(n_end):
+                    k = ended[m]
+                    end = ended_at[m]
+                    arr = end + lat[k]
+                    arrival[k] = arr
+                    _part_done(srow[k], end, p, tmax, left, parts, rowstep, mv_after, mv_rank, mv_time, ist)
+                    ed = enter[drow[k]]
+                    if not np.isnan(ed):  # (a receiver not there yet gets an eager message when it comes)
+                        _part_done(drow[k], max(arr, ed) + red[k], p, tmax, left, parts, rowstep,
+                                   mv_after, mv_rank, mv_time, ist)
+                if not _move_on(p, enter, left, tmax, involved, sends, recvs, parts, rowstep, order_idx, order_row,
+                                srow, drow, eager, alpha, started, arrival, red, cur, ready, p_id, p_time,
+                                mv_after, mv_rank, mv_time, ist):
+                    ist[PHASE] = PH_ENDED
+                    ist[RERATE] = int(need)
+                    fst[LIMIT] = limit
+                    return NEED_STEP
+        # the steps at the front that every rank is through are no longer live
+        lo = ist[LIVE_LO]
+        while lo < order_row.size and parts[order_row[lo]] == 0:
+            lo += 1
+        ist[LIVE_LO] = lo
+        # the transfers due start
+        n_pend = ist[N_PEND]
+        first = n_act
+        kept = 0
+        for i in range(n_pend):
+            if p_time[i] <= limit:
+                cid = p_id[i]
+                k = cid - base
+                a_id[n_act] = cid
+                a_rem[n_act] = size[k]
+                late[n_act] = p_time[i] - t
+                if tstep[k] > ist[TOP]:
+                    ist[TOP] = tstep[k]
+                for c in range(tlens[k]):
+                    a = tarcs[k, c]
+                    carried[a] += size[k]
+                    load[a] += 1
+                n_act += 1
+            else:
+                p_id[kept] = p_id[i]
+                p_time[kept] = p_time[i]
+                kept += 1
+        ist[N_PEND] = kept
+        ist[N_ACT] = n_act
+        n_sel = 0
+        for i in range(first, n_act):
+            # a new flow alone on all its arcs runs at its slowest arc's rate and slows nobody down
+            k = a_id[i] - base
+            r = np.inf
+            shared = False
+            for c in range(tlens[k]):
+                a = tarcs[k, c]
+                r = min(r, cap[a])
+                if load[a] > 1:
+                    shared = True
+            a_rate[i] = r
+            if shared:
+                need = True
+                sel[n_sel] = i
+                mine[i] = True
+                n_sel += 1
+        if n_act:
+            if need:
+                if n_seeds < 0:
+                    for s in range(n_sel):
+                        mine[sel[s]] = False
+                    n_sel = n_act
+                else:
+                    # only the flows connected to the changed arcs through arcs they share can change rate
+                    nt, lst = _index(n_act, a_id, base, tarcs, tlens, cnt, touched, head, fill, lst)
+                    for m in range(n_seeds):
+                        a = seeds[m]
+                        for q in range(head[a], fill[a]):
+                            i = lst[q]
+                            if not mine[i]:
+                                mine[i] = True
+                                sel[n_sel] = i
+                                n_sel += 1
+                    n_sel = _spread(sel, n_sel, mine, seen, a_id, base, tarcs, tlens, cnt, head, fill, lst)
+                    for j in range(nt):
+                        a = touched[j]
+                        cnt[a] = 0
+                        seen[a] = False
+                    for s in range(n_sel):
+                        mine[sel[s]] = False
+                if n_sel == n_act:
+                    for i in range(n_act):
+                        sel[i] = i
+                lst = _maxmin(sel, n_sel, a_id, base, tarcs, tlens, cap, a_rate, cnt, capr, dec, touched, head, fill,
+                              lst, frozen, hit)
+            else:
+                for s in range(n_sel):
+                    mine[sel[s]] = False
+            if first < n_act and limit > t * (1 + _REL):
+                # flows started up to a window early end as much later (at the rate they start with)
+                for i in range(first, n_act):
+                    a_rem[i] += a_rate[i] * max(late[i], 0.0)
+            ist[EVENTS] += 1
+        elif ist[RESYNC]:
+            k = cur.min()
+            if ist[TOP] < k:
+                same = True
+                for r in range(1, p):
+                    if ready[r] != ready[0]:
+                        same = False
+                        break
+                if same:
+                    fst[T] = ready[0]
+                    return SYNC
