@@ -62,3 +62,35 @@ def test_route_arcs_checks_input():
         r.route_arcs([0], [4])
     indptr, arcs = r.route_arcs([], [])
     assert indptr.tolist() == [0] and arcs.size == 0
+
+
+CORE_GRAPHS = [
+    lambda: topologies.fat_tree(4),
+    lambda: topologies.leaf_spine(leaves=4, spines=3, hosts_per_leaf=3),
+    lambda: topologies.leaf_spine(leaves=4, spines=2, hosts_per_leaf=4, oversubscription=2),  # two bandwidths
+    lambda: topologies.from_spec("dragonfly:groups=4,routers_per_group=3,hosts_per_router=2,global_bandwidth=50Gbps"),
+    lambda: topologies.switch(5),
+]
+
+
+@pytest.mark.parametrize("policy", [None, "ecmp", "shortest", "dmodk"])
+@pytest.mark.parametrize("case", range(len(CORE_GRAPHS)))
+def test_route_arcs_between_switches_equals_route(case, policy):
+    """Where every endpoint hangs off one switch and no node is a hub, the batch walks between
+    switches on their all-pairs distances (``_core_walk``): every route as ``route`` gives it."""
+    G = CORE_GRAPHS[case]()
+    fast, plain = Router(G, policy=policy), Router(G, policy=policy)
+    p = len(fast.endpoints)
+    pairs = np.array(list(itertools.product(range(p), range(p))))
+    indptr, arcs = fast.route_arcs(pairs[:, 0], pairs[:, 1])
+    assert "core" in fast._batch
+    S, T = fast._endpoint_index()[pairs[:, 0]], fast._endpoint_index()[pairs[:, 1]]
+    assert fast._core_walk(S, T, pairs[:, 1])[0].all()  # no pair left to the one-by-one walk
+    edges = list(G.edges)
+    for k, (i, j) in enumerate(pairs.tolist()):
+        assert [edges[a] for a in arcs[indptr[k]:indptr[k + 1]]] == plain.route_ranks(i, j), (i, j)
+
+
+def test_route_arcs_between_switches_needs_single_homed_endpoints():
+    assert Router(topologies.ring(6))._batch_tables() is None  # endpoints with two neighbours each
+    assert Router(topologies.gpu_cluster(nodes=2, gpus_per_node=4))._batch_tables() is None  # GPUs: NVLink and NIC

@@ -64,7 +64,12 @@ Batches
     bottleneck from ``v`` over shortest paths to ``t`` is the largest arc bandwidth ``w`` such that
     the arcs of at least ``w`` still reach ``t`` as fast, so the same tables are kept per distinct
     bandwidth. Pairs the batch cannot take (a hub whose next hops lead to other hubs) are routed one
-    by one; the routes are the same either way.
+    by one; the routes are the same either way. Graphs without hubs whose endpoints each hang off
+    one switch (fat trees, leaf-spines, dragonflies, switches) are walked in batches too: a route is
+    the endpoint's arc, a walk between switches on their all-pairs distances (one Dijkstra per
+    switch, per bandwidth level) and the arc into the destination; each hop finds the candidates
+    once per distinct (switch, target switch) and every route picks its own. 229,376 routes of
+    recursive halving on a 16,384-host ECMP leaf-spine take about a second instead of ten.
 
 >>> from topologies import fat_tree
 >>> r = Router(fat_tree(4))
@@ -657,7 +662,8 @@ class Router:
         own = type(self).route is Router.route and type(self)._walk is Router._walk  # not overridden
         if K and own and self._batch_tables() is not None:
             node = self._endpoint_index()
-            done, k_out, a_out = self._batch_walk(node[src], node[dst], dst)
+            walk = self._core_walk if "core" in self._batch else self._batch_walk
+            done, k_out, a_out = walk(node[src], node[dst], dst)
             pieces.append((k_out, a_out))
             todo = np.flatnonzero(~done)
         if todo.size:  # one by one: graphs without hub tables, or pairs the batch left
@@ -716,11 +722,180 @@ class Router:
         return self._batch or None
 
     def _make_batch_tables(self):
+        if self.policy == "dor":
+            return None
+        return (self._make_hub_tables() if self._hubs is not None else None) or self._make_core_tables()
+
+    def _make_core_tables(self):
+        """Tables of :meth:`_core_walk`: every endpoint hangs off the fabric by one arc each way, and the
+        distances between the other nodes (the switches) fit in memory, per bandwidth level."""
+        from scipy.sparse import csr_array
+        from scipy.sparse.csgraph import dijkstra
+
+        n = len(self._nodes)
+        if not self.endpoints or n == 0:
+            return None
+        bounds = np.asarray(self._bounds, dtype=np.int64)
+        outdeg = np.diff(bounds)
+        indeg = np.diff(self._reverse.indptr).astype(np.int64)
+        ep = self._endpoint_index()
+        is_ep = np.zeros(n, dtype=bool)
+        is_ep[ep] = True
+        if (outdeg[ep] != 1).any() or (indeg[ep] != 1).any():
+            return None
+        out = self._to[bounds[ep]]  # the node each endpoint sends to
+        into = self._reverse.indices[self._reverse.indptr[ep]].astype(np.int64)  # and hears from
+        if is_ep[out].any() or is_ep[into].any():
+            return None
+        core = np.flatnonzero(~is_ep)
+        S = core.size
+        levels = np.unique(self._arc_bw)[::-1] if not self._uniform else self._arc_bw[:1]
+        if levels.size > self.BATCH_LEVELS or 8 * levels.size * S * S > _BATCH_BYTES:
+            return None
+        cidx = np.full(n, -1, dtype=np.int64)
+        cidx[core] = np.arange(S)
+        arc_src = np.repeat(np.arange(n, dtype=np.int64), outdeg)
+        inner = (cidx[arc_src] >= 0) & (cidx[self._to] >= 0)
+        dist = []
+        for w in levels.tolist():
+            keep = inner & (self._arc_bw >= w)
+            rev = csr_array((self._arc_cost[keep], (cidx[self._to[keep]], cidx[arc_src[keep]])), shape=(S, S))
+            # row t of a Dijkstra on the reversed graph: every switch's distance to switch t
+            dist.append(np.ascontiguousarray(dijkstra(rev, directed=True).T))
+        sw_out = np.full(n, -1, dtype=np.int64)
+        c_out, bw_out = np.zeros(n), np.zeros(n)
+        sw_out[ep], c_out[ep], bw_out[ep] = out, self._arc_cost[bounds[ep]], self._arc_bw[bounds[ep]]
+        return {"core": True, "cidx": cidx, "dist": dist, "levels": levels, "sw_out": sw_out, "c_out": c_out,
+                "bw_out": bw_out, "into": into}
+
+    def _core_dist(self, j: int, v: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Exact distances from nodes ``v`` (switches or endpoints) to switches ``t`` on the arcs of level ``j``."""
+        T = self._batch
+        cidx = T["cidx"]
+        host = cidx[v] < 0
+        sw = np.where(host, T["sw_out"][v], v)
+        d = T["dist"][j][cidx[sw], cidx[t]]
+        if host.any():
+            ok = T["bw_out"][v] >= T["levels"][j]
+            d = np.where(host, np.where(ok, T["c_out"][v] + d, _INF), d)
+        return d
+
+    def _core_walk(self, S: np.ndarray, Tn: np.ndarray, dst_rank: np.ndarray):
+        """The walk of :meth:`_walk` for many pairs at once where every endpoint hangs off one switch
+        (:meth:`_make_core_tables`): ``(done, pair, arc)``, arcs in route order.
+
+        Every route is: the endpoint's arc, the walk between switches to the switch the destination
+        hangs off, its arc. Each hop, the next-hop candidates are found once per distinct (node,
+        target) of the routes in flight, then every route picks its own as :meth:`_walk` does.
+        """
+        T = self._batch
+        K = S.size
+        n = len(self._nodes)
+        L = T["levels"].size - 1
+        levels = T["levels"]
+        nodes = self._nodes
+        bounds = np.asarray(self._bounds, dtype=np.int64)
+        done = np.ones(K, dtype=bool)
+        diff = np.flatnonzero(S != Tn)
+        target = Tn.copy()
+        ep_pos = np.full(n, -1, dtype=np.int64)
+        ep_pos[self._endpoint_index()] = np.arange(len(self.endpoints))
+        target[diff] = T["into"][ep_pos[Tn[diff]]]
+        tail = (diff, self._arc_edge[self._arc_pos(target[diff], Tn[diff])])
+        u = S.copy()
+        du = np.zeros(K)
+        du[diff] = self._core_dist(L, u[diff], target[diff])
+        bad = diff[~np.isfinite(du[diff])]
+        done[bad] = False
+        digits = dst_rank.astype(np.int64).copy()
+        seeds = None
+        if self.policy == "ecmp":
+            seeds = np.array([zlib.crc32(f"{nodes[int(s)]}->{self.endpoints[int(d)]}".encode())
+                              for s, d in zip(S.tolist(), dst_rank.tolist(), strict=True)], dtype=np.int64)
+        k_out: list[np.ndarray] = []
+        a_out: list[np.ndarray] = []
+        hops = 0
+        while True:
+            ks = np.flatnonzero(done & (u != target))
+            if not ks.size:
+                break
+            hops += 1
+            if hops > n:
+                raise TopologyError(f"topology {self.G.graph['name']!r}: a batch route did not end")  # pragma: no cover
+            # the candidates of every distinct (node, target) once
+            uniq, inv = np.unique(u[ks] * n + target[ks], return_inverse=True)
+            inv = inv.ravel()
+            uq, tq = uniq // n, uniq % n
+            dq = self._core_dist(L, uq, tq)
+            a, b = bounds[uq], bounds[uq + 1]
+            deg = b - a
+            rep = np.repeat(np.arange(uq.size), deg)
+            pos = np.repeat(a - (np.cumsum(deg) - deg), deg) + np.arange(int(deg.sum()))
+            v = self._to[pos]
+            dv = self._core_dist(L, v, tq[rep])
+            ok = self._arc_cost[pos] + dv == dq[rep]
+            rep, pos, dv, v = rep[ok], pos[ok], dv[ok], v[ok]  # per (node, target), in ECMP order
+            count = np.bincount(rep, minlength=uq.size)
+            if not self._uniform and (count > 1).any():
+                # widest: width(v) = the widest level on whose arcs v still reaches t as fast
+                bw = self._arc_bw[pos]
+                mi = np.flatnonzero(count[rep] > 1)
+                vm, tm = v[mi], tq[rep[mi]]
+                width = np.full(mi.size, _INF)
+                open_ = vm != tm
+                for j in range(levels.size):
+                    q = np.flatnonzero(open_)
+                    if not q.size:
+                        break
+                    hit = self._core_dist(j, vm[q], tm[q]) == dv[mi[q]]
+                    width[q[hit]] = levels[j]
+                    open_[q[hit]] = False
+                wide = np.minimum(bw[mi], width)
+                top = np.full(uq.size, -_INF)
+                np.maximum.at(top, rep[mi], wide)
+                keep = np.ones(rep.size, dtype=bool)
+                keep[mi] = wide == top[rep[mi]]
+                # PXN: then the widest next arc
+                first = np.full(uq.size, -_INF)
+                np.maximum.at(first, rep[keep], bw[keep])
+                keep &= bw == first[rep]
+                rep, pos, dv, v = rep[keep], pos[keep], dv[keep], v[keep]
+                count = np.bincount(rep, minlength=uq.size)
+            if self.policy in ("dmodk", "shortest"):
+                o = np.lexsort((v, rep))  # sorted(vs): by node index
+                rep, pos, dv, v = rep[o], pos[o], dv[o], v[o]
+            start = np.zeros(uq.size, dtype=np.int64)
+            np.cumsum(count[:-1], out=start[1:])
+            c = count[inv]
+            lost = c == 0
+            done[ks[lost]] = False  # pragma: no cover (exact distances always leave a next hop)
+            off = np.zeros(ks.size, dtype=np.int64)
+            many = np.flatnonzero(c > 1)
+            if many.size:
+                if self.policy == "dmodk":
+                    off[many] = digits[ks[many]] % c[many]
+                    digits[ks[many]] //= c[many]
+                elif self.policy == "ecmp":
+                    names = [str(nodes[x]).encode() for x in uq.tolist()]
+                    off[many] = [zlib.crc32(names[q], s) % m for q, s, m in
+                                 zip(inv[many].tolist(), seeds[ks[many]].tolist(), c[many].tolist(), strict=True)]
+            go = np.flatnonzero(~lost)
+            sel = start[inv[go]] + off[go]
+            k_out.append(ks[go])
+            a_out.append(self._arc_edge[pos[sel]])
+            u[ks[go]] = v[sel]
+            du[ks[go]] = dv[sel]
+        k_out.append(tail[0])
+        a_out.append(tail[1])
+        ks = np.concatenate(k_out)
+        arcs = np.concatenate(a_out)
+        keep = done[ks]
+        return done, ks[keep], arcs[keep]
+
+    def _make_hub_tables(self):
         from scipy.sparse import coo_array, csr_array
         from scipy.sparse.csgraph import connected_components, dijkstra
 
-        if self._hubs is None or self.policy == "dor":
-            return None
         if not self._hub_ready:
             self._prepare_hubs()
         n, hubs = len(self._nodes), self._hubs
