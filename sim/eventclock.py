@@ -54,7 +54,8 @@ EXHAUSTED = 9  # every step is generated
 NSTEPS = 10  # the schedule's steps
 RESYNC = 11  # return SYNC at the first instant the ranks are ready together
 RERATE = 12  # (PH_ENDED) rates to recompute
-_NI = 13
+N_SEEDS = 13  # (PH_ENDED) arcs on the seed list
+_NI = 14
 
 # the float state (fstate)
 T = 0  # the clock
@@ -82,7 +83,7 @@ def fstate() -> np.ndarray:
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _part_done(e, time, p, tmax, left, parts, rowstep, mv_after, mv_rank, mv_time, ist):
     """A part of (step, rank) entry ``e`` is done at ``time``; the rank goes on the stack when it was the last."""
     if time > tmax[e]:
@@ -97,7 +98,7 @@ def _part_done(e, time, p, tmax, left, parts, rowstep, mv_after, mv_rank, mv_tim
         ist[N_MV] = n + 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _try_start(cid, base, enter, srow, drow, eager, alpha, started, p_id, p_time, ist):
     """Start transfer ``cid`` if both its ranks entered its step (its sender, when eager)."""
     k = cid - base
@@ -167,64 +168,106 @@ def _move_on(p, enter, left, tmax, involved, sends, recvs, parts, rowstep, order
     return True
 
 
-@njit(cache=True)
-def _index(n_act, a_id, base, tarcs, tlens, cnt, touched, head, fill, lst):
-    """Every flow in flight on every arc it crosses: flows ``lst[head[a]:fill[a]]`` cross arc ``a``
-    (``cnt[a]`` of them; ``touched[:nt]`` the arcs); returns ``nt`` and ``lst``."""
-    nt = 0
-    total = 0
-    for i in range(n_act):
-        k = a_id[i] - base
-        for c in range(tlens[k]):
-            a = tarcs[k, c]
-            if cnt[a] == 0:
-                touched[nt] = a
-                nt += 1
-            cnt[a] += 1
-        total += tlens[k]
-    pos = 0
-    for j in range(nt):
-        a = touched[j]
-        head[a] = pos
-        fill[a] = pos
-        pos += cnt[a]
-    if lst.size < total:
-        lst = np.empty(2 * total, dtype=np.int64)
-    for i in range(n_act):
-        k = a_id[i] - base
-        for c in range(tlens[k]):
-            a = tarcs[k, c]
-            lst[fill[a]] = i
-            fill[a] += 1
-    return nt, lst
+@njit(cache=True, inline="always")
+def _link(i, a_id, base, tarcs, tlens, width, head, nxt, prv):
+    """Put the flow in flight at position ``i`` on the lists of the flows on each of its arcs."""
+    k = a_id[i] - base
+    for c in range(tlens[k]):
+        e = i * width + c
+        a = tarcs[k, c]
+        h = head[a]
+        nxt[e] = h
+        prv[e] = -1
+        if h >= 0:
+            prv[h] = e
+        head[a] = e
+
+
+@njit(cache=True, inline="always")
+def _unlink(i, a_id, base, tarcs, tlens, width, head, nxt, prv):
+    """Take the flow at position ``i`` off its arcs' lists."""
+    k = a_id[i] - base
+    for c in range(tlens[k]):
+        e = i * width + c
+        if prv[e] >= 0:
+            nxt[prv[e]] = nxt[e]
+        else:
+            head[tarcs[k, c]] = nxt[e]
+        if nxt[e] >= 0:
+            prv[nxt[e]] = prv[e]
 
 
 @njit(cache=True)
-def _spread(sel, n_sel, mine, seen, a_id, base, tarcs, tlens, cnt, head, fill, lst):
+def _spread(sel, n_sel, mine, seen, a_id, base, tarcs, tlens, load, width, head, nxt):
     """Add to the flows ``sel[:n_sel]`` (marked in ``mine``) every flow connected to them through arcs they
-    share, transitively (arcs visited are marked in ``seen``); returns the new ``n_sel``."""
+    share, transitively (arcs visited are marked in ``seen``, which the caller clears); returns the new
+    ``n_sel``."""
     q = 0
     while q < n_sel:
         k = a_id[sel[q]] - base
         q += 1
         for c in range(tlens[k]):
             a = tarcs[k, c]
-            if cnt[a] < 2 or seen[a]:
+            if load[a] < 2 or seen[a]:
                 continue
             seen[a] = True
-            for m in range(head[a], fill[a]):
-                j = lst[m]
+            e = head[a]
+            while e >= 0:
+                j = e // width
                 if not mine[j]:
                     mine[j] = True
                     sel[n_sel] = j
                     n_sel += 1
+                e = nxt[e]
     return n_sel
 
 
+@njit(cache=True, inline="always")
+def _push(hk, ha, hv, n, key, arc, ver):
+    """Push (key, arc, version) on the binary min-heap of the first ``n`` entries; returns the new size."""
+    i = n
+    while i > 0:
+        up = (i - 1) >> 1
+        if hk[up] <= key:
+            break
+        hk[i], ha[i], hv[i] = hk[up], ha[up], hv[up]
+        i = up
+    hk[i], ha[i], hv[i] = key, arc, ver
+    return n + 1
+
+
+@njit(cache=True, inline="always")
+def _pop(hk, ha, hv, n):
+    """Remove the smallest entry of the heap of ``n`` entries (read it at index 0 first); returns the new size."""
+    n -= 1
+    key, arc, ver = hk[n], ha[n], hv[n]
+    i = 0
+    while True:
+        c = 2 * i + 1
+        if c >= n:
+            break
+        if c + 1 < n and hk[c + 1] < hk[c]:
+            c += 1
+        if key <= hk[c]:
+            break
+        hk[i], ha[i], hv[i] = hk[c], ha[c], hv[c]
+        i = c
+    if n > 0:
+        hk[i], ha[i], hv[i] = key, arc, ver
+    return n
+
+
 @njit(cache=True)
-def _maxmin(sel, n_sel, a_id, base, tarcs, tlens, cap, rate, cnt, capr, dec, touched, head, fill, lst, frozen, hit):
+def _maxmin(sel, n_sel, a_id, base, tarcs, tlens, cap, rate, cnt, capr, dec, touched, head, fill, lst, frozen, hit,
+            ver):
     """Max-min fair rates of the flows ``sel[:n_sel]`` (which share no arc with other flows in flight) by
-    progressive filling; ``cnt`` all zero on entry and exit. Returns ``lst`` (grown when needed)."""
+    progressive filling; ``cnt`` all zero on entry and exit. Returns ``lst`` (grown when needed).
+
+    Each round the lowest share ``capacity left / flows left`` over the arcs is the level; the flows
+    on every arc whose share is within ``1e-12`` of it freeze at the level, and their rates come off
+    their arcs. The shares live on a heap (an arc's entry is stale once its version moved on), so a
+    round costs the arcs it touches, not every arc.
+    """
     nt = 0
     total = 0
     for s in range(n_sel):
@@ -236,6 +279,12 @@ def _maxmin(sel, n_sel, a_id, base, tarcs, tlens, cap, rate, cnt, capr, dec, tou
                 nt += 1
             cnt[a] += 1
         total += tlens[k]
+    if lst.size < total:
+        lst = np.empty(2 * total, dtype=np.int64)
+    hk = np.empty(nt + total)
+    ha = np.empty(nt + total, dtype=np.int64)
+    hv = np.empty(nt + total, dtype=np.int64)
+    hn = 0
     pos = 0
     for j in range(nt):
         a = touched[j]
@@ -244,8 +293,8 @@ def _maxmin(sel, n_sel, a_id, base, tarcs, tlens, cap, rate, cnt, capr, dec, tou
         pos += cnt[a]
         capr[a] = cap[a]
         dec[a] = 0.0
-    if lst.size < total:
-        lst = np.empty(2 * total, dtype=np.int64)
+        ver[a] = 0
+        hn = _push(hk, ha, hv, hn, capr[a] / cnt[a], a, 0)
     for s in range(n_sel):
         i = sel[s]
         k = a_id[i] - base
@@ -256,20 +305,19 @@ def _maxmin(sel, n_sel, a_id, base, tarcs, tlens, cap, rate, cnt, capr, dec, tou
         frozen[i] = False
     remaining = n_sel
     while remaining > 0:
-        level = np.inf
-        for j in range(nt):
-            a = touched[j]
-            if cnt[a] > 0:
-                s = capr[a] / cnt[a]
-                if s < level:
-                    level = s
+        while ha[0] < 0 or hv[0] != ver[ha[0]]:  # stale entries
+            hn = _pop(hk, ha, hv, hn)
+        level = hk[0]
         top = level * (1 + _REL)
         nh = 0
-        for j in range(nt):
-            a = touched[j]
-            if cnt[a] > 0 and capr[a] / cnt[a] <= top:
+        while hn > 0 and hk[0] <= top:
+            a = ha[0]
+            if hv[0] == ver[a]:
                 hit[nh] = a
                 nh += 1
+                ver[a] += 1  # (taken: its other entries are stale)
+            hn = _pop(hk, ha, hv, hn)
+        nd = 0  # arcs whose capacity left changes, listed after the hit arcs in ``hit``
         for h in range(nh):
             a = hit[h]
             for q in range(head[a], fill[a]):
@@ -282,19 +330,20 @@ def _maxmin(sel, n_sel, a_id, base, tarcs, tlens, cap, rate, cnt, capr, dec, tou
                 k = a_id[i] - base
                 for c in range(tlens[k]):
                     b = tarcs[k, c]
+                    if ver[b] >= 0:
+                        ver[b] = -ver[b] - 1  # (marked: on the list once)
+                        hit[nh + nd] = b
+                        nd += 1
                     dec[b] += level
                     cnt[b] -= 1
-        # drop the arcs no flow left crosses, take the frozen flows' rates off the others
-        kept = 0
-        for j in range(nt):
-            a = touched[j]
-            if dec[a] != 0.0:
-                capr[a] = max(capr[a] - dec[a], 0.0)
-                dec[a] = 0.0
-            if cnt[a] > 0:
-                touched[kept] = a
-                kept += 1
-        nt = kept
+        # take the frozen flows' rates off their arcs; the arcs that flows still cross get their new share
+        for d in range(nh, nh + nd):
+            b = hit[d]
+            ver[b] = -ver[b]  # (unmarked, and one version on)
+            capr[b] = max(capr[b] - dec[b], 0.0)
+            dec[b] = 0.0
+            if cnt[b] > 0:
+                hn = _push(hk, ha, hv, hn, capr[b] / cnt[b], b, ver[b])
     return lst
 
 
@@ -303,10 +352,12 @@ def run(ist, fst, window, shortest,
         size, red, lat, alpha, eager, started, arrival, srow, drow, tstep, tarcs, tlens,
         enter, left, tmax, involved, sends, recvs, parts, rowstep, order_idx, order_row,
         cap, load, carried, cur, ready,
-        a_id, a_rem, a_rate, p_id, p_time, mv_after, mv_rank, mv_time):
+        a_id, a_rem, a_rate, p_id, p_time, mv_after, mv_rank, mv_time, seeds, seeded):
     """Run the clock from where ``ist`` and ``fst`` say; returns DONE, SYNC or NEED_STEP.
 
-    ``window``: EVENT_WINDOW; ``shortest``: the shortest transfer time of each step of the order.
+    ``window``: EVENT_WINDOW; ``shortest``: the shortest transfer time of each step of the order;
+    ``seeds`` and ``seeded`` (one entry per clock arc): the arcs whose flows' rates may change, kept
+    across calls (``seeded`` all False between events).
     """
     p = cur.size
     base = ist[TR_BASE]
@@ -317,7 +368,8 @@ def run(ist, fst, window, shortest,
     touched = np.empty(na, dtype=np.int64)
     head = np.empty(na, dtype=np.int64)
     fill = np.empty(na, dtype=np.int64)
-    hit = np.empty(na, dtype=np.int64)
+    hit = np.empty(2 * na, dtype=np.int64)
+    ver = np.zeros(na, dtype=np.int64)
     lst = np.empty(16, dtype=np.int64)
     nmax = a_id.size
     frozen = np.zeros(nmax, dtype=np.bool_)
@@ -325,11 +377,18 @@ def run(ist, fst, window, shortest,
     late = np.empty(nmax)
     ended = np.empty(nmax, dtype=np.int64)
     ended_at = np.empty(nmax)
-    seeds = np.empty(16, dtype=np.int64)  # arcs whose flows' rates may change
     n_seeds = 0
     sel = np.empty(nmax, dtype=np.int64)  # the flows whose rates are recomputed
     mine = np.zeros(nmax, dtype=np.bool_)
     seen = np.zeros(na, dtype=np.bool_)
+    # every flow in flight on the list of each of its arcs: entry i * width + c is the c-th arc of the
+    # flow at position i; head[a] is arc a's first entry (-1: none); rebuilt at every call
+    width = tarcs.shape[1]
+    lhead = np.full(na, -1, dtype=np.int64)
+    nxt = np.empty(nmax * width, dtype=np.int64)
+    prv = np.empty(nmax * width, dtype=np.int64)
+    for i in range(ist[N_ACT]):
+        _link(i, a_id, base, tarcs, tlens, width, lhead, nxt, prv)
 
     resume = False
     if ist[PHASE] != PH_LOOP:
@@ -346,7 +405,7 @@ def run(ist, fst, window, shortest,
             resume = False
             limit = fst[LIMIT]
             need = ist[RERATE] != 0
-            n_seeds = -1  # (the arcs are not kept across calls: every rate is recomputed)
+            n_seeds = ist[N_SEEDS]
         else:
             n_pend = ist[N_PEND]
             t_next = np.inf
@@ -375,21 +434,24 @@ def run(ist, fst, window, shortest,
             need = False
             n_seeds = 0
             n_end = 0
-            kept = 0
-            for i in range(n_act):
-                if t_end[i] <= limit:
-                    k = a_id[i] - base
-                    for c in range(tlens[k]):
-                        load[tarcs[k, c]] -= 1
-                    ended[n_end] = k
-                    ended_at[n_end] = t_end[i]
-                    n_end += 1
-                else:
-                    a_id[kept] = a_id[i]
-                    a_rem[kept] = a_rem[i]
-                    a_rate[kept] = a_rate[i]
-                    kept += 1
-            n_act = kept
+            i = 0
+            while i < n_act:
+                if t_end[i] > limit:
+                    i += 1
+                    continue
+                # the flow at i ends: off its arcs, and the last flow in flight takes its place
+                k = a_id[i] - base
+                for c in range(tlens[k]):
+                    load[tarcs[k, c]] -= 1
+                ended[n_end] = k
+                ended_at[n_end] = t_end[i]
+                n_end += 1
+                _unlink(i, a_id, base, tarcs, tlens, width, lhead, nxt, prv)
+                n_act -= 1
+                if i < n_act:
+                    _unlink(n_act, a_id, base, tarcs, tlens, width, lhead, nxt, prv)
+                    a_id[i], a_rem[i], a_rate[i], t_end[i] = a_id[n_act], a_rem[n_act], a_rate[n_act], t_end[n_act]
+                    _link(i, a_id, base, tarcs, tlens, width, lhead, nxt, prv)
             ist[N_ACT] = n_act
             if n_end:
                 for m in range(n_end):  # other flows on an ended flow's arcs may speed up
@@ -398,10 +460,10 @@ def run(ist, fst, window, shortest,
                         a = tarcs[k, c]
                         if load[a] > 0:
                             need = True
-                            if n_seeds == seeds.size:
-                                seeds = np.concatenate((seeds, np.empty(seeds.size, dtype=np.int64)))
-                            seeds[n_seeds] = a
-                            n_seeds += 1
+                            if not seeded[a]:
+                                seeded[a] = True
+                                seeds[n_seeds] = a
+                                n_seeds += 1
                 for m in range(n_end):
                     k = ended[m]
                     end = ended_at[m]
@@ -417,6 +479,7 @@ def run(ist, fst, window, shortest,
                                 mv_after, mv_rank, mv_time, ist):
                     ist[PHASE] = PH_ENDED
                     ist[RERATE] = int(need)
+                    ist[N_SEEDS] = n_seeds
                     fst[LIMIT] = limit
                     return NEED_STEP
         # the steps at the front that every rank is through are no longer live
@@ -441,6 +504,7 @@ def run(ist, fst, window, shortest,
                     a = tarcs[k, c]
                     carried[a] += size[k]
                     load[a] += 1
+                _link(n_act, a_id, base, tarcs, tlens, width, lhead, nxt, prv)
                 n_act += 1
             else:
                 p_id[kept] = p_id[i]
@@ -467,42 +531,35 @@ def run(ist, fst, window, shortest,
                 n_sel += 1
         if n_act:
             if need:
-                if n_seeds < 0:
-                    for s in range(n_sel):
-                        mine[sel[s]] = False
-                    n_sel = n_act
-                else:
-                    # only the flows connected to the changed arcs through arcs they share can change rate
-                    nt, lst = _index(n_act, a_id, base, tarcs, tlens, cnt, touched, head, fill, lst)
-                    for m in range(n_seeds):
-                        a = seeds[m]
-                        for q in range(head[a], fill[a]):
-                            i = lst[q]
-                            if not mine[i]:
-                                mine[i] = True
-                                sel[n_sel] = i
-                                n_sel += 1
-                    n_sel = _spread(sel, n_sel, mine, seen, a_id, base, tarcs, tlens, cnt, head, fill, lst)
-                    for j in range(nt):
-                        a = touched[j]
-                        cnt[a] = 0
-                        seen[a] = False
-                    for s in range(n_sel):
-                        mine[sel[s]] = False
-                if n_sel == n_act:
-                    for i in range(n_act):
-                        sel[i] = i
-                lst = _maxmin(sel, n_sel, a_id, base, tarcs, tlens, cap, a_rate, cnt, capr, dec, touched, head, fill,
-                              lst, frozen, hit)
-            else:
+                # only the flows connected to the changed arcs through arcs they share can change rate
+                for m in range(n_seeds):
+                    e = lhead[seeds[m]]
+                    while e >= 0:
+                        i = e // width
+                        if not mine[i]:
+                            mine[i] = True
+                            sel[n_sel] = i
+                            n_sel += 1
+                        e = nxt[e]
+                n_sel = _spread(sel, n_sel, mine, seen, a_id, base, tarcs, tlens, load, width, lhead, nxt)
                 for s in range(n_sel):
-                    mine[sel[s]] = False
+                    k = a_id[sel[s]] - base
+                    for c in range(tlens[k]):
+                        seen[tarcs[k, c]] = False
+                lst = _maxmin(sel, n_sel, a_id, base, tarcs, tlens, cap, a_rate, cnt, capr, dec, touched, head, fill,
+                              lst, frozen, hit, ver)
+            for s in range(n_sel):
+                mine[sel[s]] = False
             if first < n_act and limit > t * (1 + _REL):
                 # flows started up to a window early end as much later (at the rate they start with)
                 for i in range(first, n_act):
                     a_rem[i] += a_rate[i] * max(late[i], 0.0)
             ist[EVENTS] += 1
-        elif ist[RESYNC]:
+        for m in range(n_seeds):
+            seeded[seeds[m]] = False
+        n_seeds = 0
+        ist[N_SEEDS] = 0
+        if not n_act and ist[RESYNC]:
             k = cur.min()
             if ist[TOP] < k:
                 same = True

@@ -940,18 +940,24 @@ class _Clock:
         # flows in flight (transfer, bytes left, rate) and transfers waiting for their start time: a
         # transfer is at most one of them, so the transfer table's rows bound both
         flows = [np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0)]
+        # the arcs whose flows' rates may change at the event in progress (a list, and a flag per arc)
+        seeds, seeded = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
         while True:
             if flows[0].size < tr.arcs.shape[0]:
                 n = tr.arcs.shape[0]
                 flows = [np.concatenate([f, np.zeros(n - f.size, dtype=f.dtype)]) for f in flows]
             a_id, a_rem, a_rate, p_id, p_time = flows
+            if seeds.size < self.cap.size:  # (arcs seen for the first time)
+                seeds = np.concatenate([seeds, np.zeros(self.cap.size - seeds.size, dtype=np.int64)])
+                seeded = np.concatenate([seeded, np.zeros(self.cap.size - seeded.size, dtype=bool)])
             live = [self.steps[i] for i in self.order]
             status = ec.run(ist, fst, EVENT_WINDOW, np.array([st.shortest for st in live]),
                             tr.size, tr.red, tr.lat, tr.alpha, tr.eager, tr.started, tr.arrival, tr.srow, tr.drow,
                             tr.step, tr.arcs, tr.lens, self.enter, self.left, self.tmax, self.involved, self.sends,
                             self.recvs, self.parts, self.rowstep, np.array(self.order, dtype=np.int64),
                             np.array([st.row for st in live], dtype=np.int64), self.cap, self.load, self.carried,
-                            self.cur, self.ready, a_id, a_rem, a_rate, p_id, p_time, mv_after, mv_rank, mv_time)
+                            self.cur, self.ready, a_id, a_rem, a_rate, p_id, p_time, mv_after, mv_rank, mv_time,
+                            seeds, seeded)
             self.events = int(ist[ec.EVENTS])
             if status != ec.NEED_STEP:
                 break

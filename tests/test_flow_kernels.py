@@ -89,7 +89,7 @@ def _compiled_maxmin(sel, arc, flow, cap, rate):
     eventclock._maxmin(np.asarray(sel, dtype=np.int64), len(sel), a_id, 0, tarcs, tlens, cap, rate,
                        np.zeros(na, dtype=np.int64), np.empty(na), np.zeros(na), np.empty(na, dtype=np.int64),
                        np.empty(na, dtype=np.int64), np.empty(na, dtype=np.int64), np.empty(4, dtype=np.int64),
-                       np.zeros(nflows, dtype=bool), np.empty(na, dtype=np.int64))
+                       np.zeros(nflows, dtype=bool), np.empty(2 * na, dtype=np.int64), np.zeros(na, dtype=np.int64))
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -118,15 +118,17 @@ def test_the_clock_refills_the_flows_connected_to_a_change_as_a_full_refill_woul
     rng = np.random.default_rng(1000 + seed)
     seeds = rng.choice(np.unique(arc), size=min(3, np.unique(arc).size), replace=False)
     a_id, tarcs, tlens = _clock_tables(arc, flow, nflows)
-    na = cap.size
-    cnt, touched = np.zeros(na, dtype=np.int64), np.empty(na, dtype=np.int64)
-    head, fill = np.empty(na, dtype=np.int64), np.empty(na, dtype=np.int64)
-    nt, lst = eventclock._index(nflows, a_id, 0, tarcs, tlens, cnt, touched, head, fill, np.empty(4, dtype=np.int64))
+    na, width = cap.size, tarcs.shape[1]
+    head, nxt, prv = np.full(na, -1, dtype=np.int64), np.empty(nflows * width, dtype=np.int64), np.empty(nflows * width,
+                                                                                                       dtype=np.int64)
+    for i in range(nflows):
+        eventclock._link(i, a_id, 0, tarcs, tlens, width, head, nxt, prv)
+    load = np.bincount(arc, minlength=na)
     sel, mine = np.empty(nflows, dtype=np.int64), np.zeros(nflows, dtype=bool)
     start = np.unique(flow[np.isin(arc, seeds)])
     sel[:start.size], mine[start] = start, True
-    n_sel = eventclock._spread(sel, start.size, mine, np.zeros(na, dtype=bool), a_id, 0, tarcs, tlens, cnt, head,
-                               fill, lst)
+    n_sel = eventclock._spread(sel, start.size, mine, np.zeros(na, dtype=bool), a_id, 0, tarcs, tlens, load, width,
+                               head, nxt)
     # the components by scipy: flows joined when they share an arc
     by_arc = np.argsort(arc, kind="stable")
     same = arc[by_arc][1:] == arc[by_arc][:-1]
