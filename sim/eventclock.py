@@ -570,3 +570,78 @@ def run(ist, fst, window, shortest,
                 if same:
                     fst[T] = ready[0]
                     return SYNC
+
+
+@njit(cache=True)
+def group_events(starts, size, eptr, earc, cap, budget, window_after):
+    """Event-driven max-min sharing of one group of flows of one step (the step loop's large groups).
+
+    Flows ``0..n-1`` sorted by start (``starts``), ``size`` bytes each, crossing the arcs
+    ``earc[eptr[f]:eptr[f + 1]]`` (numbered ``0..cap.size-1``). At every event the rates of all flows
+    in flight are filled again. While ``budget`` (exact events left) lasts, every start and end is
+    an event; from then on, starts and ends within ``window_after`` of an event join it. Returns
+    when each flow's last byte leaves, and the budget left.
+    """
+    n = starts.size
+    na = cap.size
+    width = 1
+    for f in range(n):
+        width = max(width, eptr[f + 1] - eptr[f])
+    tarcs = np.full((n, width), -1, dtype=np.int64)
+    tlens = np.empty(n, dtype=np.int64)
+    for f in range(n):
+        tlens[f] = eptr[f + 1] - eptr[f]
+        for c in range(tlens[f]):
+            tarcs[f, c] = earc[eptr[f] + c]
+    rem = size.astype(np.float64)
+    end = np.empty(n)
+    act = np.empty(n, dtype=np.int64)  # the flows in flight
+    rate = np.empty(n)  # (by position in act)
+    t_end = np.empty(n)
+    sel = np.arange(n)
+    cnt = np.zeros(na, dtype=np.int64)
+    capr = np.empty(na)
+    dec = np.zeros(na)
+    touched = np.empty(na, dtype=np.int64)
+    head = np.empty(na, dtype=np.int64)
+    fill = np.empty(na, dtype=np.int64)
+    hit = np.empty(2 * na, dtype=np.int64)
+    ver = np.zeros(na, dtype=np.int64)
+    frozen = np.zeros(n, dtype=np.bool_)
+    lst = np.empty(16, dtype=np.int64)
+    n_act = 0
+    nxt = 0
+    t = starts[0] if n else 0.0
+    window = 0.0 if budget > 0 else window_after
+    while True:
+        lim = t + window
+        while nxt < n and starts[nxt] <= lim:
+            act[n_act] = nxt
+            n_act += 1
+            nxt += 1
+        if n_act == 0:
+            if nxt >= n:
+                return end, budget
+            t = starts[nxt]
+            continue
+        lst = _maxmin(sel, n_act, act, 0, tarcs, tlens, cap, rate, cnt, capr, dec, touched, head, fill, lst, frozen,
+                      hit, ver)
+        t_next = starts[nxt] if nxt < n else np.inf
+        for i in range(n_act):
+            t_end[i] = t + rem[act[i]] / rate[i]
+            t_next = min(t_next, t_end[i])
+        top = t_next * (1 + _REL) + window
+        kept = 0
+        for i in range(n_act):
+            f = act[i]
+            if t_end[i] <= top:
+                end[f] = t_end[i]
+            else:
+                rem[f] = max(rem[f] - rate[i] * (t_next - t), 0.0)
+                act[kept] = f
+                kept += 1
+        n_act = kept
+        t = t_next
+        budget -= 1
+        if budget == 0:
+            window = window_after

@@ -71,14 +71,13 @@ routes) and by repeated simulations.
 * A step pattern whose flows never share an arc (a ring on a switch or a fat tree) is costed with
   one vectorised update per step: each flow runs at the rate of its slowest arc.
 * Flows that share arcs are split into independent groups (flows that share an arc during time
-  windows that may overlap); every group runs its own event clock. Large groups get a loop of their
-  own while the step's exact events (below) last; the small groups and the large ones left are
-  vectorised together, one event of every group per iteration.
-* Per event, the flows in flight are a list of (arc, flow) entries and the max-min rates are found
-  by progressive filling over the arcs (the lowest ``capacity left / flows left`` freezes the flows
-  that cross it), with no per-flow loop and no incidence matrix rebuilt. On large calls
-  (``FOLD_ENTRIES``) the arcs that one flow alone crosses (host links) are folded into a bound per
-  flow, which takes part in every round as their shares would: the same rounds on fewer entries.
+  windows that may overlap); every group runs its own event clock. Large groups get a compiled
+  loop of their own (:func:`sim.eventclock.group_events`) while the step's exact events (below)
+  last; the small groups and the large ones left are vectorised together, one event of every group
+  per iteration (no compiled code is loaded for a run that has no large group).
+* Per event, the max-min rates are found by progressive filling over the arcs (the lowest
+  ``capacity left / flows left`` freezes the flows that cross it): in numpy over a list of (arc,
+  flow) entries for the vectorised groups, with a heap of the arcs' shares in the compiled loops.
 * Exactness has a bound: after ``EXACT_EVENTS`` (64) rate recomputations in one step, flow starts
   and ends closer together than ``EVENT_WINDOW`` (10 %) of the step's shortest transfer time are
   merged into one event. Only long pipelines of ranks that drift apart (a segmented tree on a
@@ -135,8 +134,6 @@ CLOCK_EXACT_EVENTS = 16
 #: The event clock drops the transfers of the steps every rank is through once there are this many and
 #: they are at least half of its table (the ids of the others stay as they are).
 CLOCK_COMPACT = 4096
-#: Max-min calls on at least this many (arc, flow) entries fold the arcs of one flow into per-flow bounds.
-FOLD_ENTRIES = 4096
 #: Past :data:`EXACT_EVENTS`, events closer than this fraction of the step's shortest transfer
 #: time are merged.
 EVENT_WINDOW = 0.1
@@ -452,127 +449,28 @@ class _Pattern:
 
 def _one_clock_events(pat: _Pattern, start: np.ndarray, size: np.ndarray, flows: np.ndarray,
                       budget: list[int]) -> np.ndarray:
-    """Event-driven max-min sharing of flows that form one group: work per event ~ flows in flight.
+    """Event-driven max-min sharing of flows that form one group (:func:`sim.eventclock.group_events`, compiled).
 
     Exact while the step's ``budget`` of exact rate recomputations (:data:`EXACT_EVENTS`) lasts. Past that (long
     pipelines whose ranks have drifted apart, such as a segmented tree on thousands of ranks), flow
     starts and ends closer together than :data:`EVENT_WINDOW` times the shortest transfer time of
-    the step are handled as one event, which bounds the work per step.
-
-    The flows in flight are kept as a list of (arc, flow) entries, extended when flows start and
-    filtered when they end, so no event rebuilds the incidence of the flows in flight.
+    the group are handled as one event, which bounds the work per step.
     """
-    nflows = flows.shape[0]
+    from sim.eventclock import group_events
+
     order = flows[np.argsort(start[flows], kind="stable")]
-    starts = start[order]
-    rem = size.astype(float)
-    end = np.empty(size.shape[0])
-    # every flow's arcs in start order, the group's arcs renumbered 0..m-1: flows order[a:b] own
-    # the entries eptr[a]:eptr[b]
     lens = pat.lengths[order]
-    eptr = np.zeros(nflows + 1, dtype=np.int64)
+    eptr = np.zeros(order.size + 1, dtype=np.int64)
     np.cumsum(lens, out=eptr[1:])
-    arcs, all_arc = np.unique(pat.indices[np.repeat(pat.indptr[order] - eptr[:-1], lens) + np.arange(eptr[-1])],
-                              return_inverse=True)
-    all_flow = np.repeat(order, lens)
-    cap = pat.cap[arcs]
-    ent_arc, ent_flow = all_arc[:0], all_flow[:0]  # entries of the flows in flight
-    rate = np.empty(size.shape[0])
-    gone = np.zeros(size.shape[0], dtype=bool)
-    act = np.zeros(0, dtype=np.int64)
-    nxt = 0
-    t = float(starts[0])
-    window = 0.0 if budget[0] > 0 else EVENT_WINDOW * float(np.min(size[flows] / pat.static_rate[flows]))
-    while True:
-        j = int(np.searchsorted(starts, t + window, side="right"))
-        if j > nxt:
-            act = np.concatenate([act, order[nxt:j]])
-            ent_arc = np.concatenate([ent_arc, all_arc[eptr[nxt]:eptr[j]]])
-            ent_flow = np.concatenate([ent_flow, all_flow[eptr[nxt]:eptr[j]]])
-            nxt = j
-        if act.size == 0:
-            if nxt >= nflows:
-                return end[flows]
-            t = float(starts[nxt])
-            continue
-        _maxmin(ent_arc, ent_flow, cap, rate)
-        ract = rate[act]
-        t_end = t + rem[act] / ract
-        t_next = min(float(t_end.min()), float(starts[nxt]) if nxt < nflows else np.inf)
-        fin = t_end <= t_next * (1 + _REL) + window
-        if fin.any():
-            done = act[fin]
-            end[done] = t_end[fin]
-            gone[done] = True
-            stay = ~gone[ent_flow]
-            ent_arc, ent_flow = ent_arc[stay], ent_flow[stay]
-            keep = ~fin
-            act, ract = act[keep], ract[keep]
-        rem[act] = np.maximum(rem[act] - ract * (t_next - t), 0.0)
-        t = t_next
-        budget[0] -= 1
-        if budget[0] == 0:
-            window = EVENT_WINDOW * float(np.min(size[flows] / pat.static_rate[flows]))
-
-
-def _maxmin(arc: np.ndarray, flow: np.ndarray, cap: np.ndarray, rate: np.ndarray) -> None:
-    """Max-min fair rates by progressive filling: set ``rate[f]`` for every flow ``f`` in ``flow``.
-
-    ``(arc[k], flow[k])`` lists every arc of every flow (arcs numbered ``0..cap.size-1``). Each
-    round finds the lowest fair share ``capacity left / flows left`` over the arcs, freezes the
-    flows that cross an arc at that level (a flow's share is the minimum over its arcs, so this is
-    the flows whose share is the level) and takes their rate off their arcs.
-
-    An arc that one flow alone crosses has the share ``capacity / 1`` until that flow freezes and
-    no use after: such arcs are folded into a bound per flow (the smallest), which takes part in
-    every round as their shares would. Same rounds, same levels, fewer entries per round.
-    """
-    if not arc.size:
-        return
-    bound = np.zeros(0)  # the flows' own bounds: flows ``bounded``, bound ``bound``
-    bounded = np.zeros(0, dtype=np.int64)
-    if arc.size >= FOLD_ENTRIES:  # (on few entries the folding costs more than it saves)
-        count = np.bincount(arc, minlength=cap.size)
-        alone = count[arc] == 1
-        if alone.any():
-            own = np.full(rate.shape[0], np.inf)
-            np.minimum.at(own, flow[alone], cap[arc[alone]])
-            bounded = np.flatnonzero(own < np.inf)
-            bound = own[bounded]
-            shared = ~alone
-            arc, flow = arc[shared], flow[shared]
-        # renumber the arcs that flows share 0..m-1 (the same ones, in the same order)
-        used = count > 1
-        cap = cap[used]
-        arc = (np.cumsum(used) - 1)[arc]
-    capr = cap
-    frozen = np.zeros(rate.shape[0], dtype=bool)
-    with np.errstate(divide="ignore", invalid="ignore"):  # inf or nan share on arcs no flow left uses
-        while True:
-            share = capr / np.bincount(arc, minlength=cap.size)
-            level = np.fmin.reduce(share) if share.size else np.inf
-            if bound.size:
-                level = np.fmin(level, bound.min())
-            top = level * (1 + _REL)
-            hit = flow[(share <= top)[arc]]
-            rate[hit] = level
-            frozen[hit] = True
-            if bound.size:
-                hit = bounded[bound <= top]
-                rate[hit] = level
-                frozen[hit] = True
-                left = ~frozen[bounded]
-                bounded, bound = bounded[left], bound[left]
-            out = frozen[flow]
-            if out.all():
-                if not bound.size:
-                    return
-                arc, flow = arc[:0], flow[:0]
-                continue
-            arc_out = arc[out]
-            capr = np.maximum(capr - np.bincount(arc_out, weights=np.full(arc_out.size, level), minlength=cap.size), 0.0)
-            stay = ~out
-            arc, flow = arc[stay], flow[stay]
+    # every flow's arcs in start order, the group's arcs renumbered 0..m-1
+    arcs, earc = np.unique(pat.indices[np.repeat(pat.indptr[order] - eptr[:-1], lens) + np.arange(eptr[-1])],
+                           return_inverse=True)
+    window = EVENT_WINDOW * float(np.min(size[flows] / pat.static_rate[flows]))
+    end, budget[0] = group_events(start[order].astype(float), size[order].astype(float), eptr,
+                                  earc.ravel().astype(np.int64), pat.cap[arcs].astype(float), budget[0], window)
+    out = np.empty(size.shape[0])
+    out[order] = end
+    return out[flows]
 
 
 def _group_layout(pat: _Pattern, comp: np.ndarray, start: np.ndarray, flows: np.ndarray) -> tuple:

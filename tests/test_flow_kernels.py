@@ -1,11 +1,10 @@
 """The flow model's inner kernels against plain versions of themselves, and what its caches share.
 
-The step loop's max-min rates (``_maxmin``) fold the arcs that one flow alone crosses into a
-bound per flow (on large calls: ``FOLD_ENTRIES``). The compiled event clock
-(:mod:`sim.eventclock`) fills the rates of the flows connected to a change only, found by
-following the arcs that flows share (``_spread``). Both are shortcuts that must change nothing:
-the plain versions below are the textbook progressive filling and connected components over
-every arc, and the results must be equal to the last bit.
+The compiled max-min filling (:mod:`sim.eventclock`) keeps the arcs' shares on a heap, and the
+event clock fills the rates of the flows connected to a change only, found by following the arcs
+that flows share (``_spread``). Both are shortcuts that must change nothing: the plain versions
+below are the textbook progressive filling and connected components over every arc, and the
+results must be equal to the last bit.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 
 import topologies
-from sim.flow import Network, _maxmin
+from sim.flow import Network
 
 REL = 1e-12
 
@@ -53,22 +52,6 @@ def random_flows(seed: int, nflows: int, narcs: int, private: float):
     # capacities from a few levels, so that shares tie (the tolerance of the rounds matters)
     cap = rng.choice([1e9, 2e9, 2.5e9, 1e10], size=own)
     return np.array(arcs, dtype=np.int64), np.array(flows, dtype=np.int64), cap
-
-
-@pytest.mark.parametrize("fold", [True, False])
-@pytest.mark.parametrize("seed", range(12))
-@pytest.mark.parametrize(("nflows", "narcs", "private"), [(1, 1, 0.0), (5, 3, 1.0), (40, 25, 0.6), (300, 60, 0.9),
-                                                         (7, 200, 0.3)])
-def test_maxmin_equals_plain_progressive_filling(seed, nflows, narcs, private, fold, monkeypatch):
-    import sim.flow
-
-    monkeypatch.setattr(sim.flow, "FOLD_ENTRIES", 0 if fold else 10**9)
-    arc, flow, cap = random_flows(seed, nflows, narcs, private)
-    want = np.full(nflows, np.nan)
-    plain_maxmin(arc, flow, cap, want)
-    got = np.full(nflows, np.nan)
-    _maxmin(arc, flow, cap, got)
-    assert np.array_equal(got, want)
 
 
 def _clock_tables(arc, flow, nflows):
@@ -164,3 +147,57 @@ def test_incidence_is_shared_by_protocol_views_and_repeated_runs(monkeypatch):
     again = run_model("flow", "allreduce", "hierarchical", net, 8, 1 << 20, protocol="auto")
     assert len(built) == once  # every protocol view and the second run reuse the first incidences
     assert again.time == first.time
+
+
+def plain_group_events(starts, size, arc, flow, cap, budget, window_after):
+    """The textbook event loop: at every event every rate is filled again (flows sorted by start)."""
+    n = starts.size
+    rem, end = size.astype(float).copy(), np.full(n, np.nan)
+    act, nxt, t = [], 0, starts[0]
+    window = 0.0 if budget > 0 else window_after
+    while True:
+        while nxt < n and starts[nxt] <= t + window:
+            act.append(nxt)
+            nxt += 1
+        if not act:
+            if nxt >= n:
+                return end, budget
+            t = starts[nxt]
+            continue
+        on = np.isin(flow, act)
+        rate = np.full(n, np.nan)
+        plain_maxmin(arc[on], flow[on], cap, rate)
+        t_end = {f: t + rem[f] / rate[f] for f in act}
+        t_next = min(min(t_end.values()), starts[nxt] if nxt < n else np.inf)
+        for f in list(act):
+            if t_end[f] <= t_next * (1 + REL) + window:
+                end[f] = t_end[f]
+                act.remove(f)
+            else:
+                rem[f] = max(rem[f] - rate[f] * (t_next - t), 0.0)
+        t = t_next
+        budget -= 1
+        if budget == 0:
+            window = window_after
+
+
+@pytest.mark.parametrize("budget", [1000, 5, 0])
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize(("nflows", "narcs"), [(1, 1), (40, 25), (120, 30)])
+def test_compiled_group_events_equal_the_plain_event_loop(seed, nflows, narcs, budget):
+    """The step loop's compiled event loop of a large group (``group_events``): the same end times, to
+    the last bit, with every event exact and with events merged once the budget is spent."""
+    from sim import eventclock
+
+    arc, flow, cap = random_flows(seed, nflows, narcs, 0.6)
+    rng = np.random.default_rng(500 + seed)
+    starts = np.sort(rng.choice([0.0, 1e-6, 2e-6, 5e-6], size=nflows))
+    size = rng.choice([1e3, 4e3, 1e4], size=nflows)
+    by_flow = np.argsort(flow, kind="stable")
+    eptr = np.zeros(nflows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(flow, minlength=nflows), out=eptr[1:])
+    window = 0.1 * float(np.min(size / cap.max()))
+    want, left = plain_group_events(starts, size, arc, flow, cap, budget, window)
+    got, got_left = eventclock.group_events(starts, size, eptr, arc[by_flow], cap, budget, window)
+    assert np.array_equal(got, want)
+    assert got_left == left
