@@ -67,6 +67,7 @@ PH_LOOP = 1  # the next event
 PH_ENDED = 2  # in an event: the ranks on the stack move on, then the due transfers start
 
 _REL = 1e-12  # as sim.flow._REL
+_SCAN_ROUNDS = 8  # rounds of max-min filling that scan the arcs before the shares go on a heap
 
 
 def istate(resync: bool, nsteps: int, tr_base: int) -> np.ndarray:
@@ -265,8 +266,9 @@ def _maxmin(sel, n_sel, a_id, base, tarcs, tlens, cap, rate, cnt, capr, dec, tou
 
     Each round the lowest share ``capacity left / flows left`` over the arcs is the level; the flows
     on every arc whose share is within ``1e-12`` of it freeze at the level, and their rates come off
-    their arcs. The shares live on a heap (an arc's entry is stale once its version moved on), so a
-    round costs the arcs it touches, not every arc.
+    their arcs. The first rounds scan the arcs flows still cross (few distinct levels: a few passes);
+    after ``_SCAN_ROUNDS`` the shares go on a heap (an arc's entry is stale once its version moved
+    on), so a round then costs the arcs it touches, not every arc.
     """
     nt = 0
     total = 0
@@ -281,10 +283,6 @@ def _maxmin(sel, n_sel, a_id, base, tarcs, tlens, cap, rate, cnt, capr, dec, tou
         total += tlens[k]
     if lst.size < total:
         lst = np.empty(2 * total, dtype=np.int64)
-    hk = np.empty(nt + total)
-    ha = np.empty(nt + total, dtype=np.int64)
-    hv = np.empty(nt + total, dtype=np.int64)
-    hn = 0
     pos = 0
     for j in range(nt):
         a = touched[j]
@@ -294,7 +292,6 @@ def _maxmin(sel, n_sel, a_id, base, tarcs, tlens, cap, rate, cnt, capr, dec, tou
         capr[a] = cap[a]
         dec[a] = 0.0
         ver[a] = 0
-        hn = _push(hk, ha, hv, hn, capr[a] / cnt[a], a, 0)
     for s in range(n_sel):
         i = sel[s]
         k = a_id[i] - base
@@ -304,6 +301,58 @@ def _maxmin(sel, n_sel, a_id, base, tarcs, tlens, cap, rate, cnt, capr, dec, tou
             fill[a] += 1
         frozen[i] = False
     remaining = n_sel
+    # the first rounds scan the arcs that flows still cross (most fillings end within them) ...
+    rounds = 0
+    while remaining > 0 and rounds < _SCAN_ROUNDS:
+        rounds += 1
+        level = np.inf
+        for j in range(nt):
+            a = touched[j]
+            s = capr[a] / cnt[a]
+            if s < level:
+                level = s
+        top = level * (1 + _REL)
+        nh = 0
+        for j in range(nt):
+            a = touched[j]
+            if capr[a] / cnt[a] <= top:
+                hit[nh] = a
+                nh += 1
+        for h in range(nh):
+            a = hit[h]
+            for q in range(head[a], fill[a]):
+                i = lst[q]
+                if frozen[i]:
+                    continue
+                frozen[i] = True
+                rate[i] = level
+                remaining -= 1
+                k = a_id[i] - base
+                for c in range(tlens[k]):
+                    b = tarcs[k, c]
+                    dec[b] += level
+                    cnt[b] -= 1
+        # take the frozen flows' rates off their arcs; drop the arcs no flow left crosses
+        kept = 0
+        for j in range(nt):
+            a = touched[j]
+            if dec[a] != 0.0:
+                capr[a] = max(capr[a] - dec[a], 0.0)
+                dec[a] = 0.0
+            if cnt[a] > 0:
+                touched[kept] = a
+                kept += 1
+        nt = kept
+    if remaining == 0:
+        return lst
+    # ... and many levels go on with the shares on a heap
+    hk = np.empty(nt + total)
+    ha = np.empty(nt + total, dtype=np.int64)
+    hv = np.empty(nt + total, dtype=np.int64)
+    hn = 0
+    for j in range(nt):
+        a = touched[j]
+        hn = _push(hk, ha, hv, hn, capr[a] / cnt[a], a, ver[a])
     while remaining > 0:
         while ha[0] < 0 or hv[0] != ver[ha[0]]:  # stale entries
             hn = _pop(hk, ha, hv, hn)

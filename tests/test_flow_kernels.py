@@ -201,3 +201,17 @@ def test_compiled_group_events_equal_the_plain_event_loop(seed, nflows, narcs, b
     got, got_left = eventclock.group_events(starts, size, eptr, arc[by_flow], cap, budget, window)
     assert np.array_equal(got, want)
     assert got_left == left
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_compiled_maxmin_past_the_scanned_rounds(seed):
+    """Capacities all different give a level per round: the filling goes on on its heap past the first
+    scanned rounds, and still equals the plain one to the last bit."""
+    arc, flow, _ = random_flows(seed, 200, 40, 0.8)
+    cap = np.random.default_rng(seed).uniform(1e9, 1e10, size=int(arc.max()) + 1)
+    want = np.full(200, np.nan)
+    plain_maxmin(arc, flow, cap, want)
+    assert np.unique(want).size > 20  # many more levels than the scanned rounds
+    got = np.full(200, np.nan)
+    _compiled_maxmin(np.arange(200), arc, flow, cap, got)
+    assert np.array_equal(got, want)
