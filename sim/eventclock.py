@@ -29,10 +29,14 @@ apart takes a fraction of a second instead of seconds.
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
+
 import numpy as np
 from numba import njit
 
-__all__ = ["run", "DONE", "SYNC", "NEED_STEP", "istate", "fstate", "PHASE", "N_ACT", "N_PEND", "N_MV", "EVENTS",
+__all__ = ["run", "group_events", "note_first_compile", "DONE", "SYNC", "NEED_STEP", "istate", "fstate", "PHASE", "N_ACT", "N_PEND", "N_MV", "EVENTS",
            "BUDGET", "TOP", "TR_BASE", "LIVE_LO", "EXHAUSTED", "NSTEPS", "RESYNC", "PH_START", "PH_LOOP"]
 
 # what run() returns
@@ -694,3 +698,16 @@ def group_events(starts, size, eptr, earc, cap, budget, window_after):
         budget -= 1
         if budget == 0:
             window = window_after
+
+
+@functools.cache
+def note_first_compile() -> None:
+    """Say on stderr, once per process, when the event loops are about to be compiled: the first use on a
+    machine compiles them (about 20 s on 2 cores); later processes load them from numba's cache."""
+    try:
+        missing = [f for f in (run, group_events) if not os.path.exists(f._cache._cache_file._index_path)]
+    except AttributeError:  # a numba without these internals: say nothing rather than guess
+        return
+    if missing:
+        print("collsim: compiling the flow simulator's event loops for this machine (once; about 20 s on 2 cores) ...",
+              file=sys.stderr, flush=True)

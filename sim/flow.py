@@ -456,8 +456,9 @@ def _one_clock_events(pat: _Pattern, start: np.ndarray, size: np.ndarray, flows:
     starts and ends closer together than :data:`EVENT_WINDOW` times the shortest transfer time of
     the group are handled as one event, which bounds the work per step.
     """
-    from sim.eventclock import group_events
+    from sim.eventclock import group_events, note_first_compile
 
+    note_first_compile()
     order = flows[np.argsort(start[flows], kind="stable")]
     lens = pat.lengths[order]
     eptr = np.zeros(order.size + 1, dtype=np.int64)
@@ -830,6 +831,7 @@ class _Clock:
         in flight (returns that time; :attr:`cur` ``.min()`` is the step they go on from)."""
         from sim import eventclock as ec
 
+        ec.note_first_compile()
         p, tr = self.p, self.tr
         ist, fst = ec.istate(self.resync, self.schedule.nsteps, self.tr_base), ec.fstate()
         # the ranks that move on (a stack: the step they finished, the rank, when), all of them at first

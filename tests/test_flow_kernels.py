@@ -215,3 +215,16 @@ def test_compiled_maxmin_past_the_scanned_rounds(seed):
     got = np.full(200, np.nan)
     _compiled_maxmin(np.arange(200), arc, flow, cap, got)
     assert np.array_equal(got, want)
+
+
+def test_the_first_compile_is_announced_once(monkeypatch, capsys):
+    """Compiling the event loops takes about 20 s on the first use on a machine: it is said on stderr,
+    and said nothing about when numba's cache has them."""
+    from sim import eventclock
+
+    monkeypatch.setattr(eventclock.os.path, "exists", lambda path: False)
+    eventclock.note_first_compile.__wrapped__()
+    assert "compiling the flow simulator's event loops" in capsys.readouterr().err
+    monkeypatch.setattr(eventclock.os.path, "exists", lambda path: True)
+    eventclock.note_first_compile.__wrapped__()
+    assert capsys.readouterr().err == ""
