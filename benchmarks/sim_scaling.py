@@ -62,13 +62,10 @@ CLUSTER_SIZE = 1 << 30
 def child(spec: str, nranks: int, reps: int) -> dict:
     import resource
 
-    import numpy as np
-
     import sim.flow
     import topologies
     from collectives import algorithm_params, get_schedule
-    from sim.eventclock import group_events
-    from sim.flow import Network, simulate
+    from sim.flow import Network, load_compiled, simulate
 
     events: list[int] = []  # rate recomputations of the event clock across steps, per run of it
     clock = getattr(sim.flow, "_Clock", None)
@@ -88,10 +85,7 @@ def child(spec: str, nranks: int, reps: int) -> dict:
     # the compiled event loops load once per process (numba's cache; compiled on the first use on a
     # machine): measured apart, so "first" is what one more (algorithm, size) costs
     t = time.process_time()
-    warm = get_schedule("allreduce", "ring", 2)
-    sim.flow._Clock(warm, Network(topologies.switch(2)), warm.chunk_offsets(2) * 4, {}, 0, np.zeros(2), 0.0,
-                    resync=False).run()
-    group_events(np.zeros(1), np.ones(1), np.array([0, 1]), np.array([0]), np.ones(1), 1, 0.1)
+    load_compiled()
     clock_load = time.process_time() - t
     rows = []
     for algorithm in ALGORITHMS:

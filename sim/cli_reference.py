@@ -10,7 +10,9 @@ Two things are generated:
    ``console`` holds ``$ collsim ...`` lines, each followed by that command's output
    (:func:`refresh_console_blocks`). Those commands are run in-process, in a scratch directory, with
    stdout and stderr captured together in the order they were written; their output replaces the
-   old one. Every command must succeed (exit status 0), except in blocks marked ```` ```console
+   old one. Progress lines (written only when a command runs for seconds, so they depend on the
+   machine) are turned off, and the compiled event loops are loaded beforehand (their first
+   compile on a machine announces itself on stderr). Every command must succeed (exit status 0), except in blocks marked ```` ```console
    error ````, where every command must fail with status 2 (examples of error messages). Only
    deterministic commands belong there: ``validate``, ``calibrate`` and ``emulate`` need root and
    real time, so they are refused (quote their output in a ``text`` block).
@@ -238,14 +240,20 @@ def run_collsim(command: str, cwd: str | os.PathLike) -> tuple[str, int]:
     if len(argv) > 1 and argv[1] in _NOT_RUN:
         raise ValueError(f"'collsim {argv[1]}' needs root and real time: quote its output in a text block, "
                          f"not a console block ({command!r})")
+    from sim.flow import load_compiled
+    from sim.results import Progress
+
+    load_compiled()  # (the first use on a machine compiles them, and says so: not part of any output)
     buffer = io.StringIO()
-    old = os.getcwd()
+    old, every = os.getcwd(), Progress.every
     try:
         os.chdir(cwd)
+        Progress.every = float("inf")  # progress lines depend on how fast the machine is: none here
         with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
             status = collsim_main(argv[1:])
     finally:
         os.chdir(old)
+        Progress.every = every
     return buffer.getvalue(), status
 
 

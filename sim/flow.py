@@ -51,7 +51,8 @@ together with nothing in flight (then the step loop takes over again) or the col
 Max-min sharing is not monotone: giving one flow more bandwidth can take a shared link's capacity
 from a flow on the critical path, so more bandwidth on one link can (rarely, slightly) make a
 collective slower (``tests/test_sim_flow.py`` keeps such a case). The property tests check that
-faster links everywhere, or one faster link where a step's flows have links of their own, never do.
+faster links everywhere, or one faster link where a step's flows have links of their own and no
+flows of different steps meet, never do.
 
 On a fully connected topology with identical links, every transfer has a link of its own, so a step
 costs ``alpha + latency + bytes / bandwidth (+ gamma * bytes)``: exactly the analytic model
@@ -121,7 +122,7 @@ from collectives.schedule import Schedule
 from sim.params import DEFAULT_PARAMS, ModelParams
 from sim.results import busbw_factor
 
-__all__ = ["Network", "SimResult", "simulate", "element_count"]
+__all__ = ["Network", "SimResult", "simulate", "element_count", "load_compiled"]
 
 _REL = 1e-12  # relative tolerance for "the same instant"
 
@@ -1275,3 +1276,15 @@ def simulate(schedule: Schedule, network: Network | nx.DiGraph, nbytes: int, *, 
         bottlenecks=bottlenecks,
         params=dict(schedule.params),
     )
+
+
+def load_compiled() -> None:
+    """Load the compiled event loops now (on a machine's first use: compile them, about 20 s on 2 cores)
+    instead of inside the first simulation that needs them; a process does it once either way."""
+    import topologies
+    from collectives import get_schedule
+    from sim.eventclock import group_events
+
+    ring = get_schedule("allreduce", "ring", 2)
+    _Clock(ring, Network(topologies.switch(2)), ring.chunk_offsets(2) * 4, {}, 0, np.zeros(2), 0.0, resync=False).run()
+    group_events(np.zeros(1), np.ones(1), np.array([0, 1]), np.array([0]), np.ones(1), 1, 0.1)

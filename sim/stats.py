@@ -44,11 +44,14 @@ enough; threads started afterwards inherit the affinity).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
 import statistics
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -72,6 +75,7 @@ __all__ = [
     "pin_plan",
     "pin_process",
     "thread_affinity",
+    "awake_cores",
 ]
 
 #: Bootstrap resamples for :func:`geomean_ci` (percentile interval; enough for two decimals).
@@ -547,6 +551,35 @@ def pin_plan(nranks: int, pin: bool = True) -> tuple[list[int] | None, str]:
 
 def _ranges(cores: Sequence[int]) -> str:
     return "[" + ",".join(str(c) for c in cores) + "]"
+
+
+@contextlib.contextmanager
+def awake_cores(cores: Sequence[int]) -> Iterator[str]:
+    """Keep ``cores`` from halting while the block runs: one idle-priority busy loop on each.
+
+    A rank that waits for a message blocks, and its core, with nothing else to run, halts. On bare
+    metal a halted core wakes in microseconds; a virtual machine's halted vCPU waits for the
+    hypervisor to run it again, which can take half a millisecond, several times per collective.
+    A ``SCHED_IDLE`` loop runs only when nothing else on its core wants to (the kernel preempts it
+    at once for any other thread), so the ranks keep their cores, and the cores never halt. Yields
+    a sentence for the report; Linux only (elsewhere it does nothing and says so). Every loop is
+    killed on exit, also on error.
+    """
+    if not hasattr(os, "SCHED_IDLE") or not hasattr(os, "sched_setaffinity"):
+        yield "cores not kept awake: this platform has no SCHED_IDLE"
+        return
+    code = ("import os, sys; os.sched_setaffinity(0, {int(sys.argv[1])}); "
+            "os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\nwhile True: pass")
+    procs = []
+    try:
+        for c in cores:
+            procs.append(subprocess.Popen([sys.executable, "-c", code, str(c)], stdin=subprocess.DEVNULL))
+        yield f"cores {_ranges(list(cores))} kept awake by an idle-priority (SCHED_IDLE) busy loop each"
+    finally:
+        for proc in procs:
+            proc.kill()
+        for proc in procs:
+            proc.wait()
 
 
 def pin_process(core: int | None) -> None:

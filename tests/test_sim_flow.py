@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+import sim.flow
 import topologies
 from collectives import ALGORITHMS, algorithm_params, get_schedule, verify
 from collectives.algorithms import collectives_of
@@ -174,11 +175,14 @@ def switched(draw):
 
 @st.composite
 def fully_connected(draw):
-    """A fully connected network whose arcs each get a random bandwidth and latency."""
+    """A fully connected network whose arcs each get a random bandwidth, and one latency for all, so that
+    every pair's route is its own link (with unequal latencies a two-hop route can be shorter, and
+    then flows share its first link)."""
     G = topologies.fully_connected(draw(st.integers(2, 7)))
+    latency = draw(st.sampled_from(LAT))
     for u, v in G.edges:
         G.edges[u, v]["bandwidth"] = draw(st.sampled_from(BW))
-        G.edges[u, v]["latency"] = draw(st.sampled_from(LAT))
+        G.edges[u, v]["latency"] = latency
     return G
 
 
@@ -202,16 +206,38 @@ def test_a_faster_network_is_never_slower(G, factor, pair, nbytes, segments):
     assert simulate(schedule, Network(H, PARAMS), nbytes).time <= before * (1 + 1e-9)
 
 
+def _time_and_clock(schedule, net, nbytes):
+    """The simulated time, and whether flows of different steps met (the event clock across steps ran)."""
+    ran = []
+    run = sim.flow._Clock.run
+
+    def counted(self):
+        ran.append(1)
+        return run(self)
+
+    sim.flow._Clock.run = counted
+    try:
+        return simulate(schedule, net, nbytes).time, bool(ran)
+    finally:
+        sim.flow._Clock.run = run
+
+
 @PROPERTY
 @given(G=fully_connected(), arc=st.integers(0, 10_000), factor=st.sampled_from([1.5, 2.0, 10.0]), **cases)
 def test_more_bandwidth_on_any_link_is_never_slower(G, arc, factor, pair, nbytes, segments):
+    """On a fully connected network with one latency a step's flows have links of their own. Where ranks
+    drift so that flows of different steps meet on a link, they share it, and max-min sharing is not
+    monotone (``test_max_min_can_slow_a_critical_flow_when_another_link_gets_faster``): those runs are
+    left out here."""
     algorithm, collective = pair
     schedule = _schedule(collective, algorithm, len(G.graph["endpoints"]), segments=segments)
-    before = simulate(schedule, Network(G, PARAMS), nbytes).time
+    before, met = _time_and_clock(schedule, Network(G, PARAMS), nbytes)
     H = G.copy()
     u, v = list(H.edges)[arc % H.number_of_edges()]
     H.edges[u, v]["bandwidth"] *= factor
-    assert simulate(schedule, Network(H, PARAMS), nbytes).time <= before * (1 + 1e-9)
+    after, met_after = _time_and_clock(schedule, Network(H, PARAMS), nbytes)
+    assume(not (met or met_after))
+    assert after <= before * (1 + 1e-9)
 
 
 @PROPERTY

@@ -13,6 +13,7 @@ from scipy import stats as sps
 
 from sim.stats import (
     Interval,
+    awake_cores,
     calibrate_calls,
     calls_per_sample,
     geomean_ci,
@@ -353,3 +354,41 @@ def test_threads_started_after_pinning_inherit_the_core():
     got = queue.get(timeout=60)
     proc.join(60)
     assert got["threads"] >= 2 and got["cores"] == [cores[0]]
+
+
+def _children_of_this_process() -> list[int]:
+    import os
+
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == os.getpid():
+                out.append(int(pid))
+    return out
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "SCHED_IDLE"), reason="needs Linux's SCHED_IDLE")
+def test_awake_cores_runs_one_idle_priority_loop_per_core_and_stops_them_also_on_error():
+    import os
+    import time
+
+    before = set(_children_of_this_process())
+    with pytest.raises(RuntimeError, match="inside"):
+        with awake_cores([0]) as text:
+            assert "kept awake" in text
+            deadline = time.monotonic() + 10
+            while True:  # the loop sets its own policy right after it starts
+                loops = set(_children_of_this_process()) - before
+                if loops and all(os.sched_getscheduler(pid) == os.SCHED_IDLE for pid in loops):
+                    break
+                assert time.monotonic() < deadline, "no idle-priority loop started"
+                time.sleep(0.05)
+            assert len(loops) == 1
+            assert all(os.sched_getaffinity(pid) == {0} for pid in loops)
+            raise RuntimeError("inside")
+    assert not set(_children_of_this_process()) - before
