@@ -1,4 +1,4 @@
-"""The event clock's inner loop, compiled: every flow of every live step on one clock.
+"""The flow model's event loops, compiled: the event clock across steps, and one step's large group.
 
 :class:`sim.flow._Clock` owns the tables (the live steps' transfers, the (step, rank) tables, the
 clock's arcs) and generates steps as ranks reach them; :func:`run` steps through the events. It
@@ -21,8 +21,12 @@ The model is :mod:`sim.flow`'s (see its docstring), event for event:
   start within ``EVENT_WINDOW`` of the shortest transfer time of the live steps join the event; a
   flow started early by that gets as much more to send.
 
-Compiled with numba (``cache=True``: the first call on a machine compiles it, a few seconds; later
-processes load it). The same work in numpy costs tens of small array operations per event; here an
+:func:`group_events` is the step loop's event loop for one large group of flows of one step (the
+same sharing, every rate filled again at each event).
+
+Compiled with numba (``cache=True``: the first use on a machine compiles them, about 20 s on 2
+cores, announced on stderr by :func:`note_first_compile`; later processes load them from the cache
+in about 0.6 s). The same work in numpy costs tens of small array operations per event; here an
 event costs the loops over the flows in flight, so a thousand-rank pipeline with ranks that drift
 apart takes a fraction of a second instead of seconds.
 """
@@ -36,8 +40,9 @@ import sys
 import numpy as np
 from numba import njit
 
-__all__ = ["run", "group_events", "note_first_compile", "DONE", "SYNC", "NEED_STEP", "istate", "fstate", "PHASE", "N_ACT", "N_PEND", "N_MV", "EVENTS",
-           "BUDGET", "TOP", "TR_BASE", "LIVE_LO", "EXHAUSTED", "NSTEPS", "RESYNC", "PH_START", "PH_LOOP"]
+__all__ = ["run", "group_events", "note_first_compile", "istate", "fstate", "DONE", "SYNC", "NEED_STEP", "PHASE",
+           "N_ACT", "N_PEND", "N_MV", "EVENTS", "BUDGET", "TOP", "TR_BASE", "LIVE_LO", "EXHAUSTED", "NSTEPS", "RESYNC",
+           "PH_START", "PH_LOOP"]
 
 # what run() returns
 DONE = 0  # nothing in flight or waiting: every rank is done (or the schedule deadlocks)
