@@ -203,6 +203,7 @@ def verdict(results: list[dict]) -> str:
 
 def _write(out: str, name: str, rows, text: str, title: str, command: str) -> None:
     """``<name>.json`` (the rows) and ``<name>.md`` (the table, with the command that made it) in ``out``."""
+    os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, f"{name}.json"), "w") as fh:
         json.dump(rows, fh, indent=1)
     with open(os.path.join(out, f"{name}.md"), "w") as fh:
