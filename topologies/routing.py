@@ -792,7 +792,6 @@ class Router:
         K = S.size
         n = len(self._nodes)
         L = T["levels"].size - 1
-        levels = T["levels"]
         nodes = self._nodes
         bounds = np.asarray(self._bounds, dtype=np.int64)
         done = np.ones(K, dtype=bool)
@@ -837,30 +836,7 @@ class Router:
             rep, pos, dv, v = rep[ok], pos[ok], dv[ok], v[ok]  # per (node, target), in ECMP order
             count = np.bincount(rep, minlength=uq.size)
             if not self._uniform and (count > 1).any():
-                # widest: width(v) = the widest level on whose arcs v still reaches t as fast
-                bw = self._arc_bw[pos]
-                mi = np.flatnonzero(count[rep] > 1)
-                vm, tm = v[mi], tq[rep[mi]]
-                width = np.full(mi.size, _INF)
-                open_ = vm != tm
-                for j in range(levels.size):
-                    q = np.flatnonzero(open_)
-                    if not q.size:
-                        break
-                    hit = self._core_dist(j, vm[q], tm[q]) == dv[mi[q]]
-                    width[q[hit]] = levels[j]
-                    open_[q[hit]] = False
-                wide = np.minimum(bw[mi], width)
-                top = np.full(uq.size, -_INF)
-                np.maximum.at(top, rep[mi], wide)
-                keep = np.ones(rep.size, dtype=bool)
-                keep[mi] = wide == top[rep[mi]]
-                # PXN: then the widest next arc
-                first = np.full(uq.size, -_INF)
-                np.maximum.at(first, rep[keep], bw[keep])
-                keep &= bw == first[rep]
-                rep, pos, dv, v = rep[keep], pos[keep], dv[keep], v[keep]
-                count = np.bincount(rep, minlength=uq.size)
+                rep, pos, dv, v, count = self._widest(self._core_dist, rep, pos, dv, v, tq, uq.size)
             if self.policy in ("dmodk", "shortest"):
                 o = np.lexsort((v, rep))  # sorted(vs): by node index
                 rep, pos, dv, v = rep[o], pos[o], dv[o], v[o]
@@ -891,6 +867,35 @@ class Router:
         arcs = np.concatenate(a_out)
         keep = done[ks]
         return done, ks[keep], arcs[keep]
+
+    def _widest(self, dist, rep, pos, dv, v, target, groups: int) -> tuple:
+        """Of the next-hop candidates of each group (``rep``: group, ``pos``: arc, ``dv``: distance left from
+        the arc's head ``v`` to the group's ``target``), keep the widest, as :meth:`_walk` does:
+        width(v) is the widest bandwidth level on whose arcs v still reaches the target as fast
+        (``dist(level, v, t)``), bounded by the arc's own; then, among those, the widest next arc
+        (PXN). Returns the candidates kept and their count per group."""
+        levels = self._batch["levels"]
+        bw = self._arc_bw[pos]
+        mi = np.flatnonzero(np.bincount(rep, minlength=groups)[rep] > 1)
+        vm, tm = v[mi], target[rep[mi]]
+        width = np.full(mi.size, _INF)
+        open_ = vm != tm
+        for j in range(levels.size):
+            q = np.flatnonzero(open_)
+            if not q.size:
+                break
+            hit = dist(j, vm[q], tm[q]) == dv[mi[q]]
+            width[q[hit]] = levels[j]
+            open_[q[hit]] = False
+        wide = np.minimum(bw[mi], width)
+        top = np.full(groups, -_INF)
+        np.maximum.at(top, rep[mi], wide)
+        keep = np.ones(rep.size, dtype=bool)
+        keep[mi] = wide == top[rep[mi]]
+        first = np.full(groups, -_INF)
+        np.maximum.at(first, rep[keep], bw[keep])
+        keep &= bw == first[rep]
+        return rep[keep], pos[keep], dv[keep], v[keep], np.bincount(rep[keep], minlength=groups)
 
     def _make_hub_tables(self):
         from scipy.sparse import coo_array, csr_array
@@ -1005,7 +1010,6 @@ class Router:
         digits = dst_rank.astype(np.int64).copy()
         bounds = np.asarray(self._bounds, dtype=np.int64)
         hub_pos, members, comp, where = T["hub_pos"], T["members"], T["comp"], T["where"]
-        levels = T["levels"]
         nodes = self._nodes
         hops = 0
         while True:
@@ -1058,33 +1062,10 @@ class Router:
             count = np.bincount(rep, minlength=ks.size)
             lost = (count == 0) & done[ks]
             done[ks[lost]] = False  # pragma: no cover (exact distances always leave a next hop)
-            bw = self._arc_bw[pos]
             v = self._to[pos]
             multi = count[rep] > 1
             if multi.any() and not self._uniform:
-                # widest: width(v) = the widest level on whose arcs v still reaches t as fast
-                mi = np.flatnonzero(multi)
-                vm, tm = v[mi], tt[rep[mi]]
-                width = np.full(mi.size, _INF)
-                open_ = vm != tm
-                for j in range(levels.size):
-                    q = np.flatnonzero(open_)
-                    if not q.size:
-                        break
-                    hit = self._batch_dist(j, vm[q], tm[q]) == dv[mi[q]]
-                    width[q[hit]] = levels[j]
-                    open_[q[hit]] = False
-                wide = np.minimum(bw[mi], width)
-                top = np.full(ks.size, -_INF)
-                np.maximum.at(top, rep[mi], wide)
-                keep = np.ones(rep.size, dtype=bool)
-                keep[mi] = wide == top[rep[mi]]
-                # PXN: then the widest next arc
-                first = np.full(ks.size, -_INF)
-                np.maximum.at(first, rep[keep], bw[keep])
-                keep &= bw == first[rep]
-                rep, pos, dv, v = rep[keep], pos[keep], dv[keep], v[keep]
-                count = np.bincount(rep, minlength=ks.size)
+                rep, pos, dv, v, count = self._widest(self._batch_dist, rep, pos, dv, v, tt, ks.size)
             start = np.zeros(ks.size, dtype=np.int64)
             np.cumsum(count[:-1], out=start[1:])
             pick = start.copy()
