@@ -267,6 +267,34 @@ def _pop(hk, ha, hv, n):
     return n
 
 
+@njit(cache=True, inline="always")
+def _freeze(nh, hit, level, head, fill, lst, frozen, rate, a_id, base, tarcs, tlens, dec, cnt, ver):
+    """Freeze at ``level`` the flows not frozen yet on the arcs ``hit[:nh]``: their rates come off their arcs
+    (``dec``, ``cnt``), and those arcs are listed after the hit ones in ``hit``, each once (marked by
+    a negative ``ver``: the caller unmarks them). Returns the flows frozen and the arcs listed."""
+    n = 0
+    nd = 0
+    for h in range(nh):
+        a = hit[h]
+        for q in range(head[a], fill[a]):
+            i = lst[q]
+            if frozen[i]:
+                continue
+            frozen[i] = True
+            rate[i] = level
+            n += 1
+            k = a_id[i] - base
+            for c in range(tlens[k]):
+                b = tarcs[k, c]
+                if ver[b] >= 0:
+                    ver[b] = -ver[b] - 1
+                    hit[nh + nd] = b
+                    nd += 1
+                dec[b] += level
+                cnt[b] -= 1
+    return n, nd
+
+
 @njit(cache=True)
 def _maxmin(sel, n_sel, a_id, base, tarcs, tlens, cap, rate, cnt, capr, dec, touched, head, fill, lst, frozen, hit,
             ver):
@@ -327,20 +355,10 @@ def _maxmin(sel, n_sel, a_id, base, tarcs, tlens, cap, rate, cnt, capr, dec, tou
             if capr[a] / cnt[a] <= top:
                 hit[nh] = a
                 nh += 1
-        for h in range(nh):
-            a = hit[h]
-            for q in range(head[a], fill[a]):
-                i = lst[q]
-                if frozen[i]:
-                    continue
-                frozen[i] = True
-                rate[i] = level
-                remaining -= 1
-                k = a_id[i] - base
-                for c in range(tlens[k]):
-                    b = tarcs[k, c]
-                    dec[b] += level
-                    cnt[b] -= 1
+        n, nd = _freeze(nh, hit, level, head, fill, lst, frozen, rate, a_id, base, tarcs, tlens, dec, cnt, ver)
+        remaining -= n
+        for d in range(nh, nh + nd):
+            ver[hit[d]] = -ver[hit[d]]  # (unmarked)
         # take the frozen flows' rates off their arcs; drop the arcs no flow left crosses
         kept = 0
         for j in range(nt):
@@ -375,25 +393,8 @@ def _maxmin(sel, n_sel, a_id, base, tarcs, tlens, cap, rate, cnt, capr, dec, tou
                 nh += 1
                 ver[a] += 1  # (taken: its other entries are stale)
             hn = _pop(hk, ha, hv, hn)
-        nd = 0  # arcs whose capacity left changes, listed after the hit arcs in ``hit``
-        for h in range(nh):
-            a = hit[h]
-            for q in range(head[a], fill[a]):
-                i = lst[q]
-                if frozen[i]:
-                    continue
-                frozen[i] = True
-                rate[i] = level
-                remaining -= 1
-                k = a_id[i] - base
-                for c in range(tlens[k]):
-                    b = tarcs[k, c]
-                    if ver[b] >= 0:
-                        ver[b] = -ver[b] - 1  # (marked: on the list once)
-                        hit[nh + nd] = b
-                        nd += 1
-                    dec[b] += level
-                    cnt[b] -= 1
+        n, nd = _freeze(nh, hit, level, head, fill, lst, frozen, rate, a_id, base, tarcs, tlens, dec, cnt, ver)
+        remaining -= n
         # take the frozen flows' rates off their arcs; the arcs that flows still cross get their new share
         for d in range(nh, nh + nd):
             b = hit[d]
