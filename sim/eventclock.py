@@ -207,6 +207,20 @@ def _unlink(i, a_id, base, tarcs, tlens, width, head, nxt, prv):
             prv[nxt[e]] = prv[e]
 
 
+@njit(cache=True, inline="always")
+def _take(e, sel, n_sel, mine, width, nxt):
+    """Add to ``sel[:n_sel]`` the flows on the arc list that starts at entry ``e`` not marked in ``mine``
+    (marking them); returns the new ``n_sel``."""
+    while e >= 0:
+        j = e // width
+        if not mine[j]:
+            mine[j] = True
+            sel[n_sel] = j
+            n_sel += 1
+        e = nxt[e]
+    return n_sel
+
+
 @njit(cache=True)
 def _spread(sel, n_sel, mine, seen, a_id, base, tarcs, tlens, load, width, head, nxt):
     """Add to the flows ``sel[:n_sel]`` (marked in ``mine``) every flow connected to them through arcs they
@@ -221,14 +235,7 @@ def _spread(sel, n_sel, mine, seen, a_id, base, tarcs, tlens, load, width, head,
             if load[a] < 2 or seen[a]:
                 continue
             seen[a] = True
-            e = head[a]
-            while e >= 0:
-                j = e // width
-                if not mine[j]:
-                    mine[j] = True
-                    sel[n_sel] = j
-                    n_sel += 1
-                e = nxt[e]
+            n_sel = _take(head[a], sel, n_sel, mine, width, nxt)
     return n_sel
 
 
@@ -293,6 +300,15 @@ def _freeze(nh, hit, level, head, fill, lst, frozen, rate, a_id, base, tarcs, tl
                 dec[b] += level
                 cnt[b] -= 1
     return n, nd
+
+
+@njit(cache=True)
+def _scratch(na):
+    """The per-arc work arrays of :func:`_maxmin` for ``na`` arcs: ``cnt``, ``capr``, ``dec``, ``touched``,
+    ``head``, ``fill``, ``hit`` (twice as long) and ``ver`` (``cnt``, ``dec`` and ``ver`` zero)."""
+    return (np.zeros(na, dtype=np.int64), np.empty(na), np.zeros(na), np.empty(na, dtype=np.int64),
+            np.empty(na, dtype=np.int64), np.empty(na, dtype=np.int64), np.empty(2 * na, dtype=np.int64),
+            np.zeros(na, dtype=np.int64))
 
 
 @njit(cache=True)
@@ -421,14 +437,7 @@ def run(ist, fst, window, shortest,
     p = cur.size
     base = ist[TR_BASE]
     na = cap.size
-    cnt = np.zeros(na, dtype=np.int64)
-    capr = np.empty(na)
-    dec = np.zeros(na)
-    touched = np.empty(na, dtype=np.int64)
-    head = np.empty(na, dtype=np.int64)
-    fill = np.empty(na, dtype=np.int64)
-    hit = np.empty(2 * na, dtype=np.int64)
-    ver = np.zeros(na, dtype=np.int64)
+    cnt, capr, dec, touched, head, fill, hit, ver = _scratch(na)
     lst = np.empty(16, dtype=np.int64)
     nmax = a_id.size
     frozen = np.zeros(nmax, dtype=np.bool_)
@@ -592,14 +601,7 @@ def run(ist, fst, window, shortest,
             if need:
                 # only the flows connected to the changed arcs through arcs they share can change rate
                 for m in range(n_seeds):
-                    e = lhead[seeds[m]]
-                    while e >= 0:
-                        i = e // width
-                        if not mine[i]:
-                            mine[i] = True
-                            sel[n_sel] = i
-                            n_sel += 1
-                        e = nxt[e]
+                    n_sel = _take(lhead[seeds[m]], sel, n_sel, mine, width, nxt)
                 n_sel = _spread(sel, n_sel, mine, seen, a_id, base, tarcs, tlens, load, width, lhead, nxt)
                 for s in range(n_sel):
                     k = a_id[sel[s]] - base
@@ -658,14 +660,7 @@ def group_events(starts, size, eptr, earc, cap, budget, window_after):
     rate = np.empty(n)  # (by position in act)
     t_end = np.empty(n)
     sel = np.arange(n)
-    cnt = np.zeros(na, dtype=np.int64)
-    capr = np.empty(na)
-    dec = np.zeros(na)
-    touched = np.empty(na, dtype=np.int64)
-    head = np.empty(na, dtype=np.int64)
-    fill = np.empty(na, dtype=np.int64)
-    hit = np.empty(2 * na, dtype=np.int64)
-    ver = np.zeros(na, dtype=np.int64)
+    cnt, capr, dec, touched, head, fill, hit, ver = _scratch(na)
     frozen = np.zeros(n, dtype=np.bool_)
     lst = np.empty(16, dtype=np.int64)
     n_act = 0

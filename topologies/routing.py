@@ -150,6 +150,14 @@ class _DictDistances(_Distances):
         return vs, bws
 
 
+def _walked(done: np.ndarray, pairs: list[np.ndarray], arcs: list[np.ndarray]) -> tuple:
+    """A batch walk's result: ``(done, pair, arc)`` of the pairs it finished, arcs in route order."""
+    ks = np.concatenate(pairs)
+    out = np.concatenate(arcs)
+    keep = done[ks]
+    return done, ks[keep], out[keep]
+
+
 class _ArrayDistances(_Distances):
     """From scipy's Dijkstra with a distance ``limit``: a dense array, ``inf`` beyond the limit."""
 
@@ -861,12 +869,7 @@ class Router:
             a_out.append(self._arc_edge[pos[sel]])
             u[ks[go]] = v[sel]
             du[ks[go]] = dv[sel]
-        k_out.append(tail[0])
-        a_out.append(tail[1])
-        ks = np.concatenate(k_out)
-        arcs = np.concatenate(a_out)
-        keep = done[ks]
-        return done, ks[keep], arcs[keep]
+        return _walked(done, k_out + [tail[0]], a_out + [tail[1]])
 
     def _widest(self, dist, rep, pos, dv, v, target, groups: int) -> tuple:
         """Of the next-hop candidates of each group (``rep``: group, ``pos``: arc, ``dv``: distance left from
@@ -1093,9 +1096,4 @@ class Router:
             a_out.append(self._arc_edge[pos[sel]])
             u[ks[go]] = v[sel]
             du[ks[go]] = dv[sel]
-        k_out.append(tail[0])
-        a_out.append(tail[1])
-        ks = np.concatenate(k_out)
-        arcs = np.concatenate(a_out)
-        keep = done[ks]
-        return done, ks[keep], arcs[keep]
+        return _walked(done, k_out + [tail[0]], a_out + [tail[1]])
