@@ -40,7 +40,7 @@ import sys
 import numpy as np
 from numba import njit
 
-__all__ = ["run", "group_events", "note_first_compile", "istate", "fstate", "DONE", "SYNC", "NEED_STEP", "PHASE",
+__all__ = ["run", "group_events", "grouped_events", "overlap_groups", "note_first_compile", "istate", "fstate", "DONE", "SYNC", "NEED_STEP", "PHASE",
            "N_ACT", "N_PEND", "N_MV", "EVENTS", "BUDGET", "TOP", "TR_BASE", "LIVE_LO", "EXHAUSTED", "NSTEPS", "RESYNC",
            "PH_START", "PH_LOOP"]
 
@@ -634,17 +634,9 @@ def run(ist, fst, window, shortest,
 
 
 @njit(cache=True)
-def group_events(starts, size, eptr, earc, cap, budget, window_after):
-    """Event-driven max-min sharing of one group of flows of one step (the step loop's large groups).
-
-    Flows ``0..n-1`` sorted by start (``starts``), ``size`` bytes each, crossing the arcs
-    ``earc[eptr[f]:eptr[f + 1]]`` (numbered ``0..cap.size-1``). At every event the rates of all flows
-    in flight are filled again. While ``budget`` (exact events left) lasts, every start and end is
-    an event; from then on, starts and ends within ``window_after`` of an event join it. Returns
-    when each flow's last byte leaves, and the budget left.
-    """
-    n = starts.size
-    na = cap.size
+def _routes(eptr, earc):
+    """The arcs of flows ``f`` (``earc[eptr[f]:eptr[f + 1]]``) as rows padded with -1, and their counts."""
+    n = eptr.size - 1
     width = 1
     for f in range(n):
         width = max(width, eptr[f + 1] - eptr[f])
@@ -654,33 +646,32 @@ def group_events(starts, size, eptr, earc, cap, budget, window_after):
         tlens[f] = eptr[f + 1] - eptr[f]
         for c in range(tlens[f]):
             tarcs[f, c] = earc[eptr[f] + c]
-    rem = size.astype(np.float64)
-    end = np.empty(n)
-    act = np.empty(n, dtype=np.int64)  # the flows in flight
-    rate = np.empty(n)  # (by position in act)
-    t_end = np.empty(n)
-    sel = np.arange(n)
-    cnt, capr, dec, touched, head, fill, hit, ver = _scratch(na)
-    frozen = np.zeros(n, dtype=np.bool_)
-    lst = np.empty(16, dtype=np.int64)
+    return tarcs, tlens
+
+
+@njit(cache=True)
+def _group_loop(lo, hi, starts, rem, end, tarcs, tlens, cap, budget, window_after, act, rate, t_end, sel, frozen,
+                cnt, capr, dec, touched, head, fill, hit, ver, lst):
+    """The event loop of flows ``lo..hi-1`` (sorted by start, sharing arcs with no other flow in flight):
+    see :func:`group_events`. Returns the budget left and ``lst``."""
     n_act = 0
-    nxt = 0
-    t = starts[0] if n else 0.0
+    nxt = lo
+    t = starts[lo] if hi > lo else 0.0
     window = 0.0 if budget > 0 else window_after
     while True:
         lim = t + window
-        while nxt < n and starts[nxt] <= lim:
+        while nxt < hi and starts[nxt] <= lim:
             act[n_act] = nxt
             n_act += 1
             nxt += 1
         if n_act == 0:
-            if nxt >= n:
-                return end, budget
+            if nxt >= hi:
+                return budget, lst
             t = starts[nxt]
             continue
         lst = _maxmin(sel, n_act, act, 0, tarcs, tlens, cap, rate, cnt, capr, dec, touched, head, fill, lst, frozen,
                       hit, ver)
-        t_next = starts[nxt] if nxt < n else np.inf
+        t_next = starts[nxt] if nxt < hi else np.inf
         for i in range(n_act):
             t_end[i] = t + rem[act[i]] / rate[i]
             t_next = min(t_next, t_end[i])
@@ -701,12 +692,108 @@ def group_events(starts, size, eptr, earc, cap, budget, window_after):
             window = window_after
 
 
+@njit(cache=True)
+def group_events(starts, size, eptr, earc, cap, budget, window_after):
+    """Event-driven max-min sharing of one group of flows of one step (the step loop's large groups).
+
+    Flows ``0..n-1`` sorted by start (``starts``), ``size`` bytes each, crossing the arcs
+    ``earc[eptr[f]:eptr[f + 1]]`` (numbered ``0..cap.size-1``). At every event the rates of all flows
+    in flight are filled again. While ``budget`` (exact events left) lasts, every start and end is
+    an event; from then on, starts and ends within ``window_after`` of an event join it. Returns
+    when each flow's last byte leaves, and the budget left.
+    """
+    n = starts.size
+    tarcs, tlens = _routes(eptr, earc)
+    rem = size.astype(np.float64)
+    end = np.empty(n)
+    cnt, capr, dec, touched, head, fill, hit, ver = _scratch(cap.size)
+    budget, _ = _group_loop(0, n, starts, rem, end, tarcs, tlens, cap, budget, window_after,
+                            np.empty(n, dtype=np.int64), np.empty(n), np.empty(n), np.arange(n),
+                            np.zeros(n, dtype=np.bool_), cnt, capr, dec, touched, head, fill, hit, ver,
+                            np.empty(16, dtype=np.int64))
+    return end, budget
+
+
+@njit(cache=True)
+def grouped_events(fptr, starts, size, eptr, earc, cap, windows):
+    """:func:`group_events` for many groups of one step, each on its own clock: group ``g`` is flows
+    ``fptr[g]..fptr[g + 1]-1`` (sorted by start within it). A group with ``windows[g] > 0`` merges
+    starts and ends within that of an event from its first event on; the others are exact.
+    Returns when each flow's last byte leaves."""
+    n = starts.size
+    tarcs, tlens = _routes(eptr, earc)
+    rem = size.astype(np.float64)
+    end = np.empty(n)
+    act = np.empty(n, dtype=np.int64)
+    rate = np.empty(n)
+    t_end = np.empty(n)
+    sel = np.arange(n)
+    frozen = np.zeros(n, dtype=np.bool_)
+    cnt, capr, dec, touched, head, fill, hit, ver = _scratch(cap.size)
+    lst = np.empty(16, dtype=np.int64)
+    for g in range(fptr.size - 1):
+        exact = windows[g] <= 0.0
+        _, lst = _group_loop(fptr[g], fptr[g + 1], starts, rem, end, tarcs, tlens, cap,
+                             np.int64(1) << 62 if exact else np.int64(0), windows[g], act, rate, t_end, sel, frozen,
+                             cnt, capr, dec, touched, head, fill, hit, ver, lst)
+    return end
+
+
+@njit(cache=True)
+def overlap_groups(f, arc, start, latest, m0, span, nflows):
+    """Label flows ``0..nflows-1`` by independent group (the step loop's ``_Pattern._groups``).
+
+    ``(arc[i], f[i])`` lists every arc of every flow, sorted by arc, then by start. Per arc, a
+    flow joins the group of the flow with the latest "latest end" among those before it when it
+    starts before that end (``latest``: start plus size at the flow's worst share). Values are
+    shifted per arc (``- m0 + arc's position * span``) exactly as the numpy version did, so the
+    comparisons are the same to the bit. Groups are numbered by their smallest flow, as scipy's
+    connected components number them.
+    """
+    parent = np.arange(nflows)
+    runmax = -np.inf
+    leader = 0
+    seg = -1
+    for i in range(f.size):
+        first = i == 0 or arc[i] != arc[i - 1]
+        if first:
+            seg += 1
+        elif (start[f[i]] - m0) + seg * span < runmax * (1 + 1e-12):
+            a, b = f[i], f[leader]
+            while parent[a] != a:
+                parent[a] = parent[parent[a]]
+                a = parent[a]
+            while parent[b] != b:
+                parent[b] = parent[parent[b]]
+                b = parent[b]
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+        shifted = (latest[f[i]] - m0) + seg * span
+        if shifted > runmax:
+            runmax = shifted
+        if shifted >= runmax:
+            leader = i
+    labels = np.empty(nflows, dtype=np.int64)
+    number = np.full(nflows, -1, dtype=np.int64)
+    k = 0
+    for v in range(nflows):
+        r = v
+        while parent[r] != r:
+            r = parent[r]
+        if number[r] < 0:
+            number[r] = k
+            k += 1
+        labels[v] = number[r]
+    return labels
+
+
 @functools.cache
 def note_first_compile() -> None:
     """Say on stderr, once per process, when the event loops are about to be compiled: the first use on a
     machine compiles them (about 20 s on 2 cores); later processes load them from numba's cache."""
     try:
-        missing = [f for f in (run, group_events) if not os.path.exists(f._cache._cache_file._index_path)]
+        missing = [f for f in (run, group_events, grouped_events)
+                   if not os.path.exists(f._cache._cache_file._index_path)]
     except AttributeError:  # a numba without these internals: say nothing rather than guess
         return
     if missing:

@@ -72,13 +72,13 @@ routes) and by repeated simulations.
 * A step pattern whose flows never share an arc (a ring on a switch or a fat tree) is costed with
   one vectorised update per step: each flow runs at the rate of its slowest arc.
 * Flows that share arcs are split into independent groups (flows that share an arc during time
-  windows that may overlap); every group runs its own event clock. Large groups get a compiled
-  loop of their own (:func:`sim.eventclock.group_events`) while the step's exact events (below)
-  last; the small groups and the large ones left are vectorised together, one event of every group
-  per iteration (no compiled code is loaded for a run that has no large group).
+  windows that may overlap; found by a compiled sweep per arc, :func:`sim.eventclock.overlap_groups`);
+  every group runs its own event clock, compiled (:mod:`sim.eventclock`): the large groups one
+  after the other while the step's exact events (below) last, then the small groups and the large
+  ones left, each on its own clock (a run whose steps never share an arc loads no compiled code).
 * Per event, the max-min rates are found by progressive filling over the arcs (the lowest
-  ``capacity left / flows left`` freezes the flows that cross it): in numpy over a list of (arc,
-  flow) entries for the vectorised groups, with a heap of the arcs' shares in the compiled loops.
+  ``capacity left / flows left`` freezes the flows that cross it): a scan of the arcs for the first
+  rounds, then a heap of the arcs' shares.
 * Exactness has a bound: after ``EXACT_EVENTS`` (64) rate recomputations in one step, flow starts
   and ends closer together than ``EVENT_WINDOW`` (10 %) of the step's shortest transfer time are
   merged into one event. Only long pipelines of ranks that drift apart (a segmented tree on a
@@ -419,33 +419,17 @@ class _Pattern:
 
     def _groups(self, start: np.ndarray, size: np.ndarray) -> np.ndarray:
         """Label flows by independent group (see :meth:`run`)."""
-        from scipy.sparse import coo_array
-        from scipy.sparse.csgraph import connected_components
+        from sim.eventclock import overlap_groups
 
-        nflows = size.shape[0]
         # A flow gets at least min over its arcs of capacity / (flows on the arc): its latest end.
         load = np.bincount(self.indices, minlength=self.cap.size)
         low = np.minimum.reduceat((self.cap / np.maximum(load, 1))[self.indices], self.indptr[:-1])
         latest = start + size / low
-        flow = self.rows
-        order = np.lexsort((start[flow], self.indices))
-        f, arc = flow[order], self.indices[order]
-        first = np.ones(f.size, dtype=bool)
-        first[1:] = arc[1:] != arc[:-1]
-        # running max of "latest end" per arc, and which flow holds it
-        seg = np.cumsum(first) - 1
-        span = float(latest.max() - min(start.min(), 0.0)) + 1.0
-        shifted = latest[f] - min(start.min(), 0.0) + seg * span
-        runmax = np.maximum.accumulate(shifted)
-        leader_pos = np.maximum.accumulate(np.where(shifted >= runmax, np.arange(f.size), 0))
-        prev = np.arange(f.size) - 1
-        overlap = ~first
-        overlap[1:] &= (start[f[1:]] - min(start.min(), 0.0) + seg[1:] * span) < runmax[:-1] * (1 + 1e-12)
-        ks = np.flatnonzero(overlap)
-        a_, b_ = f[ks], f[leader_pos[prev[ks]]]
-        graph = coo_array((np.ones(ks.size), (a_, b_)), shape=(nflows, nflows))
-        _, labels = connected_components(graph, directed=False)
-        return labels
+        order = np.lexsort((start[self.rows], self.indices))  # every (arc, flow) by arc, then by start
+        m0 = min(float(start.min()), 0.0)
+        span = float(latest.max() - m0) + 1.0
+        return overlap_groups(self.rows[order].astype(np.int64), self.indices[order].astype(np.int64),
+                              start.astype(float), latest.astype(float), m0, span, size.shape[0])
 
 
 def _one_clock_events(pat: _Pattern, start: np.ndarray, size: np.ndarray, flows: np.ndarray,
@@ -476,103 +460,45 @@ def _one_clock_events(pat: _Pattern, start: np.ndarray, size: np.ndarray, flows:
 
 
 def _group_layout(pat: _Pattern, comp: np.ndarray, start: np.ndarray, flows: np.ndarray) -> tuple:
-    """``flows`` sorted by group, then start, and one virtual arc per (group, arc) (see :func:`_grouped_events`)."""
-    nflows = flows.shape[0]
+    """``flows`` sorted by group, then start (``order`` into ``flows``, ``perm`` the flows), their arcs
+    (``eptr``, ``earc``) and every group's first flow (``fptr``)."""
     groups, labels = np.unique(comp[flows], return_inverse=True)
     order = np.lexsort((start[flows], labels))  # by group, then by start
     perm = flows[order]
-    c = labels[order]
     lens = pat.lengths[perm]
-    ptr = np.zeros(nflows + 1, dtype=np.int64)
-    np.cumsum(lens, out=ptr[1:])
-    entry = np.repeat(pat.indptr[perm] - ptr[:-1], lens) + np.arange(ptr[-1])
-    rows = np.repeat(np.arange(nflows), lens)
-    # one virtual arc per (group, arc): groups never share capacity; virtual arcs sorted by group
-    varc, vidx = np.unique(c[rows] * pat.cap.size + pat.indices[entry], return_inverse=True)
-    vgroup = varc // pat.cap.size
-    gptr = np.searchsorted(vgroup, np.arange(groups.size))  # first virtual arc of every group
-    return groups, order, perm, c, rows, varc, vidx, vgroup, gptr
+    eptr = np.zeros(perm.size + 1, dtype=np.int64)
+    np.cumsum(lens, out=eptr[1:])
+    earc = pat.indices[np.repeat(pat.indptr[perm] - eptr[:-1], lens) + np.arange(eptr[-1])].astype(np.int64)
+    fptr = np.searchsorted(labels[order], np.arange(groups.size + 1)).astype(np.int64)
+    return groups, order, perm, eptr, earc, fptr
 
 
 def _grouped_events(pat: _Pattern, comp: np.ndarray, start: np.ndarray, size: np.ndarray,
                     flows: np.ndarray, window: np.ndarray | None = None) -> np.ndarray:
-    """Event-driven max-min sharing of ``flows``, each group with its own clock (see ``_Pattern.run``).
+    """Event-driven max-min sharing of ``flows``, each group with its own clock (see ``_Pattern.run``;
+    compiled: :func:`sim.eventclock.grouped_events`).
 
     ``comp`` labels the groups of all flows of the pattern; returns the end times of ``flows``.
     ``window`` (indexed by ``comp`` label), when given, merges each group's flow starts and ends
     closer than that into one event, as :func:`_one_clock_events` does once its budget is spent.
     """
-    nflows = flows.shape[0]
+    from sim.eventclock import grouped_events, note_first_compile
+
+    note_first_compile()
     inc = pat.inc
-    if comp is inc._sharing and nflows == comp.size and start.min() == start.max():
+    if comp is inc._sharing and flows.shape[0] == comp.size and start.min() == start.max():
         # every flow, all starting together, in the pattern's own groups: the same layout every time
         if inc._layout is None:
             inc._layout = _group_layout(pat, comp, start, flows)
-        groups, order, perm, c, rows, varc, vidx, vgroup, gptr = inc._layout
+        groups, order, perm, eptr, earc, fptr = inc._layout
     else:
-        groups, order, perm, c, rows, varc, vidx, vgroup, gptr = _group_layout(pat, comp, start, flows)
-    ngroups = groups.size
-    win = None if window is None else window[groups]
-    st = start[perm]
-    rem = size[perm].astype(float)
-    vcap = pat.cap[varc % pat.cap.size]
-    end = np.empty(nflows)
-    rate = np.empty(nflows)
-    started = np.zeros(nflows, dtype=bool)
-    active = np.zeros(nflows, dtype=bool)
-    clock = np.full(ngroups, np.inf)
-    np.minimum.at(clock, c, st)
-    first = np.searchsorted(c, np.arange(ngroups))  # every group's first flow (flows sorted by group)
-    while True:
-        newly = ~started & (st <= (clock if win is None else clock + win)[c])
-        started |= newly
-        active |= newly
-        act = np.flatnonzero(active)
-        next_start = np.minimum.reduceat(np.where(started, np.inf, st), first)
-        if act.size == 0:
-            if started.all():
-                break
-            clock = np.where(np.isfinite(next_start), next_start, clock)
-            continue
-        live = active[rows]
-        _grouped_maxmin(vidx[live], rows[live], vcap, vgroup, gptr, rate)
-        ract, ca, left = rate[act], c[act], rem[act]
-        now = clock[ca]
-        t_end = now + left / ract
-        next_end = np.full(ngroups, np.inf)
-        np.minimum.at(next_end, ca, t_end)
-        t_next = np.minimum(next_end, next_start)
-        then = t_next[ca]
-        fin = t_end <= then * (1 + _REL) if win is None else t_end <= then * (1 + _REL) + win[ca]
-        done = act[fin]
-        end[done] = t_end[fin]
-        active[done] = False
-        rem[act] = np.maximum(left - ract * (then - now), 0.0)  # what the flows that go on have left
-        clock = np.where(np.isfinite(t_next), t_next, clock)
-    out = np.empty(nflows)
+        groups, order, perm, eptr, earc, fptr = _group_layout(pat, comp, start, flows)
+    windows = np.zeros(groups.size) if window is None else window[groups].astype(float)
+    end = grouped_events(fptr, start[perm].astype(float), size[perm].astype(float), eptr, earc,
+                         pat.cap.astype(float), windows)
+    out = np.empty(flows.shape[0])
     out[order] = end
     return out
-
-
-def _grouped_maxmin(arc: np.ndarray, flow: np.ndarray, vcap: np.ndarray, vgroup: np.ndarray, gptr: np.ndarray,
-                    rate: np.ndarray) -> None:
-    """:func:`_maxmin` for every group at once, each on its own: virtual arcs ``vgroup`` sorted by group."""
-    capr = vcap
-    frozen = np.zeros(rate.shape[0], dtype=bool)
-    with np.errstate(divide="ignore", invalid="ignore"):  # inf or nan share on arcs no flow left uses
-        while True:
-            share = capr / np.bincount(arc, minlength=vcap.size)
-            level = np.fmin.reduceat(share, gptr)[vgroup]  # every virtual arc's group's level
-            hit = (share <= level * (1 + _REL))[arc]
-            rate[flow[hit]] = level[arc[hit]]
-            frozen[flow[hit]] = True
-            out = frozen[flow]
-            if out.all():
-                return
-            arc_out = arc[out]
-            capr = np.maximum(capr - np.bincount(arc_out, weights=level[arc_out], minlength=vcap.size), 0.0)
-            stay = ~out
-            arc, flow = arc[stay], flow[stay]
 
 
 # ---------------------------------------------------------------- one event clock across steps

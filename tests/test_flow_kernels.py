@@ -228,3 +228,70 @@ def test_the_first_compile_is_announced_once(monkeypatch, capsys):
     monkeypatch.setattr(eventclock.os.path, "exists", lambda path: True)
     eventclock.note_first_compile.__wrapped__()
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_compiled_grouped_events_run_each_group_on_its_own_clock(seed):
+    """``grouped_events`` (the step loop's many small groups): every group as the plain event loop runs it
+    alone, exact, or merging events within its window from the start."""
+    from sim import eventclock
+
+    rng = np.random.default_rng(900 + seed)
+    pieces, starts, sizes, windows = [], [], [], []
+    offset = 0
+    for g in range(5):
+        nflows = int(rng.integers(1, 30))
+        arc, flow, cap = random_flows(seed * 10 + g, nflows, 12, 0.5)
+        arc = arc + offset  # groups on arcs of their own
+        offset += cap.size
+        pieces.append((arc, flow, cap))
+        starts.append(np.sort(rng.choice([0.0, 1e-6, 4e-6], size=nflows)))
+        sizes.append(rng.choice([1e3, 5e3, 2e4], size=nflows))
+        windows.append(0.0 if g % 2 == 0 else 0.1 * float(np.min(sizes[-1] / cap.max())))
+    cap = np.concatenate([c for _, _, c in pieces])
+    fptr = np.concatenate([[0], np.cumsum([s.size for s in starts])]).astype(np.int64)
+    eptr, earc = [0], []
+    for arc, flow, _ in pieces:
+        for f in range(int(flow.max()) + 1):
+            earc.extend(arc[flow == f].tolist())
+            eptr.append(len(earc))
+    got = eventclock.grouped_events(fptr, np.concatenate(starts), np.concatenate(sizes), np.array(eptr, dtype=np.int64),
+                                    np.array(earc, dtype=np.int64), cap, np.array(windows))
+    for g, (arc, flow, _) in enumerate(pieces):
+        want, _ = plain_group_events(starts[g], sizes[g], arc, flow, cap, 0 if windows[g] else 10**9, windows[g])
+        assert np.array_equal(got[fptr[g]:fptr[g + 1]], want)
+
+
+def plain_overlap_groups(f, arc, start, latest, m0, span, nflows):
+    """The step loop's grouping as it was written with numpy and scipy's connected components."""
+    from scipy.sparse import coo_array
+    from scipy.sparse.csgraph import connected_components
+
+    first = np.ones(f.size, dtype=bool)
+    first[1:] = arc[1:] != arc[:-1]
+    seg = np.cumsum(first) - 1
+    shifted = latest[f] - m0 + seg * span
+    runmax = np.maximum.accumulate(shifted)
+    leader_pos = np.maximum.accumulate(np.where(shifted >= runmax, np.arange(f.size), 0))
+    overlap = ~first
+    overlap[1:] &= (start[f[1:]] - m0 + seg[1:] * span) < runmax[:-1] * (1 + 1e-12)
+    ks = np.flatnonzero(overlap)
+    graph = coo_array((np.ones(ks.size), (f[ks], f[leader_pos[ks - 1]])), shape=(nflows, nflows))
+    return connected_components(graph, directed=False)[1]
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_compiled_overlap_groups_label_as_connected_components_do(seed):
+    from sim import eventclock
+
+    rng = np.random.default_rng(seed)
+    arc, flow, cap = random_flows(seed, int(rng.integers(2, 80)), 20, 0.5)
+    nflows = int(flow.max()) + 1
+    start = rng.choice([0.0, 1e-6, 2e-6, 8e-6], size=nflows)
+    latest = start + rng.choice([5e-7, 3e-6, 1e-5], size=nflows)
+    order = np.lexsort((start[flow], arc))
+    m0 = min(float(start.min()), 0.0)
+    span = float(latest.max() - m0) + 1.0
+    f, a = flow[order].astype(np.int64), arc[order].astype(np.int64)
+    got = eventclock.overlap_groups(f, a, start, latest, m0, span, nflows)
+    assert np.array_equal(got, plain_overlap_groups(f, a, start, latest, m0, span, nflows))
