@@ -225,10 +225,6 @@ def _launch(nranks: int, target, args: tuple, expect: int, cores: list[int] | No
     return out
 
 
-def _all_cores() -> list[int]:
-    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
-
-
 def _fmt_size(size: int) -> str:
     for unit, shift in (("MiB", 20), ("KiB", 10)):
         if size >= 1 << shift and size % (1 << shift) == 0:
@@ -307,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         before = load_average()
         started = time.monotonic()
         with contextlib.ExitStack() as stack:
-            awake = stack.enter_context(awake_cores(cores or _all_cores())) if args.awake else "cores not kept awake"
+            awake = stack.enter_context(awake_cores(cores)) if args.awake else "cores not kept awake"
             got = _launch(p, _timing_worker, (sizes, algorithms, opts), p, cores)
         runs.append({"nranks": p, "pinned": cores is not None, "cores": cores, "pinning": pin_text, "awake": awake,
                      "threads": {g["rank"]: g["affinity"] for g in got},

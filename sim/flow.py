@@ -432,6 +432,14 @@ class _Pattern:
                               start.astype(float), latest.astype(float), m0, span, size.shape[0])
 
 
+def _arcs_of(pat: _Pattern, flows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The arcs of ``flows``, in that order: flow ``flows[k]`` crosses ``earc[eptr[k]:eptr[k + 1]]``."""
+    lens = pat.lengths[flows]
+    eptr = np.zeros(flows.size + 1, dtype=np.int64)
+    np.cumsum(lens, out=eptr[1:])
+    return eptr, pat.indices[np.repeat(pat.indptr[flows] - eptr[:-1], lens) + np.arange(eptr[-1])].astype(np.int64)
+
+
 def _one_clock_events(pat: _Pattern, start: np.ndarray, size: np.ndarray, flows: np.ndarray,
                       budget: list[int]) -> np.ndarray:
     """Event-driven max-min sharing of flows that form one group (:func:`sim.eventclock.group_events`, compiled).
@@ -445,12 +453,8 @@ def _one_clock_events(pat: _Pattern, start: np.ndarray, size: np.ndarray, flows:
 
     note_first_compile()
     order = flows[np.argsort(start[flows], kind="stable")]
-    lens = pat.lengths[order]
-    eptr = np.zeros(order.size + 1, dtype=np.int64)
-    np.cumsum(lens, out=eptr[1:])
-    # every flow's arcs in start order, the group's arcs renumbered 0..m-1
-    arcs, earc = np.unique(pat.indices[np.repeat(pat.indptr[order] - eptr[:-1], lens) + np.arange(eptr[-1])],
-                           return_inverse=True)
+    eptr, earc = _arcs_of(pat, order)
+    arcs, earc = np.unique(earc, return_inverse=True)  # the group's arcs renumbered 0..m-1 (small scratch)
     window = EVENT_WINDOW * float(np.min(size[flows] / pat.static_rate[flows]))
     end, budget[0] = group_events(start[order].astype(float), size[order].astype(float), eptr,
                                   earc.ravel().astype(np.int64), pat.cap[arcs].astype(float), budget[0], window)
@@ -465,10 +469,7 @@ def _group_layout(pat: _Pattern, comp: np.ndarray, start: np.ndarray, flows: np.
     groups, labels = np.unique(comp[flows], return_inverse=True)
     order = np.lexsort((start[flows], labels))  # by group, then by start
     perm = flows[order]
-    lens = pat.lengths[perm]
-    eptr = np.zeros(perm.size + 1, dtype=np.int64)
-    np.cumsum(lens, out=eptr[1:])
-    earc = pat.indices[np.repeat(pat.indptr[perm] - eptr[:-1], lens) + np.arange(eptr[-1])].astype(np.int64)
+    eptr, earc = _arcs_of(pat, perm)
     fptr = np.searchsorted(labels[order], np.arange(groups.size + 1)).astype(np.int64)
     return groups, order, perm, eptr, earc, fptr
 

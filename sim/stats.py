@@ -554,8 +554,9 @@ def _ranges(cores: Sequence[int]) -> str:
 
 
 @contextlib.contextmanager
-def awake_cores(cores: Sequence[int]) -> Iterator[str]:
-    """Keep ``cores`` from halting while the block runs: one idle-priority busy loop on each.
+def awake_cores(cores: Sequence[int] | None = None) -> Iterator[str]:
+    """Keep ``cores`` (None: every core this process may use) from halting while the block runs: one
+    idle-priority busy loop on each.
 
     A rank that waits for a message blocks, and its core, with nothing else to run, halts. On bare
     metal a halted core wakes in microseconds; a virtual machine's halted vCPU waits for the
@@ -568,13 +569,14 @@ def awake_cores(cores: Sequence[int]) -> Iterator[str]:
     if not hasattr(os, "SCHED_IDLE") or not hasattr(os, "sched_setaffinity"):
         yield "cores not kept awake: this platform has no SCHED_IDLE"
         return
+    cores = _usable_cores() if cores is None else list(cores)
     code = ("import os, sys; os.sched_setaffinity(0, {int(sys.argv[1])}); "
             "os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\nwhile True: pass")
     procs = []
     try:
         for c in cores:
             procs.append(subprocess.Popen([sys.executable, "-c", code, str(c)], stdin=subprocess.DEVNULL))
-        yield f"cores {_ranges(list(cores))} kept awake by an idle-priority (SCHED_IDLE) busy loop each"
+        yield f"cores {_ranges(cores)} kept awake by an idle-priority (SCHED_IDLE) busy loop each"
     finally:
         for proc in procs:
             proc.kill()
