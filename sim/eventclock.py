@@ -743,22 +743,23 @@ def grouped_events(fptr, starts, size, eptr, earc, cap, windows):
 def overlap_groups(f, arc, start, latest, m0, span, nflows):
     """Label flows ``0..nflows-1`` by independent group (the step loop's ``_Pattern._groups``).
 
-    ``(arc[i], f[i])`` lists every arc of every flow, sorted by arc, then by start. Per arc, a
-    flow joins the group of the flow with the latest "latest end" among those before it when it
-    starts before that end (``latest``: start plus size at the flow's worst share). Values are
-    shifted per arc (``- m0 + arc's position * span``) exactly as the numpy version did, so the
-    comparisons are the same to the bit. Groups are numbered by their smallest flow, as scipy's
-    connected components number them.
+    ``(arc[i], f[i])`` lists arcs of flows, sorted by arc, then by start; ``arc`` numbers the arcs
+    of the whole pattern, so a caller may leave out the arcs that only one flow crosses (they join
+    nothing) and get the same labels. Per arc, a flow joins the group of the flow with the
+    latest "latest end" among those before it when it starts before that end (``latest``: start
+    plus size at the flow's worst share). Values are shifted per arc (``- m0 + arc * span``) as the
+    numpy version shifted them by the arc's position among the pattern's arcs (the same number when
+    every arc is listed), so the comparisons are the same to the bit. Flows not listed are groups
+    of their own. Groups are numbered by their smallest flow, as scipy's connected components
+    number them.
     """
     parent = np.arange(nflows)
     runmax = -np.inf
     leader = 0
-    seg = -1
     for i in range(f.size):
-        first = i == 0 or arc[i] != arc[i - 1]
-        if first:
-            seg += 1
-        elif (start[f[i]] - m0) + seg * span < runmax * (1 + 1e-12):
+        seg = arc[i]
+        first = i == 0 or seg != arc[i - 1]
+        if not first and (start[f[i]] - m0) + seg * span < runmax * (1 + 1e-12):
             a, b = f[i], f[leader]
             while parent[a] != a:
                 parent[a] = parent[parent[a]]

@@ -320,9 +320,12 @@ class _Incidence:
         self.nranks_involved = int(np.count_nonzero(np.bincount(np.concatenate([src, dst]), minlength=1)))
         #: every rank sends exactly once and receives exactly once
         self.perm = self.src_unique and self.dst_unique and nflows == net_ranks(src, dst)
+        #: the entries on arcs that more than one flow crosses: the only ones that can group flows
+        self.shared_entries = np.flatnonzero(self.load[self.indices] > 1)
         self._MT = None
         self._sharing = None
-        self._layout = None  # _group_layout of every flow in the sharing groups, all starting together
+        self.nshared = 0  # flows in sharing groups of more than one flow
+        self._layout = None  # _group_layout of the flows in sharing groups of several, all starting together
 
     @property
     def MT(self):
@@ -345,6 +348,7 @@ class _Incidence:
             first[self.indices[::-1]] = self.rows[::-1]  # the first flow on every arc
             graph = coo_array((np.ones(self.rows.size), (self.rows, first[self.indices])), shape=(nflows, nflows))
             self._sharing = connected_components(graph, directed=False)[1]
+            self.nshared = int(np.count_nonzero(np.bincount(self._sharing)[self._sharing] > 1))
         return self._sharing
 
 
@@ -366,6 +370,7 @@ class _Pattern:
         self.cap = net.capacities(self.arcs)
         self.latency = np.add.reduceat(net.latency[inc.flat], self.indptr[:-1]) if nflows else np.zeros(0)
         self.static_rate = np.minimum.reduceat(self.cap[self.indices], self.indptr[:-1]) if nflows else np.zeros(0)
+        self.worst_rate = None  # per flow, the least of capacity / flows crossing over its arcs (found when first needed)
         self.flow_bytes = np.zeros(nflows)  # bytes carried by each flow, summed over the steps using the pattern
         #: per flow (alpha + transfer time, latency + reduction, latency, reduction, bytes, eager or None,
         #: alpha), when chunks are equal and flows disjoint
@@ -384,7 +389,9 @@ class _Pattern:
         in flight together on a common arc do not influence each other, so the flows are first
         split into independent groups (connected components of "shares an arc with, during a time
         window that may overlap"); every group then runs its own event clock, and all groups advance
-        together, one vectorised event per iteration.
+        together, one vectorised event per iteration. A flow alone in its group needs no clock: it
+        runs at its bottleneck's rate. Only arcs that several flows cross can group flows, so the
+        grouping looks at those alone.
         """
         if self.disjoint:
             return start + size / self.static_rate
@@ -392,7 +399,9 @@ class _Pattern:
         # pattern's own (cached); else they depend on when each flow can run
         comp = self.inc.sharing() if start.min() == start.max() else self._groups(start, size)
         counts = np.bincount(comp)
-        end = np.empty(size.shape[0])
+        # a flow alone in its group runs at its bottleneck's rate: what its own event loop would give, to the bit
+        alone = counts[comp] == 1
+        end = np.where(alone, start + size / self.static_rate, 0.0)
         # large groups get an event loop of their own while the step's exact events last, one after the other
         large = np.flatnonzero(counts > LARGE_GROUP)
         budget = [EXACT_EVENTS]  # exact rate recomputations left for this step
@@ -405,7 +414,7 @@ class _Pattern:
             done[g] = True
         # The large groups left merge close events from their first event on (the budget is spent);
         # they and the small groups (always exact) share one vectorised loop, each with its own clock.
-        rest = np.flatnonzero(~done[comp])
+        rest = np.flatnonzero(~(done[comp] | alone))
         if rest.size:
             late = large[~done[large]]
             window = None
@@ -422,13 +431,16 @@ class _Pattern:
         from sim.eventclock import overlap_groups
 
         # A flow gets at least min over its arcs of capacity / (flows on the arc): its latest end.
-        load = np.bincount(self.indices, minlength=self.cap.size)
-        low = np.minimum.reduceat((self.cap / np.maximum(load, 1))[self.indices], self.indptr[:-1])
-        latest = start + size / low
-        order = np.lexsort((start[self.rows], self.indices))  # every (arc, flow) by arc, then by start
+        inc = self.inc
+        if self.worst_rate is None:
+            self.worst_rate = np.minimum.reduceat((self.cap / np.maximum(inc.load, 1))[self.indices], self.indptr[:-1])
+        latest = start + size / self.worst_rate
+        # the (arc, flow) entries on arcs that several flows cross, by arc, then by start
+        rows, arcs = self.rows[inc.shared_entries], self.indices[inc.shared_entries]
+        order = np.lexsort((start[rows], arcs))
         m0 = min(float(start.min()), 0.0)
         span = float(latest.max() - m0) + 1.0
-        return overlap_groups(self.rows[order].astype(np.int64), self.indices[order].astype(np.int64),
+        return overlap_groups(rows[order].astype(np.int64), arcs[order].astype(np.int64),
                               start.astype(float), latest.astype(float), m0, span, size.shape[0])
 
 
@@ -487,8 +499,8 @@ def _grouped_events(pat: _Pattern, comp: np.ndarray, start: np.ndarray, size: np
 
     note_first_compile()
     inc = pat.inc
-    if comp is inc._sharing and flows.shape[0] == comp.size and start.min() == start.max():
-        # every flow, all starting together, in the pattern's own groups: the same layout every time
+    if comp is inc._sharing and flows.shape[0] == inc.nshared and start.min() == start.max():
+        # every flow that shares a group, all starting together, in the pattern's own groups: the same layout every time
         if inc._layout is None:
             inc._layout = _group_layout(pat, comp, start, flows)
         groups, order, perm, eptr, earc, fptr = inc._layout

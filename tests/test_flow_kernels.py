@@ -269,7 +269,7 @@ def plain_overlap_groups(f, arc, start, latest, m0, span, nflows):
 
     first = np.ones(f.size, dtype=bool)
     first[1:] = arc[1:] != arc[:-1]
-    seg = np.cumsum(first) - 1
+    seg = arc  # the arc's number in the pattern (its position among the arcs when every arc is listed)
     shifted = latest[f] - m0 + seg * span
     runmax = np.maximum.accumulate(shifted)
     leader_pos = np.maximum.accumulate(np.where(shifted >= runmax, np.arange(f.size), 0))
@@ -295,3 +295,50 @@ def test_compiled_overlap_groups_label_as_connected_components_do(seed):
     f, a = flow[order].astype(np.int64), arc[order].astype(np.int64)
     got = eventclock.overlap_groups(f, a, start, latest, m0, span, nflows)
     assert np.array_equal(got, plain_overlap_groups(f, a, start, latest, m0, span, nflows))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_overlap_groups_leave_out_arcs_that_one_flow_crosses(seed):
+    """The step loop lists only the entries of arcs that several flows cross: the labels are those of
+    every entry listed (an arc of one flow joins nothing)."""
+    from sim import eventclock
+
+    rng = np.random.default_rng(300 + seed)
+    arc, flow, _ = random_flows(seed, int(rng.integers(5, 60)), 30, 0.7)
+    _, arc = np.unique(arc, return_inverse=True)  # the pattern's arcs: every number 0..m-1 is crossed
+    nflows = int(flow.max()) + 1
+    start = rng.choice([0.0, 1e-6, 2e-6, 8e-6], size=nflows)
+    latest = start + rng.choice([5e-7, 3e-6, 1e-5], size=nflows)
+    order = np.lexsort((start[flow], arc))
+    f, a = flow[order].astype(np.int64), arc[order].astype(np.int64)
+    m0 = min(float(start.min()), 0.0)
+    span = float(latest.max() - m0) + 1.0
+    full = eventclock.overlap_groups(f, a, start, latest, m0, span, nflows)
+    shared = np.bincount(a)[a] > 1
+    assert not shared.all()  # some arcs carry one flow: the case under test
+    part = eventclock.overlap_groups(f[shared], a[shared], start, latest, m0, span, nflows)
+    assert np.array_equal(part, full)
+
+
+@pytest.mark.parametrize("spec", ["dragonfly:groups=4,routers_per_group=4,hosts_per_router=2", "fat_tree:k=4"])
+def test_a_flow_alone_in_its_group_ends_as_its_own_event_loop_would(spec):
+    """``_Pattern.run`` gives a flow alone in its group its bottleneck's rate without an event loop: to the
+    bit what the group event loop gives it."""
+    import sim.flow
+
+    topo = topologies.from_spec(spec)
+    net = Network(topo)
+    rng = np.random.default_rng(7)
+    p = len(topologies.endpoints(topo))
+    src = np.arange(p)
+    dst = rng.permutation(p)
+    keep = src != dst
+    pat = net.compile(src[keep], dst[keep])
+    n = int(keep.sum())
+    start = rng.choice([0.0, 2e-6, 5e-6, 3e-5], size=n)
+    size = rng.choice([4e3, 6e4, 1e6], size=n)
+    comp = pat._groups(start, size)
+    alone = np.bincount(comp)[comp] == 1
+    assert alone.any() and not alone.all()
+    every = sim.flow._grouped_events(pat, comp, start, size, np.arange(n))
+    assert np.array_equal(pat.run(start, size), every)
