@@ -30,6 +30,10 @@ pair the schedule uses.
     python benchmarks/sim_scaling.py --quick        # 128 and 1024 ranks only
     python benchmarks/sim_scaling.py --cluster      # 128 .. 16384 servers of 8 GPUs
     python benchmarks/sim_scaling.py --cluster --nodes 128 1024
+    python benchmarks/sim_scaling.py --topology dragonfly:groups=16,routers_per_group=8,hosts_per_router=8
+
+``--topology`` runs the same rows on shapes of your own (``--nranks`` ranks, 1024 by default; the
+target of that world size applies) and prints them without touching the committed results.
 
 Writes ``benchmarks/results/sim_scaling.md`` and ``.json`` (``sim_scaling_cluster.md`` and ``.json``
 with ``--cluster``).
@@ -201,6 +205,22 @@ def verdict(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _check_shapes(configs: list[tuple[str, int]]) -> str | None:
+    """What is wrong with ``(spec, ranks)`` shapes given on the command line, before any child starts."""
+    import topologies
+
+    for spec, nranks in configs:
+        if nranks < 2:
+            return f"--nranks must be at least 2, got {nranks}"
+        try:
+            hosts = len(topologies.endpoints(topologies.from_spec(spec)))
+        except ValueError as err:
+            return f"--topology {spec}: {err}"
+        if hosts < nranks:
+            return f"--topology {spec} has {hosts} endpoints, fewer than --nranks {nranks}"
+    return None
+
+
 def _write(out: str, name: str, rows, text: str, title: str, command: str) -> None:
     """``<name>.json`` (the rows) and ``<name>.md`` (the table, with the command that made it) in ``out``."""
     os.makedirs(out, exist_ok=True)
@@ -218,6 +238,9 @@ def main() -> int:
                         help="rail-optimised GPU clusters of 8-GPU servers: ring with channels and hierarchical, 1 GiB")
     parser.add_argument("--nodes", type=int, nargs="+", default=list(CLUSTER_NODES),
                         help="with --cluster: servers of 8 GPUs (default: %(default)s)")
+    parser.add_argument("--topology", nargs="+", metavar="SPEC",
+                        help="only these topologies (collsim specs), at --nranks ranks; results are printed, not written")
+    parser.add_argument("--nranks", type=int, default=1024, help="with --topology: ranks (default %(default)s)")
     parser.add_argument("--child", nargs=2, metavar=("SPEC", "NRANKS"), help=argparse.SUPPRESS)
     parser.add_argument("--cluster-child", nargs=2, metavar=("NODES", "ALGORITHM"), help=argparse.SUPPRESS)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
@@ -232,9 +255,15 @@ def main() -> int:
         return 0
     if args.cluster:
         return cluster_main(args)
+    configs = CONFIGS
+    if args.topology:
+        configs = [(spec, args.nranks) for spec in args.topology]
+        problem = _check_shapes(configs)
+        if problem:
+            parser.error(problem)
     results = []
     load_before = os.getloadavg()[0]
-    for spec, nranks in CONFIGS:
+    for spec, nranks in configs:
         if args.quick and nranks > 1024:
             continue
         reps = args.reps if nranks <= 1024 else 1
@@ -244,7 +273,7 @@ def main() -> int:
         results.append(json.loads(out.stdout))
     text = table(results) + "\n\n" + verdict(results) + "\n\n" + machine_line(load_before)
     print(text)
-    if not args.quick:
+    if not args.quick and not args.topology:
         _write(args.out, "sim_scaling", results, text,
                "Flow simulator scaling (allreduce; seconds are CPU time of one simulation)",
                "python benchmarks/sim_scaling.py")

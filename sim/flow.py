@@ -312,7 +312,7 @@ class _Incidence:
         self.indptr = np.zeros(nflows + 1, dtype=np.int64)
         np.cumsum(lengths, out=self.indptr[1:])
         self.lengths = lengths
-        self.rows = np.repeat(np.arange(nflows), lengths)
+        self.rows = np.repeat(np.arange(nflows, dtype=np.int64), lengths)
         self.load = np.bincount(self.indices, minlength=self.arcs.size)
         self.disjoint = bool(self.load.max(initial=0) <= 1)
         self.src_unique = _distinct(src)
@@ -440,8 +440,9 @@ class _Pattern:
         order = np.lexsort((start[rows], arcs))
         m0 = min(float(start.min()), 0.0)
         span = float(latest.max() - m0) + 1.0
-        return overlap_groups(rows[order].astype(np.int64), arcs[order].astype(np.int64),
-                              start.astype(float), latest.astype(float), m0, span, size.shape[0])
+        f64 = np.float64
+        return overlap_groups(rows[order], arcs[order], np.asarray(start, dtype=f64), np.asarray(latest, dtype=f64),
+                              m0, span, size.shape[0])
 
 
 def _arcs_of(pat: _Pattern, flows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -507,8 +508,9 @@ def _grouped_events(pat: _Pattern, comp: np.ndarray, start: np.ndarray, size: np
     else:
         groups, order, perm, eptr, earc, fptr = _group_layout(pat, comp, start, flows)
     windows = np.zeros(groups.size) if window is None else window[groups].astype(float)
-    end = grouped_events(fptr, start[perm].astype(float), size[perm].astype(float), eptr, earc,
-                         pat.cap.astype(float), windows)
+    f64 = np.float64
+    end = grouped_events(fptr, np.asarray(start[perm], dtype=f64), np.asarray(size[perm], dtype=f64), eptr, earc,
+                         np.asarray(pat.cap, dtype=f64), windows)
     out = np.empty(flows.shape[0])
     out[order] = end
     return out
