@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
                "--min-reps", str(args.min_reps), "--max-reps", str(args.max_reps), "--sample-ms", str(args.sample_ms),
                "--warmup", str(args.warmup), "--algorithms", *args.algorithms]
         if cores is not None:
-            listed = ",".join(map(str, cores))
+            listed = ",".join(str(block[0]) for block in cores)  # a core per rank: an MPI rank is one thread
             cmd += ["--cores", listed]
             if "-launcher" in mpiexec:  # Hydra binds each rank from its start; the worker checks it
                 cmd[len(mpiexec):len(mpiexec)] = ["-bind-to", f"user:{listed}"]

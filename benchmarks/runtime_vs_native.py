@@ -11,12 +11,14 @@ confidence interval (order statistics, :func:`sim.stats.ratio_ci`). Rounds conti
 algorithm's interval lies within ``±--rel`` (5%) of its median, from ``--min-reps`` up to
 ``--max-reps`` rounds; a size that hits the bound is marked (``†``) and named on stderr.
 
-Pinning: where the machine lets this process use at least ``p`` cores, rank ``r``'s process is
-started restricted to its own core (``os.sched_setaffinity`` around its start, so the process and
-every thread it starts, Gloo's included, run there); each rank reports its threads' cores, and the
-output says whether it pinned and, if not, why (``--no-pin`` turns it off). The results record the machine:
-cores, CPU model, load average before and after each world size, Python, torch (Gloo is the one
-bundled with torch).
+Pinning: where the machine lets this process use at least ``2p`` cores, rank ``r``'s process is
+started restricted to two cores of its own (``os.sched_setaffinity`` around its start, so the process
+and every thread it starts, Gloo's included, run there): a rank's own thread and Gloo's I/O loop
+thread run at once, and squeezed onto one core every message waits for a switch between them
+(:func:`sim.stats.pin_plan` gives the measurement). Each rank reports its threads' cores, and the
+output says whether it pinned and, if not, why (``--no-pin`` turns it off). The results record the
+machine: cores, CPU model, load average before and after each world size, Python, torch (Gloo is
+the one bundled with torch).
 
 Awake cores (``--awake``): a rank that waits for a message blocks, and its core, with nothing else
 to run, halts. A virtual machine's halted vCPU waits for the hypervisor to run it again (about half
@@ -88,6 +90,8 @@ TARGETS = (
     ("ring", "every size", (16 << 20, math.inf), 1.0),
 )
 BOUND_MARK = "†"
+#: Cores pinned per rank: its own thread and Gloo's I/O loop thread run at once.
+CORES_PER_RANK = 2
 
 
 def _init(rank: int, nranks: int, store: str):
@@ -100,9 +104,9 @@ def _init(rank: int, nranks: int, store: str):
     return torch, dist
 
 
-def _timing_worker(rank: int, nranks: int, store: str, core: int | None, sizes: list[int], algorithms: list[str],
+def _timing_worker(rank: int, nranks: int, store: str, cores: list[int] | None, sizes: list[int], algorithms: list[str],
                    opts: dict, results) -> None:
-    pin_process(core)  # already so from the start (_start_on); threads started from here on inherit it
+    pin_process(cores)  # already so from the start (_start_on); threads started from here on inherit it
     torch, dist = _init(rank, nranks, store)
     from collectives.distributed import all_reduce
 
@@ -163,7 +167,7 @@ def _measure_size(torch, dist, fns: dict, size: int, algorithms: list[str], opts
     return rows
 
 
-def _rss_worker(rank: int, nranks: int, store: str, core: int | None, size: int, algorithm: str, results) -> None:
+def _rss_worker(rank: int, nranks: int, store: str, cores: list[int] | None, size: int, algorithm: str, results) -> None:
     import resource
 
     torch, dist = _init(rank, nranks, store)
@@ -180,21 +184,22 @@ def _rss_worker(rank: int, nranks: int, store: str, core: int | None, size: int,
     dist.destroy_process_group()
 
 
-def _start_on(proc, core: int | None) -> None:
-    """Start ``proc`` restricted to ``core`` from its first instruction (it inherits this thread's affinity)."""
-    if core is None:
+def _start_on(proc, cores: list[int] | None) -> None:
+    """Start ``proc`` restricted to ``cores`` from its first instruction (it inherits this thread's affinity)."""
+    if cores is None:
         proc.start()
         return
     saved = os.sched_getaffinity(0)  # this thread's: the benchmark's other threads keep theirs
-    pin_process(core)
+    pin_process(cores)
     try:
         proc.start()
     finally:
         os.sched_setaffinity(0, saved)
 
 
-def _launch(nranks: int, target, args: tuple, expect: int, cores: list[int] | None = None) -> list:
-    """Run ``target(rank, nranks, store, core, *args, results)`` in ``nranks`` processes; collect ``expect`` results."""
+def _launch(nranks: int, target, args: tuple, expect: int, cores: list[list[int]] | None = None) -> list:
+    """Run ``target(rank, nranks, store, cores, *args, results)`` in ``nranks`` processes (rank ``r`` on
+    ``cores[r]``); collect ``expect`` results."""
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     with tempfile.TemporaryDirectory(prefix="collsim-bench-") as tmp:
@@ -258,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="back-to-back calls per sample so that one lasts at least this long (default 20)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls per algorithm and size (default 3)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin ranks to cores")
+    parser.add_argument("--cores-per-rank", type=int, default=CORES_PER_RANK,
+                        help="cores of its own per pinned rank (default %(default)s: its thread and Gloo's I/O loop "
+                             "thread); ranks are not pinned where the cores are too few")
     parser.add_argument("--awake", action="store_true",
                         help="keep the ranks' cores from halting while they wait (an idle-priority busy loop on "
                              "each: on a VM a halted vCPU can take ~0.5 ms to wake)")
@@ -281,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"need 1 <= --min-reps <= --max-reps, got {args.min_reps} and {args.max_reps}")
     if not args.rel > 0 or not args.sample_ms > 0 or args.warmup < 0 or any(p < 1 for p in args.nranks):
         parser.error("--rel and --sample-ms must be positive, --warmup >= 0, --nranks >= 1")
+    if args.cores_per_rank < 1:
+        parser.error(f"--cores-per-rank must be at least 1, got {args.cores_per_rank}")
     if args.max_size < args.min_size or args.min_size < 4:
         parser.error(f"need 4 <= --min-size <= --max-size, got {args.min_size} and {args.max_size}")
     algorithms = ["native", *ours]
@@ -297,13 +307,14 @@ def main(argv: list[str] | None = None) -> int:
 
     rows, runs = [], []
     for p in args.nranks:
-        cores, pin_text = pin_plan(p, pin=not args.no_pin)
+        cores, pin_text = pin_plan(p, pin=not args.no_pin, cores_per_rank=args.cores_per_rank)
         print(f"timing p={p}: {len(sizes)} sizes x {len(algorithms)} algorithms, {args.min_reps}..{args.max_reps} "
               f"rounds until ±{args.rel:.0%}; {pin_text}", file=sys.stderr, flush=True)
         before = load_average()
         started = time.monotonic()
         with contextlib.ExitStack() as stack:
-            awake = stack.enter_context(awake_cores(cores)) if args.awake else "cores not kept awake"
+            used = [c for block in cores for c in block] if cores else None
+            awake = stack.enter_context(awake_cores(used)) if args.awake else "cores not kept awake"
             got = _launch(p, _timing_worker, (sizes, algorithms, opts), p, cores)
         runs.append({"nranks": p, "pinned": cores is not None, "cores": cores, "pinning": pin_text, "awake": awake,
                      "threads": {g["rank"]: g["affinity"] for g in got},

@@ -37,9 +37,9 @@ def _check_machine(machine: dict, run: dict) -> None:
     assert run["load_before"] is None or len(run["load_before"]) == 3
     assert run["load_after"] is None or len(run["load_after"]) == 3
     assert run["pinning"].startswith(("pinned", "not pinned"))
-    if run["pinned"]:  # every thread of every rank on that rank's core
+    if run["pinned"]:  # every thread of every rank on that rank's cores
         for rank, seen in run["threads"].items():
-            assert seen["cores"] == [run["cores"][int(rank)]], (rank, seen)
+            assert seen["cores"] == run["cores"][int(rank)], (rank, seen)
 
 
 @pytest.mark.slow

@@ -326,6 +326,20 @@ def test_machine_info_and_pin_plan():
     assert len(cores) == 1 and text.startswith("pinned")
     with pytest.raises(ValueError, match="nranks"):
         pin_plan(0)
+    with pytest.raises(ValueError, match="cores_per_rank"):
+        pin_plan(1, cores_per_rank=0)
+
+
+def test_pin_plan_gives_each_rank_cores_of_its_own_or_none():
+    usable = machine_info()["usable_cores"]
+    cores, text = pin_plan(1, cores_per_rank=usable)
+    assert len(cores) == 1 and len(cores[0]) == usable and text.startswith("pinned")
+    if usable >= 2:
+        cores, _ = pin_plan(2)
+        assert cores[0] != cores[1] and len(cores[0]) == len(cores[1]) == 1
+    cores, text = pin_plan(usable, cores_per_rank=2)  # a block of two for every rank: one core short at least
+    assert cores is None
+    assert f"{usable} ranks need {2 * usable} cores (2 per rank" in text
 
 
 def _pinned_child(core, queue):
@@ -353,7 +367,7 @@ def test_threads_started_after_pinning_inherit_the_core():
     proc.start()
     got = queue.get(timeout=60)
     proc.join(60)
-    assert got["threads"] >= 2 and got["cores"] == [cores[0]]
+    assert got["threads"] >= 2 and got["cores"] == cores[0]
 
 
 def _children_of_this_process() -> list[int]:
