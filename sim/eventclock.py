@@ -40,7 +40,7 @@ import sys
 import numpy as np
 from numba import njit
 
-__all__ = ["run", "group_events", "grouped_events", "overlap_groups", "note_first_compile", "istate", "fstate", "DONE", "SYNC", "NEED_STEP", "PHASE",
+__all__ = ["run", "group_events", "grouped_events", "overlap_groups", "step_groups", "note_first_compile", "istate", "fstate", "DONE", "SYNC", "NEED_STEP", "PHASE",
            "N_ACT", "N_PEND", "N_MV", "EVENTS", "BUDGET", "TOP", "TR_BASE", "LIVE_LO", "EXHAUSTED", "NSTEPS", "RESYNC",
            "PH_START", "PH_LOOP"]
 
@@ -788,12 +788,82 @@ def overlap_groups(f, arc, start, latest, m0, span, nflows):
     return labels
 
 
+@njit(cache=True)
+def step_groups(erow, earc, start, size, worst_rate, static_rate, indptr, indices, cap, large):
+    """One step of flows that start unevenly, grouped and run in one call (the step loop's usual case).
+
+    ``(earc[i], erow[i])`` are the (arc, flow) entries on arcs that several flows cross, sorted by
+    arc, then by entry. The groups are :func:`overlap_groups`'s; a flow alone in its group ends at
+    ``start + size / static_rate`` (what its own event loop gives, to the bit); the other groups run
+    exact on their own clocks (:func:`grouped_events`), laid out as ``sim.flow._group_layout`` lays
+    them out (by group, then start, then flow). Returns the end times (an empty array when a group
+    has more than ``large`` flows: the caller's budgeted loop takes those) and the group labels.
+    """
+    n = start.size
+    latest = start + size / worst_rate
+    m0 = min(start.min(), 0.0)
+    span = (latest.max() - m0) + 1.0
+    # the entries by arc, then by start, then by entry (np.lexsort's order)
+    order = np.empty(erow.size, dtype=np.int64)
+    lo = 0
+    while lo < erow.size:
+        hi = lo + 1
+        while hi < erow.size and earc[hi] == earc[lo]:
+            hi += 1
+        seg = np.argsort(start[erow[lo:hi]], kind="mergesort")
+        for k in range(hi - lo):
+            order[lo + k] = lo + seg[k]
+        lo = hi
+    labels = overlap_groups(erow[order], earc[order], start, latest, m0, span, n)
+    counts = np.bincount(labels)
+    if counts.max() > large:
+        return np.empty(0), labels
+    end = np.empty(n)
+    nrest = 0
+    for f in range(n):
+        if counts[labels[f]] == 1:
+            end[f] = start[f] + size[f] / static_rate[f]
+        else:
+            nrest += 1
+    if nrest == 0:
+        return end, labels
+    rest = np.empty(nrest, dtype=np.int64)
+    k = 0
+    for f in range(n):
+        if counts[labels[f]] > 1:
+            rest[k] = f
+            k += 1
+    # by group, then by start, then by flow (np.lexsort((start, label)) over ascending flows)
+    by_start = rest[np.argsort(start[rest], kind="mergesort")]
+    perm = by_start[np.argsort(labels[by_start], kind="mergesort")]
+    fptr = np.empty(nrest + 1, dtype=np.int64)
+    ng = 0
+    for k in range(nrest):
+        if k == 0 or labels[perm[k]] != labels[perm[k - 1]]:
+            fptr[ng] = k
+            ng += 1
+    fptr[ng] = nrest
+    eptr = np.empty(nrest + 1, dtype=np.int64)
+    eptr[0] = 0
+    for k in range(nrest):
+        eptr[k + 1] = eptr[k] + indptr[perm[k] + 1] - indptr[perm[k]]
+    arcs = np.empty(eptr[nrest], dtype=np.int64)
+    for k in range(nrest):
+        f = perm[k]
+        for c in range(indptr[f + 1] - indptr[f]):
+            arcs[eptr[k] + c] = indices[indptr[f] + c]
+    got = grouped_events(fptr[:ng + 1], start[perm], size[perm], eptr, arcs, cap, np.zeros(ng))
+    for k in range(nrest):
+        end[perm[k]] = got[k]
+    return end, labels
+
+
 @functools.cache
 def note_first_compile() -> None:
     """Say on stderr, once per process, when the event loops are about to be compiled: the first use on a
     machine compiles them (about 20 s on 2 cores); later processes load them from numba's cache."""
     try:
-        missing = [f for f in (run, group_events, grouped_events)
+        missing = [f for f in (run, group_events, grouped_events, step_groups)
                    if not os.path.exists(f._cache._cache_file._index_path)]
     except AttributeError:  # a numba without these internals: say nothing rather than guess
         return

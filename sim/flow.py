@@ -72,10 +72,13 @@ routes) and by repeated simulations.
 * A step pattern whose flows never share an arc (a ring on a switch or a fat tree) is costed with
   one vectorised update per step: each flow runs at the rate of its slowest arc.
 * Flows that share arcs are split into independent groups (flows that share an arc during time
-  windows that may overlap; found by a compiled sweep per arc, :func:`sim.eventclock.overlap_groups`);
-  every group runs its own event clock, compiled (:mod:`sim.eventclock`): the large groups one
-  after the other while the step's exact events (below) last, then the small groups and the large
-  ones left, each on its own clock (a run whose steps never share an arc loads no compiled code).
+  windows that may overlap; found by a compiled sweep over the arcs that several flows cross,
+  :func:`sim.eventclock.overlap_groups`). A flow alone in its group runs at its bottleneck's
+  rate; every other group runs its own event clock, compiled (:mod:`sim.eventclock`): the large
+  groups one after the other while the step's exact events (below) last, then the small groups
+  and the large ones left, each on its own clock. A step that starts unevenly and has no large
+  group is grouped and run in one compiled call (:func:`sim.eventclock.step_groups`). A run whose
+  steps never share an arc loads no compiled code.
 * Per event, the max-min rates are found by progressive filling over the arcs (the lowest
   ``capacity left / flows left`` freezes the flows that cross it): a scan of the arcs for the first
   rounds, then a heap of the arcs' shares.
@@ -322,6 +325,7 @@ class _Incidence:
         self.perm = self.src_unique and self.dst_unique and nflows == net_ranks(src, dst)
         #: the entries on arcs that more than one flow crosses: the only ones that can group flows
         self.shared_entries = np.flatnonzero(self.load[self.indices] > 1)
+        self.by_arc = None  # (flows, arcs) of the shared entries sorted by arc (found when first needed)
         self._MT = None
         self._sharing = None
         self.nshared = 0  # flows in sharing groups of more than one flow
@@ -395,9 +399,15 @@ class _Pattern:
         """
         if self.disjoint:
             return start + size / self.static_rate
-        # flows that start together overlap in time wherever they share an arc: the groups are the
-        # pattern's own (cached); else they depend on when each flow can run
-        comp = self.inc.sharing() if start.min() == start.max() else self._groups(start, size)
+        if start.min() == start.max():
+            # flows that start together overlap in time wherever they share an arc: the groups are the
+            # pattern's own (cached)
+            comp = self.inc.sharing()
+        else:
+            # the groups depend on when each flow can run; a step without a large group runs in the same call
+            end, comp = self._step_groups(start, size)
+            if end.size:
+                return end
         counts = np.bincount(comp)
         # a flow alone in its group runs at its bottleneck's rate: what its own event loop would give, to the bit
         alone = counts[comp] == 1
@@ -426,23 +436,32 @@ class _Pattern:
             end[rest] = _grouped_events(self, comp, start, size, rest, window)
         return end
 
-    def _groups(self, start: np.ndarray, size: np.ndarray) -> np.ndarray:
-        """Label flows by independent group (see :meth:`run`)."""
-        from sim.eventclock import overlap_groups
-
-        # A flow gets at least min over its arcs of capacity / (flows on the arc): its latest end.
-        inc = self.inc
+    def _worst_rate(self) -> np.ndarray:
+        """Per flow, the least over its arcs of capacity / flows crossing (its share at worst); cached."""
         if self.worst_rate is None:
-            self.worst_rate = np.minimum.reduceat((self.cap / np.maximum(inc.load, 1))[self.indices], self.indptr[:-1])
-        latest = start + size / self.worst_rate
-        # the (arc, flow) entries on arcs that several flows cross, by arc, then by start
-        rows, arcs = self.rows[inc.shared_entries], self.indices[inc.shared_entries]
-        order = np.lexsort((start[rows], arcs))
-        m0 = min(float(start.min()), 0.0)
-        span = float(latest.max() - m0) + 1.0
+            share = self.cap / np.maximum(self.inc.load, 1)
+            self.worst_rate = np.minimum.reduceat(share[self.indices], self.indptr[:-1])
+        return self.worst_rate
+
+    def _step_groups(self, start: np.ndarray, size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Group flows that start unevenly and run the step if no group is large, compiled
+        (:func:`sim.eventclock.step_groups`): the end times (empty when a group is large) and the labels.
+
+        A flow gets at least the least over its arcs of capacity / flows crossing: its latest end. Per
+        arc that several flows cross, a flow joins the group of the flow with the latest latest end
+        before it, if it starts before that end (:func:`sim.eventclock.overlap_groups`)."""
+        from sim.eventclock import note_first_compile, step_groups
+
+        note_first_compile()
+        inc = self.inc
+        if inc.by_arc is None:
+            # the (flow, arc) of the shared entries by arc, then by entry
+            entries = inc.shared_entries[np.argsort(self.indices[inc.shared_entries], kind="stable")]
+            inc.by_arc = (self.rows[entries], self.indices[entries])
         f64 = np.float64
-        return overlap_groups(rows[order], arcs[order], np.asarray(start, dtype=f64), np.asarray(latest, dtype=f64),
-                              m0, span, size.shape[0])
+        return step_groups(*inc.by_arc, np.asarray(start, dtype=f64),
+                           np.asarray(size, dtype=f64), self._worst_rate(), self.static_rate, self.indptr, self.indices,
+                           np.asarray(self.cap, dtype=f64), LARGE_GROUP)
 
 
 def _arcs_of(pat: _Pattern, flows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -1224,8 +1243,11 @@ def load_compiled() -> None:
     instead of inside the first simulation that needs them; a process does it once either way."""
     import topologies
     from collectives import get_schedule
-    from sim.eventclock import group_events
+    from sim.eventclock import group_events, step_groups
 
     ring = get_schedule("allreduce", "ring", 2)
     _Clock(ring, Network(topologies.switch(2)), ring.chunk_offsets(2) * 4, {}, 0, np.zeros(2), 0.0, resync=False).run()
     group_events(np.zeros(1), np.ones(1), np.array([0, 1]), np.array([0]), np.ones(1), 1, 0.1)
+    two = np.array([0, 1])  # two flows on one arc, starting apart
+    step_groups(two, np.zeros(2, dtype=np.int64), np.array([0.0, 0.5]), np.ones(2), np.full(2, 0.5), np.ones(2),
+                np.arange(3), np.zeros(2, dtype=np.int64), np.ones(1), LARGE_GROUP)

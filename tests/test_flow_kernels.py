@@ -320,25 +320,82 @@ def test_overlap_groups_leave_out_arcs_that_one_flow_crosses(seed):
     assert np.array_equal(part, full)
 
 
-@pytest.mark.parametrize("spec", ["dragonfly:groups=4,routers_per_group=4,hosts_per_router=2", "fat_tree:k=4"])
-def test_a_flow_alone_in_its_group_ends_as_its_own_event_loop_would(spec):
-    """``_Pattern.run`` gives a flow alone in its group its bottleneck's rate without an event loop: to the
-    bit what the group event loop gives it."""
-    import sim.flow
-
+def _uneven_step(spec: str, seed: int):
+    """A pattern of random pairs on ``spec`` and starts and sizes drawn apart."""
     topo = topologies.from_spec(spec)
     net = Network(topo)
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(seed)
     p = len(topologies.endpoints(topo))
     src = np.arange(p)
     dst = rng.permutation(p)
     keep = src != dst
     pat = net.compile(src[keep], dst[keep])
     n = int(keep.sum())
-    start = rng.choice([0.0, 2e-6, 5e-6, 3e-5], size=n)
-    size = rng.choice([4e3, 6e4, 1e6], size=n)
-    comp = pat._groups(start, size)
+    return pat, rng.choice([0.0, 2e-6, 5e-6, 3e-5], size=n), rng.choice([4e3, 6e4, 1e6], size=n)
+
+
+def listed_groups(pat, start, size):
+    """The step's groups from every (arc, flow) entry, sorted with numpy (the grouping as first written)."""
+    from sim import eventclock
+
+    load = np.bincount(pat.indices, minlength=pat.cap.size)
+    latest = start + size / np.minimum.reduceat((pat.cap / np.maximum(load, 1))[pat.indices], pat.indptr[:-1])
+    order = np.lexsort((start[pat.rows], pat.indices))
+    m0 = min(float(start.min()), 0.0)
+    span = float(latest.max() - m0) + 1.0
+    return eventclock.overlap_groups(pat.rows[order], pat.indices[order], start, latest, m0, span, start.size)
+
+
+SPECS = ["dragonfly:groups=4,routers_per_group=4,hosts_per_router=2", "fat_tree:k=4", "torus:dims=4x4",
+         "leaf_spine:leaves=4,spines=2,hosts_per_leaf=4,oversubscription=3"]
+
+
+@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("seed", range(3))
+def test_a_flow_alone_in_its_group_ends_as_its_own_event_loop_would(spec, seed):
+    """A flow alone in its group gets its bottleneck's rate without an event loop: to the bit what the group
+    event loop gives it."""
+    import sim.flow
+
+    pat, start, size = _uneven_step(spec, seed)
+    comp = listed_groups(pat, start, size)
     alone = np.bincount(comp)[comp] == 1
-    assert alone.any() and not alone.all()
-    every = sim.flow._grouped_events(pat, comp, start, size, np.arange(n))
-    assert np.array_equal(pat.run(start, size), every)
+    assert alone.any()
+    every = sim.flow._grouped_events(pat, comp, start, size, np.arange(start.size))
+    assert np.array_equal(np.where(alone, start + size / pat.static_rate, 0.0)[alone], every[alone])
+
+
+@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("seed", range(3))
+def test_compiled_step_groups_equal_the_python_step(spec, seed):
+    """``step_groups`` (grouping, lone flows and the groups' loops in one compiled call) against the same
+    step put together in Python from every entry's grouping and ``_grouped_events``, to the bit."""
+    import sim.flow
+
+    pat, start, size = _uneven_step(spec, seed)
+    comp = listed_groups(pat, start, size)
+    counts = np.bincount(comp)
+    assert counts.max() > 1  # some flows share a group
+    alone = counts[comp] == 1
+    want = np.where(alone, start + size / pat.static_rate, 0.0)
+    rest = np.flatnonzero(~alone)
+    want[rest] = sim.flow._grouped_events(pat, comp, start, size, rest)
+    got, labels = pat._step_groups(start, size)
+    assert np.array_equal(labels, comp)  # only the arcs several flows cross, sorted per arc: the same groups
+    assert np.array_equal(got, want)
+    assert np.array_equal(pat.run(start, size), want)
+
+
+def test_compiled_step_groups_leave_a_large_group_to_the_budgeted_loop():
+    """An incast larger than ``LARGE_GROUP`` is not run by ``step_groups`` (its event budget lives in Python)."""
+    import sim.flow
+
+    n = sim.flow.LARGE_GROUP + 8
+    net = Network(topologies.from_spec(f"switch:n={n + 1}"))
+    pat = net.compile(np.arange(1, n + 1), np.zeros(n, dtype=np.int64))  # every rank sends to rank 0
+    start = np.linspace(0.0, 1e-6, n)
+    size = np.full(n, 1e6)
+    got, labels = pat._step_groups(start, size)
+    assert got.size == 0 and np.array_equal(labels, np.zeros(n, dtype=np.int64))  # one group of them all
+    end = pat.run(start, size)
+    assert np.isfinite(end).all() and (end > start).all()
