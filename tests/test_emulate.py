@@ -258,3 +258,15 @@ def test_run_needs_the_emulation_up():
             emu.run(0, "true")
         assert emu.run(1, ["true"]).wait(timeout=10) == 0
 
+
+
+def test_a_links_queue_holds_what_every_sending_socket_may_keep_queued():
+    """tbf's queue: 10 ms at the rate, and never less than 64 KiB plus the TCP small-queue allowance of every
+    socket that may send across the link (a real host's queue does not drop what its own sockets queue)."""
+    tsq = int(emulate._NS_SYSCTLS["net.ipv4.tcp_limit_output_bytes"])
+    slow = emulate._tbf_params(2.5e6, sockets=3)  # 20 Mbit/s, four hosts
+    assert slow["limit"] == (64 << 10) + 3 * tsq
+    assert slow["rate"] == "20000000bit"
+    fast = emulate._tbf_params(125e6, sockets=3)  # 1 Gbit/s: 10 ms of it is more
+    assert fast["limit"] == int(125e6 * 10e-3)
+    assert emulate._tbf_params(2.5e6, sockets=7)["limit"] > slow["limit"]
