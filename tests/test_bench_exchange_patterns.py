@@ -1,0 +1,40 @@
+"""``benchmarks/exchange_patterns.py``: one step of each connection pattern, timed on an emulated switch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from topologies.emulate import emulation_unavailable_reason
+
+ROOT = Path(__file__).resolve().parent.parent
+REASON = emulation_unavailable_reason()
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "exchange_patterns.py"), *args],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+
+
+def test_bad_arguments_are_refused_before_any_namespace():
+    proc = _run("--reps", "0")
+    assert proc.returncode == 2 and "--reps must be at least 1, got 0" in proc.stderr
+    proc = _run("--topology", "switch:n=3")
+    assert proc.returncode == 2 and "fewer than 4 endpoints" in proc.stderr
+
+
+@pytest.mark.skipif(REASON is not None, reason=f"emulation unavailable: {REASON}")
+def test_every_pattern_is_timed_and_the_namespaces_go():
+    before = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+    proc = _run("--topology", "switch:n=4,bandwidth=1Gbps", "--size", "16K", "--reps", "1")
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split("|")[1].strip() for line in proc.stdout.splitlines() if line.startswith("| ") and "pattern" not in line]
+    assert rows == ["oneway", "ring", "exchange", "switching"]
+    after = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+    assert after <= before
