@@ -39,7 +39,7 @@ RANK = r"""
 import json, os, sys, time
 import torch, torch.distributed as dist
 
-rank, reps, count = int(os.environ["RANK"]), int(os.environ["REPS"]), int(os.environ["COUNT"])
+rank, reps, count, steps = (int(os.environ[k]) for k in ("RANK", "REPS", "COUNT", "STEPS"))
 dist.init_process_group("gloo", init_method=f"tcp://{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}",
                         rank=rank, world_size=4)
 pg = dist.group.WORLD
@@ -70,10 +70,10 @@ times = {}
 for pattern in sys.argv[1:]:
     for _ in range(reps):
         dist.barrier()
-        times.setdefault(pattern, []).extend(step(pattern, k) for k in range(%(steps)d))
+        times.setdefault(pattern, []).extend(step(pattern, k) for k in range(steps))
 print(json.dumps(times))
 dist.destroy_process_group()
-""".replace("%(steps)d", str(STEPS))
+"""
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
           file=sys.stderr, flush=True)
     with Emulation(G, spec=args.topology) as em:
         env = {"MASTER_ADDR": em.host_address(0), "MASTER_PORT": "29517", "REPS": str(args.reps),
-               "COUNT": str(args.size // 4)}
+               "COUNT": str(args.size // 4), "STEPS": str(STEPS)}
         procs = [em.run(i, [sys.executable, "-c", RANK, *PATTERNS], {**env, "RANK": str(i)},
                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for i in range(4)]
         outs = [p.communicate(timeout=3600)[0] for p in procs]
