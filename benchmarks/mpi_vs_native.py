@@ -99,6 +99,13 @@ def worker(args: argparse.Namespace) -> None:
 
     comm = MPI.COMM_WORLD
     rank = comm.Get_rank()
+    if comm.Get_size() != args.nranks[0]:  # each process its own world: mpiexec is not the MPI mpi4py loaded
+        if rank == 0:
+            library = " ".join(MPI.Get_library_version().split("\n")[0].split())
+            print(json.dumps({"error": f"mpiexec -n {args.nranks[0]} started ranks that see a world of "
+                              f"{comm.Get_size()}: mpi4py loaded {library}, not the MPI of the mpiexec used "
+                              "(set MPI4PY_LIBMPI to that MPI's libmpi, or put its mpiexec first on PATH)"}), flush=True)
+        raise SystemExit(2)
     if cores is not None and early != rank:
         pin_process(cores[rank])
     names = ["native", *args.algorithms]
@@ -316,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     records, runs = [], []
     for n in args.nranks:
         cores, pin_text = pin_plan(n, pin=not args.no_pin)
-        cmd = [*mpiexec, "-n", str(n), sys.executable, str(Path(__file__).resolve()), "--worker",
+        cmd = [*mpiexec, "-n", str(n), sys.executable, str(Path(__file__).resolve()), "--worker", "--nranks", str(n),
                "-b", str(args.minbytes), "-e", str(args.maxbytes), "--rel", str(args.rel),
                "--min-reps", str(args.min_reps), "--max-reps", str(args.max_reps), "--sample-ms", str(args.sample_ms),
                "--warmup", str(args.warmup), "--algorithms", *args.algorithms]
@@ -333,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
         job: dict = {}
         for line in proc.stdout:
             rec = json.loads(line)
+            if "error" in rec:
+                proc.wait()
+                raise SystemExit(f"mpi_vs_native: error: {rec['error']}")
             if "job" in rec:
                 job = rec["job"]
                 continue

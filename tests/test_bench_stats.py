@@ -91,3 +91,19 @@ def test_mpi_vs_native_quick(tmp_path):
     report = (tmp_path / "mpi_vs_native.md").read_text()
     assert "95% confidence interval" in report and "Machine:" in report and "auto geomean <= 1.5x" in report
     assert (tmp_path / "mpi_vs_native.png").stat().st_size > 0
+
+
+@pytest.mark.timeout(60)
+def test_mpi_worker_refuses_a_world_of_the_wrong_size():
+    """A rank whose MPI is not mpiexec's sees a world of 1: it names the library it loaded and exits 2."""
+    pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install -e '.[mpi]')")
+    environ = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    for name in ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"):
+        environ.pop(name, None)
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "mpi_vs_native.py"), "--worker", "--nranks", "2",
+           "-b", "4K", "-e", "4K", "--algorithms", "ring"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=50, cwd=ROOT, env=environ)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    (line,) = proc.stdout.splitlines()
+    error = json.loads(line)["error"]
+    assert error.startswith("mpiexec -n 2 started ranks that see a world of 1: mpi4py loaded ") and "MPI4PY_LIBMPI" in error
