@@ -1,6 +1,6 @@
 """What one step costs on an emulated switch, by how its transfers use connections (needs root).
 
-    sudo python benchmarks/exchange_patterns.py [--topology switch:n=4,bandwidth=20Mbps] [--size 1M] [--reps 3]
+    sudo python benchmarks/exchange_patterns.py [--topology switch:n=4,bandwidth=20Mbps] [--size 1M] [--reps 3] [--send-buffer 64K]
 
 The flow model prices a step by the bytes each link carries. Recursive halving and doubling
 measure slower than it says on a switch, also at link rates where the ranks leave the CPU idle
@@ -89,11 +89,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="an emulated topology with at least 4 endpoints (default %(default)s)")
     parser.add_argument("--size", type=size_arg, default=1 << 20, help="bytes per rank and step: 8, 64K, 1M ... (default 1M)")
     parser.add_argument("--reps", type=int, default=3, help=f"repetitions of {STEPS} steps per pattern (default 3)")
+    parser.add_argument("--send-buffer", type=size_arg, default=None,
+                        help="cap what a socket may hold unsent (tcp_wmem's maximum), e.g. 64K; default: the kernel's")
     args = parser.parse_args(argv)
     if args.reps < 1:
         parser.error(f"--reps must be at least 1, got {args.reps}")
     if args.size < 4:
         parser.error(f"--size must be at least 4 bytes, got {args.size}")
+    if args.send_buffer is not None and args.send_buffer < 4096:
+        parser.error(f"--send-buffer must be at least 4K, got {args.send_buffer}")
 
     import topologies
     from topologies.emulate import Emulation, emulation_unavailable_reason
@@ -108,9 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     if reason:
         parser.error(f"cannot emulate here: {reason}")
 
-    print(f"# {args.topology}: 4 ranks, {args.size} B per rank and step, {args.reps} x {STEPS} steps per pattern",
+    buffer = f", send buffer at most {args.send_buffer} B" if args.send_buffer else ""
+    print(f"# {args.topology}: 4 ranks, {args.size} B per rank and step, {args.reps} x {STEPS} steps per pattern{buffer}",
           file=sys.stderr, flush=True)
-    with Emulation(G, spec=args.topology) as em:
+    with Emulation(G, spec=args.topology, send_buffer=args.send_buffer) as em:
         env = {"MASTER_ADDR": em.host_address(0), "MASTER_PORT": "29517", "REPS": str(args.reps),
                "COUNT": str(args.size // 4), "STEPS": str(STEPS)}
         procs = [em.run(i, [sys.executable, "-c", RANK, *PATTERNS], {**env, "RANK": str(i)},

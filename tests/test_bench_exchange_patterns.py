@@ -27,6 +27,8 @@ def test_bad_arguments_are_refused_before_any_namespace():
     assert proc.returncode == 2 and "--reps must be at least 1, got 0" in proc.stderr
     proc = _run("--topology", "switch:n=3")
     assert proc.returncode == 2 and "fewer than 4 endpoints" in proc.stderr
+    proc = _run("--send-buffer", "1K")
+    assert proc.returncode == 2 and "--send-buffer must be at least 4K, got 1024" in proc.stderr
 
 
 @pytest.mark.skipif(REASON is not None, reason=f"emulation unavailable: {REASON}")

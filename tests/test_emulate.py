@@ -270,3 +270,24 @@ def test_a_links_queue_holds_what_every_sending_socket_may_keep_queued():
     fast = emulate._tbf_params(125e6, sockets=3)  # 1 Gbit/s: 10 ms of it is more
     assert fast["limit"] == int(125e6 * 10e-3)
     assert emulate._tbf_params(2.5e6, sockets=7)["limit"] > slow["limit"]
+
+
+def test_send_buffer_is_checked_before_anything_is_built():
+    G = topologies.from_spec("switch:n=2")
+    before = _ours()
+    for bad in (4095, 0, True, 65536.0, "64K"):
+        with pytest.raises(ValueError, match=r"send_buffer must be an int of at least 4096 bytes or None, got"):
+            Emulation(G, send_buffer=bad)
+    assert _ours() == before
+
+
+@needs_emulation
+def test_send_buffer_caps_what_every_namespaces_sockets_hold_unsent():
+    G = topologies.from_spec("switch:n=2,bandwidth=100Mbps")
+    read = [sys.executable, "-c", "print(open('/proc/sys/net/ipv4/tcp_wmem').read().split())"]
+    with Emulation(G) as emu:
+        kernel = emu.run(0, read, stdout=subprocess.PIPE, text=True).communicate(timeout=30)[0].strip()
+    with Emulation(G, send_buffer=65536) as emu:
+        capped = {emu.run(i, read, stdout=subprocess.PIPE, text=True).communicate(timeout=30)[0].strip() for i in (0, 1)}
+    assert capped == {"['4096', '16384', '65536']"}
+    assert kernel != "['4096', '16384', '65536']"  # the default leaves the kernel's own

@@ -237,6 +237,10 @@ class Emulation:
     router : object, optional
         Anything with ``route(src_node, dst_node) -> list of arcs``; default ``topologies.Router(G)``,
         the routing the simulator uses.
+    send_buffer : int, optional
+        The most a TCP socket may hold unsent, in bytes (``net.ipv4.tcp_wmem``'s maximum in every
+        namespace; at least 4096). Default: the kernel's own (autotuned up to 4 MiB), so a rank
+        whose send is handed to its socket goes on to its next step while the bytes still leave.
 
     Raises
     ------
@@ -247,9 +251,16 @@ class Emulation:
         positive or above tbf's 34 Gbit/s, more than 65535 endpoints).
     """
 
-    def __init__(self, G: nx.DiGraph, *, spec: str | None = None, persistent: bool = False, router=None):
+    def __init__(self, G: nx.DiGraph, *, spec: str | None = None, persistent: bool = False, router=None,
+                 send_buffer: int | None = None):
         if not isinstance(G, nx.DiGraph):
             raise TypeError(f"G must be a networkx.DiGraph, got {type(G).__name__}")
+        if send_buffer is not None and (isinstance(send_buffer, bool) or not isinstance(send_buffer, int)
+                                        or send_buffer < 4096):
+            raise ValueError(f"send_buffer must be an int of at least 4096 bytes or None, got {send_buffer!r}")
+        self._sysctls = dict(_NS_SYSCTLS)
+        if send_buffer is not None:
+            self._sysctls["net.ipv4.tcp_wmem"] = f"4096 {min(16384, send_buffer)} {send_buffer}"
         self.G = G
         self.spec = spec
         self.persistent = persistent
@@ -471,7 +482,7 @@ class Emulation:
         handles: dict[Hashable, NetNS] = {}
         try:
             for node, name in self.namespaces.items():
-                _write_sysctls(name, _NS_SYSCTLS)
+                _write_sysctls(name, self._sysctls)
                 handles[node] = NetNS(name)
                 ns = handles[node]
                 ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
