@@ -1,6 +1,7 @@
 """What one step costs on an emulated switch, by how its transfers use connections (needs root).
 
-    sudo python benchmarks/exchange_patterns.py [--topology switch:n=4,bandwidth=20Mbps] [--size 1M] [--reps 3] [--send-buffer 64K]
+    sudo python benchmarks/exchange_patterns.py [--topology switch:n=4,bandwidth=20Mbps] [--size 1M] [--reps 3]
+        [--allreduce ROUNDS] [--send-buffer 64K]
 
 The flow model prices a step by the bytes each link carries. Recursive halving and doubling
 measure slower than it says on a switch, also at link rates where the ranks leave the CPU idle
@@ -20,7 +21,10 @@ Every pattern moves ``--size`` per rank over links of the same rate, so the flow
 step of each the same (the one-way step also). A step's time is from posting to completion on the
 rank; the output gives, per pattern, the median and the 10th-90th percentile over every step of
 every rank, and the median relative to ``oneway``. Six steps per repetition, a barrier between
-repetitions; nothing is saved.
+repetitions; nothing is saved. ``--allreduce ROUNDS`` then times whole allreduces of ``--size``
+bytes with the ring, recursive halving and recursive doubling (collsim's torch runtime), the
+slowest rank's time per round, relative to the ring. ``--send-buffer`` caps what a socket may hold
+unsent (``tcp_wmem``) in every namespace.
 """
 
 from __future__ import annotations
@@ -71,6 +75,19 @@ for pattern in sys.argv[1:]:
     for _ in range(reps):
         dist.barrier()
         times.setdefault(pattern, []).extend(step(pattern, k) for k in range(steps))
+rounds = int(os.environ["ALLREDUCE"])
+if rounds:  # whole allreduces of count * 4 bytes, the algorithms interleaved in a rotating order
+    from collectives.distributed import all_reduce
+
+    names = ("ring", "recursive_halving", "recursive_doubling")
+    for name in names:
+        all_reduce(mine, algorithm=name)  # warm-up: connections, plan, scratch
+    for r in range(rounds):
+        for name in names[r % 3:] + names[:r % 3]:
+            dist.barrier()
+            start = time.perf_counter()
+            all_reduce(mine, algorithm=name)
+            times.setdefault("allreduce " + name, []).append(time.perf_counter() - start)
 print(json.dumps(times))
 dist.destroy_process_group()
 """
@@ -89,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="an emulated topology with at least 4 endpoints (default %(default)s)")
     parser.add_argument("--size", type=size_arg, default=1 << 20, help="bytes per rank and step: 8, 64K, 1M ... (default 1M)")
     parser.add_argument("--reps", type=int, default=3, help=f"repetitions of {STEPS} steps per pattern (default 3)")
+    parser.add_argument("--allreduce", type=int, default=0, metavar="ROUNDS",
+                        help="also time whole allreduces of --size bytes (ring, recursive halving, recursive doubling), "
+                             "this many rounds; a round's time is its slowest rank's (default 0: none)")
     parser.add_argument("--send-buffer", type=size_arg, default=None,
                         help="cap what a socket may hold unsent (tcp_wmem's maximum), e.g. 64K; default: the kernel's")
     args = parser.parse_args(argv)
@@ -96,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--reps must be at least 1, got {args.reps}")
     if args.size < 4:
         parser.error(f"--size must be at least 4 bytes, got {args.size}")
+    if args.allreduce < 0:
+        parser.error(f"--allreduce must be 0 or more rounds, got {args.allreduce}")
     if args.send_buffer is not None and args.send_buffer < 4096:
         parser.error(f"--send-buffer must be at least 4K, got {args.send_buffer}")
 
@@ -117,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
           file=sys.stderr, flush=True)
     with Emulation(G, spec=args.topology, send_buffer=args.send_buffer) as em:
         env = {"MASTER_ADDR": em.host_address(0), "MASTER_PORT": "29517", "REPS": str(args.reps),
-               "COUNT": str(args.size // 4), "STEPS": str(STEPS)}
+               "COUNT": str(args.size // 4), "STEPS": str(STEPS), "ALLREDUCE": str(args.allreduce)}
         procs = [em.run(i, [sys.executable, "-c", RANK, *PATTERNS], {**env, "RANK": str(i)},
                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for i in range(4)]
         outs = [p.communicate(timeout=3600)[0] for p in procs]
@@ -125,9 +147,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"exchange_patterns: a rank failed (exit codes {[p.returncode for p in procs]})", file=sys.stderr)
             return 1
     steps: dict[str, list[float]] = {name: [] for name in PATTERNS}
+    rounds: dict[str, list[list[float]]] = {}
     for out in outs:
         for name, values in json.loads(out.strip().splitlines()[-1]).items():
-            steps[name].extend(v * 1e3 for v in values)
+            if name.startswith("allreduce "):
+                rounds.setdefault(name, []).append([v * 1e3 for v in values])
+            else:
+                steps[name].extend(v * 1e3 for v in values)
     base = statistics.median(steps["oneway"])
     print("| pattern | median (ms) | 10th-90th percentile (ms) | median / oneway |")
     print("|---|---:|---:|---:|")
@@ -135,6 +161,15 @@ def main(argv: list[str] | None = None) -> int:
         values = steps[name]
         print(f"| {name} | {statistics.median(values):.1f} | {_percentile(values, 0.1):.1f}-{_percentile(values, 0.9):.1f} "
               f"| {statistics.median(values) / base:.2f} |")
+    if rounds:
+        slowest = {name: [max(ranks) for ranks in zip(*per_rank, strict=True)] for name, per_rank in rounds.items()}
+        ring = statistics.median(slowest["allreduce ring"])
+        print()
+        print("| allreduce | median (ms) | 10th-90th percentile (ms) | median / ring |")
+        print("|---|---:|---:|---:|")
+        for name, values in slowest.items():
+            print(f"| {name.split()[1]} | {statistics.median(values):.1f} | {_percentile(values, 0.1):.1f}-"
+                  f"{_percentile(values, 0.9):.1f} | {statistics.median(values) / ring:.2f} |")
     return 0
 
 

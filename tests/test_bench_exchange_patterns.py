@@ -27,6 +27,8 @@ def test_bad_arguments_are_refused_before_any_namespace():
     assert proc.returncode == 2 and "--reps must be at least 1, got 0" in proc.stderr
     proc = _run("--topology", "switch:n=3")
     assert proc.returncode == 2 and "fewer than 4 endpoints" in proc.stderr
+    proc = _run("--allreduce", "-1")
+    assert proc.returncode == 2 and "--allreduce must be 0 or more rounds, got -1" in proc.stderr
     proc = _run("--send-buffer", "1K")
     assert proc.returncode == 2 and "--send-buffer must be at least 4K, got 1024" in proc.stderr
 
@@ -34,9 +36,12 @@ def test_bad_arguments_are_refused_before_any_namespace():
 @pytest.mark.skipif(REASON is not None, reason=f"emulation unavailable: {REASON}")
 def test_every_pattern_is_timed_and_the_namespaces_go():
     before = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
-    proc = _run("--topology", "switch:n=4,bandwidth=1Gbps", "--size", "16K", "--reps", "1")
+    proc = _run("--topology", "switch:n=4,bandwidth=1Gbps", "--size", "16K", "--reps", "1", "--allreduce", "2",
+                "--send-buffer", "64K")
     assert proc.returncode == 0, proc.stderr
-    rows = [line.split("|")[1].strip() for line in proc.stdout.splitlines() if line.startswith("| ") and "pattern" not in line]
-    assert rows == ["oneway", "ring", "exchange", "switching"]
+    rows = [line.split("|")[1].strip() for line in proc.stdout.splitlines()
+            if line.startswith("| ") and "pattern" not in line and "allreduce" not in line]
+    assert rows == ["oneway", "ring", "exchange", "switching", "ring", "recursive_halving", "recursive_doubling"]
+    assert "send buffer at most 65536 B" in proc.stderr
     after = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
     assert after <= before
