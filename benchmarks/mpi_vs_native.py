@@ -25,7 +25,9 @@ from the intervals: ``ring`` and ``recursive_halving`` <= 1.0x ``MPI_Allreduce``
 
 Writes ``mpi_vs_native.json`` (``machine``, ``settings``, ``runs``, ``targets`` and ``records``: one
 per (n, size, algorithm) with ``ratio``/``ratio_lo``/``ratio_hi`` and every round's ratio),
-``mpi_vs_native.md`` (the table) and ``mpi_vs_native.png`` (ratio against size) into ``--out``.
+``mpi_vs_native.md`` (the table) and ``mpi_vs_native.png`` (ratio against size) into ``--out``;
+with ``--tuning-out FILE`` also the measured winner per (n, size), ``auto`` aside, as a tuning table
+for ``COLLSIM_TUNING`` (:func:`collectives.tuning.table_from_best`).
 """
 
 from __future__ import annotations
@@ -41,9 +43,11 @@ import sysconfig
 import time
 from pathlib import Path
 
+from collectives.tuning import table_from_best
 from sim.bench import size_arg
 from sim.stats import (
     Interval,
+    best_by_size,
     geomean_ci,
     interleaved_rounds,
     load_average,
@@ -296,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-pin", action="store_true", help="do not pin ranks to cores")
     parser.add_argument("--quick", action="store_true", help="smoke test: 6 rounds of >= 2 ms samples, 1 warm-up call")
     parser.add_argument("--check-targets", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--tuning-out", type=Path, metavar="FILE",
+                        help="write the measured winner per world size and size (lowest median ratio, auto "
+                             "aside) as a tuning table for COLLSIM_TUNING")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results"),
                         help="folder for mpi_vs_native.{json,md,png}")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -313,6 +320,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--nranks must be positive, 1 <= --min-reps <= --max-reps and 4 <= -b <= -e")
     if not args.rel > 0 or not args.sample_ms > 0 or args.warmup < 0:
         parser.error("--rel and --sample-ms must be positive and --warmup >= 0")
+    if args.tuning_out is not None:
+        if args.algorithms == ["auto"]:
+            parser.error("--tuning-out needs an algorithm besides auto in --algorithms")
+        if not args.tuning_out.parent.is_dir():
+            parser.error(f"--tuning-out: no folder {args.tuning_out.parent}")
     mpiexec = find_mpiexec()
     root = Path(__file__).resolve().parent.parent
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
@@ -390,6 +402,12 @@ def main(argv: list[str] | None = None) -> int:
     footer += [f"- n = {t['nranks']}: {t['target']}: **{t['verdict']}**, {t['detail']}" for t in found]
     (args.out / "mpi_vs_native.md").write_text("\n".join(header) + f"\n\n{text}\n" + "\n".join(footer) + "\n")
     plot(records, args.out / "mpi_vs_native.png")
+    if args.tuning_out is not None:
+        source = (f"measured: benchmarks/mpi_vs_native.py ({machine['versions'].get('mpi', 'MPI')}), "
+                  f"{machine['cores']} cores, {machine['cpu_model']}")
+        table_from_best(best_by_size(records, "ratio"), source=source).save(args.tuning_out)
+        print(f"mpi_vs_native: tuning table (COLLSIM_TUNING={args.tuning_out}): the measured winner per size",
+              file=sys.stderr)
     print(text)
     print("\n".join(footer))
     for r in records:

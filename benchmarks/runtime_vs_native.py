@@ -47,6 +47,10 @@ size and algorithm, with ``_lo``/``_hi`` interval columns), ``runtime_vs_native_
     python benchmarks/runtime_vs_native.py                          # p = 2 and 4, 4 KiB .. 64 MiB
     python benchmarks/runtime_vs_native.py --nranks 2 --algorithms ring,auto --max-reps 100
     python benchmarks/runtime_vs_native.py --quick --nranks 2 --max-size 8K --out /tmp/q   # smoke test
+
+``--tuning-out FILE`` also writes the measured winner per (p, size), the algorithm with the lowest
+median ratio (``auto`` aside), as a tuning table (:func:`collectives.tuning.table_from_best`):
+``COLLSIM_TUNING=FILE`` then makes ``auto`` pick what this machine measured fastest.
 """
 
 from __future__ import annotations
@@ -65,9 +69,11 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from collectives.tuning import table_from_best
 from sim.bench import size_arg
 from sim.stats import (
     awake_cores,
+    best_by_size,
     geomean_ci,
     interleaved_rounds,
     load_average,
@@ -274,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: 6 rounds of >= 2 ms samples, 1 warm-up call, no peak-memory runs")
     parser.add_argument("--check-targets", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--tuning-out", type=Path, metavar="FILE",
+                        help="write the measured winner per world size and size (lowest median ratio, auto "
+                             "aside) as a tuning table for COLLSIM_TUNING")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = parser.parse_args(argv)
     ours = [a.strip() for a in args.algorithms.split(",") if a.strip()]
@@ -293,6 +302,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--cores-per-rank must be at least 1, got {args.cores_per_rank}")
     if args.max_size < args.min_size or args.min_size < 4:
         parser.error(f"need 4 <= --min-size <= --max-size, got {args.min_size} and {args.max_size}")
+    if args.tuning_out is not None:
+        if ours == ["auto"]:
+            parser.error("--tuning-out needs an algorithm besides auto in --algorithms")
+        if not args.tuning_out.parent.is_dir():
+            parser.error(f"--tuning-out: no folder {args.tuning_out.parent}")
     algorithms = ["native", *ours]
     sizes = []
     s = args.min_size
@@ -353,6 +367,11 @@ def main(argv: list[str] | None = None) -> int:
     (out / "runtime_vs_native.md").write_text(report)
     print(report)
     _plot(rows, ours, args.nranks, out / "runtime_vs_native.png")
+    if args.tuning_out is not None:
+        source = (f"measured: benchmarks/runtime_vs_native.py (torch {machine['versions'].get('torch')}, Gloo), "
+                  f"{machine['cores']} cores, {machine['cpu_model']}")
+        table_from_best(best_by_size(rows, "ratio_median"), source=source).save(args.tuning_out)
+        print(f"tuning table (COLLSIM_TUNING={args.tuning_out}): the measured winner per size", file=sys.stderr)
     missed = [t for t in targets if t["verdict"] == "missed"]
     return 1 if args.check_targets and missed else 0
 

@@ -11,8 +11,8 @@ directly (or in scratch when the same step still sends from that range).
 
 A repeated ``all_reduce`` on a numpy array (same communicator, op, algorithm, dtype, size, layout
 and channels objects, and the same ``COLLSIM_*`` environment) skips the argument checks and the
-resolution and runs the program kept from the first call: only the buffer's flags and, for
-``auto`` with ``COLLSIM_TUNING``, the tuning file's choice are looked at again.
+resolution and runs the program kept from the first call: only the buffer's flags are looked at
+again (a tuning file is read once, :mod:`collectives.tuning`).
 
 Ranks are *communicator* ranks: ``comm.Get_rank()`` of whatever intracommunicator is passed
 (``MPI.COMM_WORLD``, or one made with ``Split``/``Create``). Messages travel on a private
@@ -623,8 +623,8 @@ def _repeat_all_reduce(buf: Any, comm: Any, op: Any, algorithm: Any, check: bool
     """Run an ``all_reduce`` resolved before, if this is one; False sends the call down the regular path.
 
     Falls back (and the regular path raises its clear error or resolves anew) when the buffer is
-    no longer contiguous and writable, ``comm`` was freed, or a tuning file now chooses another
-    algorithm (``COLLSIM_TUNING`` files are asked on every call, as the regular path does).
+    no longer contiguous and writable or ``comm`` was freed. ``auto``'s choice needs no second look:
+    the key holds ``COLLSIM_TUNING``, and the table of a path is read once.
     """
     if type(buf) is not np.ndarray or type(algorithm) is not str:
         return False
@@ -635,12 +635,6 @@ def _repeat_all_reduce(buf: Any, comm: Any, op: Any, algorithm: Any, check: bool
     flags = buf.flags
     if not (flags.forc and flags.writeable):
         return False
-    if env[0] and algorithm == AUTO:
-        try:
-            if active_table("allreduce").choose(call.nranks, buf.nbytes) != call.spec:
-                return False
-        except ValueError:
-            return False
     if check and call.private is not None:
         _agree(call.private, "all_reduce", call.fields, None, call.codes)
     if call.plan is not None:

@@ -20,7 +20,10 @@ name with optional parameters (:func:`collectives.plan.parse_algorithm`): ``"hie
 
 The runtime reads the files named by the ``COLLSIM_TUNING`` environment variable (one path, or
 several separated by ``os.pathsep``, one per collective); a collective no file covers uses its
-built-in table in :data:`DEFAULT_TABLES` (:data:`DEFAULT_TABLE` for allreduce). Tables for
+built-in table in :data:`DEFAULT_TABLES` (:data:`DEFAULT_TABLE` for allreduce). A file is read once
+per process, the first time its path is named, as MPI libraries and NCCL read their tuning files
+at start: ``auto`` then costs a dictionary lookup per call, not a file check. To change tables in a
+running process, set ``COLLSIM_TUNING`` to another path. Tables for
 reduce_scatter and allgather may only name rank-blocked algorithms (not ``tree`` or ``hierarchical``).
 """
 
@@ -33,7 +36,7 @@ from pathlib import Path
 
 from collectives.plan import parse_algorithm, runnable_algorithms
 
-__all__ = ["FORMAT", "TuningTable", "DEFAULT_TABLE", "DEFAULT_TABLES", "load_table", "active_table"]
+__all__ = ["FORMAT", "TuningTable", "DEFAULT_TABLE", "DEFAULT_TABLES", "load_table", "active_table", "table_from_best"]
 
 FORMAT = "collsim-tuning/1"
 
@@ -98,6 +101,29 @@ class TuningTable:
         return cls(tables, data.get("collective", "allreduce"), data.get("source", ""), extra)
 
 
+def table_from_best(best: dict[int, list[tuple[int, str]]], *, collective: str = "allreduce",
+                    source: str = "") -> TuningTable:
+    """A tuning table from the best algorithm at each size: ``{nranks: [(size, algorithm), ...]}``.
+
+    Where the winner changes between two sizes the switch is at the larger one (the row of the
+    smaller reaches one byte below it), as ``collsim select`` writes a crossover; the last winner
+    has no limit. The runtime benchmarks write their measured winners this way (``--tuning-out``).
+
+    >>> table_from_best({4: [(4096, "recursive_doubling"), (65536, "recursive_doubling"), (1 << 20, "ring")]}).tables
+    {4: [(1048575, 'recursive_doubling'), (None, 'ring')]}
+    """
+    tables = {}
+    for nranks, points in best.items():
+        points = sorted(points)
+        if not points:
+            raise ValueError(f"no measured size for {nranks} ranks")
+        rows: list[tuple[int | None, str]] = [(s1 - 1, a0) for (_, a0), (s1, a1) in zip(points, points[1:], strict=False)
+                                              if a1 != a0]
+        rows.append((None, points[-1][1]))
+        tables[int(nranks)] = rows
+    return TuningTable(tables, collective=collective, source=source)
+
+
 def load_table(path: str | os.PathLike) -> TuningTable:
     """Read a tuning table JSON file (clear ValueError if it is not one)."""
     try:
@@ -135,28 +161,34 @@ DEFAULT_TABLES: dict[str, TuningTable] = {
 }
 
 
-_loaded: dict[tuple[str, float], TuningTable] = {}
+_read: dict[str, TuningTable] = {}  # path -> its table, read once per process
+_active: dict[tuple[str, str], TuningTable] = {}  # (COLLSIM_TUNING, collective) -> the table that applies
 
 
-def _load_cached(path: str) -> TuningTable:
-    """:func:`load_table`, re-read only when the file changes (``auto`` asks on every call)."""
-    try:
-        key = (path, os.stat(path).st_mtime)
-    except OSError as err:
-        raise ValueError(f"cannot read tuning table {path} (from COLLSIM_TUNING): {err}") from None
-    table = _loaded.get(key)
+def _read_once(path: str) -> TuningTable:
+    """:func:`load_table` the first time ``path`` is named; the same table after that."""
+    table = _read.get(path)
     if table is None:
-        table = _loaded[key] = load_table(path)
+        try:
+            table = _read[path] = load_table(path)
+        except ValueError as err:
+            raise ValueError(f"{err} (from COLLSIM_TUNING)") from None
     return table
 
 
 def active_table(collective: str = "allreduce") -> TuningTable:
     """The table for ``collective``: from ``COLLSIM_TUNING`` if a file there covers it, else built in."""
     paths = os.environ.get("COLLSIM_TUNING", "")
-    for path in filter(None, paths.split(os.pathsep)):
-        table = _load_cached(path)
-        if table.collective == collective:
-            return table
+    table = _active.get((paths, collective))
+    if table is not None:
+        return table
     if collective not in DEFAULT_TABLES:
         raise ValueError(f"no tuning table for collective {collective!r}; choose from: {', '.join(DEFAULT_TABLES)}")
-    return DEFAULT_TABLES[collective]
+    table = DEFAULT_TABLES[collective]
+    for path in filter(None, paths.split(os.pathsep)):
+        read = _read_once(path)
+        if read.collective == collective:
+            table = read
+            break
+    _active[(paths, collective)] = table
+    return table

@@ -71,6 +71,7 @@ __all__ = [
     "Rounds",
     "interleaved_rounds",
     "machine_info",
+    "best_by_size",
     "load_average",
     "pin_plan",
     "pin_process",
@@ -507,6 +508,31 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def best_by_size(records: Iterable[Mapping[str, Any]], ratio: str,
+                 skip: Sequence[str] = ("native", "auto")) -> dict[int, list[tuple[int, str]]]:
+    """Per world size, the algorithm with the lowest median ratio at each size: ``{nranks: [(size, name), ...]}``.
+
+    ``records`` hold ``nranks``, ``size``, ``algorithm`` and the ratio under the key ``ratio``; the
+    algorithms in ``skip`` do not compete (native is the reference, ``auto`` picks among the others).
+    For :func:`collectives.tuning.table_from_best`.
+
+    >>> best_by_size([{"nranks": 2, "size": 8, "algorithm": "ring", "r": 1.2},
+    ...               {"nranks": 2, "size": 8, "algorithm": "tree", "r": 0.9}], "r")
+    {2: [(8, 'tree')]}
+    """
+    lowest: dict[tuple[int, int], tuple[float, str]] = {}
+    for rec in records:
+        if rec["algorithm"] in skip:
+            continue
+        key = (int(rec["nranks"]), int(rec["size"]))
+        if key not in lowest or rec[ratio] < lowest[key][0]:
+            lowest[key] = (float(rec[ratio]), rec["algorithm"])
+    out: dict[int, list[tuple[int, str]]] = {}
+    for (nranks, size), (_, name) in sorted(lowest.items()):
+        out.setdefault(nranks, []).append((size, name))
+    return out
 
 
 def machine_info(**versions: str) -> dict[str, Any]:

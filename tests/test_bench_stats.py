@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from collectives.tuning import load_table
+
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT_S = 240
 
@@ -45,8 +47,8 @@ def _check_machine(machine: dict, run: dict) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(TIMEOUT_S + 30)
 def test_runtime_vs_native_quick(tmp_path):
-    proc = _run("runtime_vs_native.py", ["--min-size", "4K", "--max-size", "8K", "--algorithms", "ring,auto"],
-                tmp_path)
+    proc = _run("runtime_vs_native.py", ["--min-size", "4K", "--max-size", "8K", "--algorithms", "ring,auto",
+                                         "--tuning-out", str(tmp_path / "measured.json")], tmp_path)
     with open(tmp_path / "runtime_vs_native.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [(r["size"], r["algorithm"]) for r in rows] == [("4096", "ring"), ("4096", "auto"),
@@ -68,6 +70,9 @@ def test_runtime_vs_native_quick(tmp_path):
     assert (tmp_path / "runtime_vs_native.png").stat().st_size > 0
     assert not (tmp_path / "runtime_vs_native_rss.csv").exists()  # --quick skips the memory runs
     assert "Targets" in proc.stdout
+    table = load_table(tmp_path / "measured.json")  # the one algorithm besides auto wins everywhere
+    assert table.tables == {2: [(None, "ring")]}
+    assert table.source.startswith("measured: benchmarks/runtime_vs_native.py (torch ")
 
 
 @pytest.mark.slow
@@ -75,12 +80,13 @@ def test_runtime_vs_native_quick(tmp_path):
 def test_mpi_vs_native_quick(tmp_path):
     pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install -e '.[mpi]')")
     # MPICH busy-polls; on a loaded machine let waiting ranks give their core away
-    _run("mpi_vs_native.py", ["-b", "4K", "-e", "8K", "--algorithms", "ring", "auto"], tmp_path,
+    _run("mpi_vs_native.py", ["-b", "4K", "-e", "8K", "--algorithms", "ring", "recursive_doubling", "auto",
+                              "--tuning-out", str(tmp_path / "measured.json")], tmp_path,
          MPIR_CVAR_ENABLE_HEAVY_YIELD="1")
     data = json.loads((tmp_path / "mpi_vs_native.json").read_text())
     records = data["records"]
     assert sorted((r["size"], r["algorithm"]) for r in records) == sorted(
-        (s, a) for s in (4096, 8192) for a in ("native", "ring", "auto"))
+        (s, a) for s in (4096, 8192) for a in ("native", "ring", "recursive_doubling", "auto"))
     for r in records:
         assert r["ratio_lo"] <= r["ratio"] <= r["ratio_hi"] and r["reps"] == 6 and len(r["ratios"]) == 6
         assert r["time_us_lo"] <= r["time_us"] <= r["time_us_hi"]
@@ -91,6 +97,12 @@ def test_mpi_vs_native_quick(tmp_path):
     report = (tmp_path / "mpi_vs_native.md").read_text()
     assert "95% confidence interval" in report and "Machine:" in report and "auto geomean <= 1.5x" in report
     assert (tmp_path / "mpi_vs_native.png").stat().st_size > 0
+    # the measured winner per size: the lower median ratio of ring and recursive doubling
+    winners = [min((r for r in records if r["size"] == size and r["algorithm"] in ("ring", "recursive_doubling")),
+                   key=lambda r: r["ratio"])["algorithm"] for size in (4096, 8192)]
+    table = load_table(tmp_path / "measured.json")
+    assert [table.choose(2, size) for size in (4096, 8192)] == winners
+    assert table.source.startswith("measured: benchmarks/mpi_vs_native.py (")
 
 
 @pytest.mark.timeout(60)
@@ -107,3 +119,17 @@ def test_mpi_worker_refuses_a_world_of_the_wrong_size():
     (line,) = proc.stdout.splitlines()
     error = json.loads(line)["error"]
     assert error.startswith("mpiexec -n 2 started ranks that see a world of 1: mpi4py loaded ") and "MPI4PY_LIBMPI" in error
+
+
+@pytest.mark.parametrize("script,algorithms", [("runtime_vs_native.py", ["--algorithms", "auto"]),
+                                               ("mpi_vs_native.py", ["--algorithms", "auto"])])
+def test_tuning_out_is_checked_before_any_rank_starts(tmp_path, script, algorithms):
+    environ = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    base = [sys.executable, str(ROOT / "benchmarks" / script), "--out", str(tmp_path)]
+    proc = subprocess.run([*base, *algorithms, "--tuning-out", str(tmp_path / "t.json")],
+                          capture_output=True, text=True, timeout=60, env=environ)
+    assert proc.returncode == 2 and "--tuning-out needs an algorithm besides auto in --algorithms" in proc.stderr
+    proc = subprocess.run([*base, "--tuning-out", str(tmp_path / "no" / "t.json")],
+                          capture_output=True, text=True, timeout=60, env=environ)
+    assert proc.returncode == 2 and f"--tuning-out: no folder {tmp_path / 'no'}" in proc.stderr
+    assert not any(tmp_path.iterdir())  # nothing written

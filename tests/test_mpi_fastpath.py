@@ -168,42 +168,55 @@ def _cases():
         return checks
 
     def changed_environment_is_followed(comm) -> int:
-        """auto follows COLLSIM_TUNING set, rewritten and broken between repeats; layouts follow COLLSIM_RANKS_PER_NODE."""
+        """auto follows COLLSIM_TUNING naming another file between repeats; a file is read once (rewritten or
+        removed later, its table stays); layouts follow COLLSIM_RANKS_PER_NODE."""
         n, rank = comm.Get_size(), comm.Get_rank()
         cmpi._CALLS.clear()
         x = np.arange(100.0)
         cmpi.all_reduce(x, comm, check=False)
         spec = next(iter(cmpi._CALLS.values())).spec
-        path = None
+        paths = []
         if rank == 0:
-            fd, path = tempfile.mkstemp(suffix=".json")
-            os.close(fd)
-        path = comm.bcast(path)
+            for choice in ("tree", "recursive_halving"):
+                fd, path = tempfile.mkstemp(suffix=".json")
+                os.close(fd)
+                Path(path).write_text(json.dumps({"format": "collsim-tuning/1", "tables": {"1": [[None, choice]]}}))
+                paths.append(path)
+        paths = comm.bcast(paths)
         checks = 0
+
+        def run_auto(label: str) -> set:
+            nonlocal checks
+            for _ in range(2):  # the first call resolves anew, the second repeats it
+                y = np.arange(100.0) + rank
+                cmpi.all_reduce(y, comm, check=False)
+                checks += suite.expect_equal(y, np.arange(100.0) * n + sum(range(n)), label)
+            return {c.spec for key, c in cmpi._CALLS.items() if key[2] == "auto" and key[-1][0] == os.fsencode(
+                os.environ["COLLSIM_TUNING"])}
+
         try:
-            for choice, stamp in (("tree", 1_000_000_000), ("recursive_halving", 1_000_000_100)):
-                if rank == 0:
-                    Path(path).write_text(json.dumps({"format": "collsim-tuning/1", "tables": {"1": [[None, choice]]}}))
-                    os.utime(path, (stamp, stamp))  # a new mtime, however coarse the file system's clock
-                comm.Barrier()
+            for path, choice in zip(paths, ("tree", "recursive_halving"), strict=True):
                 os.environ["COLLSIM_TUNING"] = path
-                for _ in range(2):  # the first call resolves anew, the second repeats it
-                    x = np.arange(100.0) + rank
-                    cmpi.all_reduce(x, comm, check=False)
-                    checks += suite.expect_equal(x, np.arange(100.0) * n + sum(range(n)), f"auto from a table of {choice}")
-                chosen = {c.spec for key, c in cmpi._CALLS.items() if key[2] == "auto" and key[-1][0] is not None}
-                assert choice in chosen, f"auto ran {chosen}, the table says {choice} (the default was {spec})"
-                comm.Barrier()
-            if rank == 0:
-                os.unlink(path)  # the same COLLSIM_TUNING, its file gone: the kept call must not hide that
+                chosen = run_auto(f"auto from a table of {choice}")
+                assert chosen == {choice}, f"auto ran {chosen}, the table says {choice} (the default was {spec})"
             comm.Barrier()
-            checks += suite.expect_error(ValueError, ("tuning table", path), lambda: cmpi.all_reduce(x, comm, check=False),
-                                         "a tuning file that went missing")
+            if rank == 0:  # read once: a rewritten file keeps its first table, a removed one too
+                Path(paths[0]).write_text(json.dumps({"format": "collsim-tuning/1", "tables": {"1": [[None, "ring"]]}}))
+                os.unlink(paths[1])
+            comm.Barrier()
+            for path, choice in zip(paths, ("tree", "recursive_halving"), strict=True):
+                os.environ["COLLSIM_TUNING"] = path
+                chosen = run_auto(f"auto from the table of {choice} read before")
+                assert chosen == {choice}, f"auto ran {chosen} after its file changed; it read {choice} first"
+            os.environ["COLLSIM_TUNING"] = paths[1] + ".never"
+            checks += suite.expect_error(ValueError, ("tuning table", paths[1] + ".never", "COLLSIM_TUNING"),
+                                         lambda: cmpi.all_reduce(x, comm, check=False), "a tuning file that is not there")
         finally:
             del os.environ["COLLSIM_TUNING"]
             comm.Barrier()
-            if rank == 0 and os.path.exists(path):
-                os.unlink(path)
+            for path in paths if rank == 0 else []:
+                if os.path.exists(path):
+                    os.unlink(path)
         with regular_path_forbidden(cmpi):  # back to the first environment: the first resolution again
             cmpi.all_reduce(x, comm, check=False)
         for per_node in ("1", None):
