@@ -45,7 +45,7 @@ of the buffer, reduce-receives land in a slice of the scratch tensor, sends read
 buffer; after the step's waits the received slices are reduced into the buffer in place. There is
 no allocation and no host sync per step beyond the step's own waits.
 
-Two tactics go beyond the schedule's steps; both are decided in :mod:`collectives.execution`,
+Three tactics go beyond the schedule's steps; all are decided in :mod:`collectives.execution`,
 which the simulator reads too, so the model costs what runs:
 
 * Small CPU buffers (at most :data:`collectives.execution.PREPOST_BYTES`) post each step's
@@ -62,6 +62,11 @@ which the simulator reads too, so the model costs what runs:
   order, so no wait depends on a message posted later. CUDA tensors always use one lane (NCCL
   pipelines inside each transfer); do not run your own tagged Gloo point-to-point on the group
   concurrently with a collsim collective.
+* One-lane CPU messages of at least :data:`collectives.execution.SWITCH_BYTES` whose sender's next
+  step sends to another rank are *receipted*: the receiver answers with one element (tag
+  :data:`RECEIPT_TAG`) once its receives of the step are done, and the sender waits for that
+  before its next step. A Gloo send is done when the kernel holds its bytes, so without it the
+  sender's next partner would share its link with the bytes its old partner still waits for.
 
 When two ranks reduce the same pair of values (recursive doubling exchanges whole buffers), both
 compute ``op(lower rank's value, higher rank's value)``: ``torch.minimum(0.0, -0.0)`` and NaN
@@ -304,6 +309,8 @@ def _flat(tensor: torch.Tensor) -> torch.Tensor:
 
 #: Post CPU steps through ``dist.batch_isend_irecv`` (True) or straight on the group (False, faster).
 BATCH_ON_CPU = False
+#: Tag of receipts (one-lane plans, whose steps use tags 0 and 1).
+RECEIPT_TAG = 2
 
 
 @dataclass(frozen=True)
@@ -312,6 +319,8 @@ class _Step:
     sends: tuple[tuple[int, int, int], ...]  # (group peer, lo, hi)
     recvs: tuple[tuple[int, int, int, int], ...]  # (group peer, lo, hi, scratch offset or -1 for copy)
     reduces: tuple[tuple[int, int, int, bool], ...]  # (lo, hi, scratch offset, peer's operand first)
+    receipts: tuple[int, ...] = ()  # group peers whose receipt the next step waits for
+    confirms: tuple[int, ...] = ()  # group peers to send a receipt to once the step's receives are done
 
 
 @dataclass(frozen=True)
@@ -322,6 +331,7 @@ class _Plan:
     scratch: torch.Tensor | None
     work: torch.Tensor | None  # reduce_scatter input copy / all_gather list workspace
     ahead: tuple[bool, ...] | None = None  # one lane: may step k + 1's receives be posted during step k
+    receipt: torch.Tensor | None = None  # one lane with receipts: two elements, [0] receives them, [1] sends them
 
 
 _cache: collections.OrderedDict[tuple, _Plan] = collections.OrderedDict()
@@ -366,7 +376,7 @@ def _pieces(lo: int, hi: int, offsets, nlanes: int) -> list[list[tuple[int, int]
 def _plan(collective: str, algorithm: str, params: tuple, label: str, group, rank: int, nranks: int, count: int,
           dtype: torch.dtype, device: torch.device, need_work: bool) -> _Plan:
     key = (_group_name(group), collective, algorithm, params, count, dtype, device, need_work,
-           execution.SEGMENT_BYTES, execution.PREPOST_BYTES)
+           execution.SEGMENT_BYTES, execution.PREPOST_BYTES, execution.SWITCH_BYTES, BATCH_ON_CPU)
     with _cache_lock:
         plan = _cache.get(key)
         if plan is not None:
@@ -406,11 +416,24 @@ def _plan(collective: str, algorithm: str, params: tuple, label: str, group, ran
     prepost = execution.posts_ahead(count * dtype.itemsize, device.type, nlanes)
     shift = sizes[0] if prepost else 0
     base = np.concatenate([[0], np.cumsum(sizes)]).astype(int).tolist()
+    receipted = (execution.receipts(schedule, count, dtype.itemsize)
+                 if nlanes == 1 and device.type == "cpu" and not BATCH_ON_CPU else None)
+
+    def peers(index: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """This rank's receipts to wait for and to send in step ``index`` (sorted group ranks)."""
+        mask = receipted[index] if receipted is not None else None
+        if mask is None or not mask.any():
+            return (), ()
+        step = schedule.make_step(index)
+        src, dst = step.src[mask], step.dst[mask]
+        return (tuple(sorted(set(dst[src == rank].tolist()))), tuple(sorted(set(src[dst == rank].tolist()))))
+
     lanes = tuple(
         tuple(
             _Step(index, tuple(sends),
                   tuple((q, x, y, off + base[j] + (k % 2) * shift if off >= 0 else -1) for q, x, y, off in recvs),
-                  tuple((x, y, off + base[j] + (k % 2) * shift, first) for x, y, off, first in reduces))
+                  tuple((x, y, off + base[j] + (k % 2) * shift, first) for x, y, off, first in reduces),
+                  *peers(index))
             for k, (index, sends, recvs, reduces, _) in enumerate(steps)
         )
         for j, steps in enumerate(raw)
@@ -418,8 +441,9 @@ def _plan(collective: str, algorithm: str, params: tuple, label: str, group, ran
     nscratch = base[-1] + shift
     scratch = torch.empty(nscratch, dtype=dtype, device=device) if nscratch else None
     work = torch.empty(count, dtype=dtype, device=device) if need_work else None
-    ahead = execution.rank_ahead(program) if prepost else None
-    plan = _Plan(label, lanes, tuple(to_global), scratch, work, ahead)
+    ahead = execution.rank_ahead(program, dtype.itemsize) if prepost else None
+    receipt = torch.zeros(2, dtype=dtype, device=device) if receipted is not None else None
+    plan = _Plan(label, lanes, tuple(to_global), scratch, work, ahead, receipt)
     with _cache_lock:
         _cache[key] = plan
         while len(_cache) > CACHE_SIZE:
@@ -472,7 +496,11 @@ def _execute(plan: _Plan, buf: torch.Tensor, op: str, group, timeout: timedelta 
     :data:`BATCH_ON_CPU` to use ``batch_isend_irecv`` there too). A plan with ``ahead`` (small CPU
     buffers) posts step ``k + 1``'s receives right after step ``k``'s sends when ``ahead[k]``
     allows it, and otherwise right after step ``k`` is reduced; a batch (CUDA) posts a step's
-    receives with its sends, so nothing goes ahead there. With several lanes (large
+    receives with its sends, so nothing goes ahead there. A step with ``receipts`` (one lane, CPU,
+    large messages whose sender next sends elsewhere: :func:`collectives.execution.receipts`) posts
+    a one-element receive per such peer before its sends, and its receivers answer as soon as
+    their receives of the step are done; the sender reduces, then waits for the receipts before
+    its next step. With several lanes (large
     CPU buffers) the chunks are cut into segments and lane ``j`` runs the schedule on segment ``j``
     of every chunk: lanes are independent (reductions are elementwise), so lane ``j``'s next step
     is posted as soon as its current one is reduced, and reducing one lane overlaps the transfers
@@ -512,18 +540,30 @@ def _execute(plan: _Plan, buf: torch.Tensor, op: str, group, timeout: timedelta 
         def post(step: _Step, tag: int) -> list:
             return post_recvs(step, tag) + post_sends(step, tag)
 
-    def finish(step: _Step, works: list) -> None:
+    def wait(works: list) -> None:
         for work in works:
             if timeout is None:
                 work.wait()
             else:
                 work.wait(timeout)
+
+    def finish(step: _Step, works: list, receipts: list = ()) -> None:
+        if step.confirms:  # receipts go out as soon as the step's receives are done
+            nrecv = len(step.recvs)
+            wait(works[:nrecv])
+            confirms = [send([plan.receipt[1:]], peer, RECEIPT_TAG) for peer in step.confirms]
+            wait(works[nrecv:])
+        else:
+            wait(works)
         for lo, hi, off, peer_first in step.reduces:
             mine, theirs = buf[lo:hi], scratch[off:off + hi - lo]
             if peer_first:
                 reduce_fn(theirs, mine, out=mine)
             else:
                 reduce_fn(mine, theirs, out=mine)
+        wait(receipts)
+        if step.confirms:
+            wait(confirms)
 
     if len(lanes) == 1:
         # step k + 1's receives go out during step k where the plan allows it (``ahead``), else
@@ -533,12 +573,14 @@ def _execute(plan: _Plan, buf: torch.Tensor, op: str, group, timeout: timedelta 
         try:
             recvs = post_recvs(step, step.index & 1) if steps else []
             for k, step in enumerate(steps):
+                # a receipt's receive is posted before the sends it answers
+                receipts = [recv([plan.receipt[:1]], peer, RECEIPT_TAG) for peer in step.receipts]
                 works = recvs + post_sends(step, step.index & 1)
                 following = steps[k + 1] if k + 1 < len(steps) else None
                 early = following is not None and k < len(ahead) and ahead[k]
                 if early:
                     recvs = post_recvs(following, following.index & 1)
-                finish(step, works)
+                finish(step, works, receipts)
                 if following is not None and not early:
                     recvs = post_recvs(following, following.index & 1)
         except RuntimeError as err:

@@ -37,6 +37,25 @@ each reduced on arrival: the data moves in the same time, and only the last lane
 than receiving one (``gamma`` below the time per byte on the wire: 10 GB/s against 0.1-2 GB/s for
 TCP); a reduction slower than the network would hide less.
 
+**Partner switches** (one lane, messages of at least :data:`SWITCH_BYTES`: all a step sends from
+one rank to another). On a real link, two large transfers to or from different partners that
+overlap do not share it evenly as a flow model shares it: on an emulated switch recursive halving
+took 1.21-1.27x the ring's time where the model said 1.00x. Two tactics would make them overlap
+and are held back at a switch of partner:
+
+* *Receives posted ahead.* A rank does not post its next step's receives ahead when one of them
+  is a large message from a rank it does not receive from in the step in flight: that sender would
+  stream into its link while the step's own messages still arrive.
+* *Sends that end early.* A Gloo send is done once the kernel holds its bytes; up to 4 MiB may
+  still wait in the socket. Where a large message's sender next sends to another rank, it waits
+  for a *receipt*: the receiver answers with one element once its receives of the step are done.
+
+The simulator costs both: such a transfer is not in :attr:`Execution.posted`, and a receipted
+transfer is done for its sender at ``max(arrival, receiver ready) + posted_alpha + latency`` (the
+receipt's receive is posted when the step starts) instead of when its last byte leaves.
+:func:`receipts` gives the receipted transfers per step; every rank's plan reads its own from it.
+The ring, and every exchange with a fixed partner, never switch.
+
 >>> from collectives.algorithms import get_schedule
 >>> ex = execution_for(get_schedule("allreduce", "ring", 4), nbytes=1 << 20)
 >>> ex.lanes, ex.posts_ahead
@@ -47,6 +66,11 @@ TCP); a reduction slower than the network would hide less.
 True
 >>> execution_for(get_schedule("allreduce", "ring", 2), nbytes=64 << 20).lanes
 8
+>>> rh = execution_for(get_schedule("allreduce", "recursive_halving", 4), nbytes=1 << 20)
+>>> [None if m is None else m.tolist() for m in rh.receipts]  # partners r^1, r^2, r^2, r^1
+[[True, True, True, True], [False, False, False, False], [True, True, True, True], [False, False, False, False]]
+>>> execution_for(get_schedule("allreduce", "ring", 4), nbytes=1 << 20).receipts is None
+True
 """
 
 from __future__ import annotations
@@ -66,6 +90,7 @@ __all__ = [
     "SEGMENT_BYTES",
     "MAX_LANES",
     "PREPOST_BYTES",
+    "SWITCH_BYTES",
     "MODELED_PLAN_FIELDS",
     "Execution",
     "lanes",
@@ -73,6 +98,7 @@ __all__ = [
     "can_post_ahead",
     "rank_ahead",
     "posted_ahead",
+    "receipts",
     "execution_for",
 ]
 
@@ -90,6 +116,11 @@ MAX_LANES = 16
 #: CPU buffers of at most this many bytes post each step's receives one step ahead where they can.
 #: 0 turns it off; ``COLLSIM_PREPOST_BYTES`` overrides it at import.
 PREPOST_BYTES = int(os.environ.get("COLLSIM_PREPOST_BYTES", 4 << 20))
+#: One-lane CPU messages (all a step sends from one rank to another) of at least this many bytes
+#: never share a link with a message of the next step to or from another partner (see Partner
+#: switches above). 0 turns that off; ``COLLSIM_SWITCH_BYTES`` overrides it at import. Below it a
+#: message's own transfer is short against the handshake or receipt it costs.
+SWITCH_BYTES = int(os.environ.get("COLLSIM_SWITCH_BYTES", 256 << 10))
 
 #: Fields of the torch runtime's compiled plan (``collectives.distributed._Plan``) and what the
 #: simulator makes of each. A new field (a new tactic) fails ``tests/test_execution.py`` until it
@@ -102,6 +133,8 @@ MODELED_PLAN_FIELDS = {
     "work": "memory only (no cost)",
     "ahead": "Execution.posted: transfers whose receives were posted a step ahead start when their sender is ready, "
              "after ModelParams.posted_alpha",
+    "receipt": "Execution.receipts: a receipted transfer is done for its sender at max(arrival, receiver ready) "
+               "+ posted_alpha + latency; the one-element buffer is memory only",
 }
 
 
@@ -139,31 +172,89 @@ def can_post_ahead(busy: Sequence[tuple[int, int]], copy_recvs: Sequence[tuple[i
     return all(hi <= a or b <= lo for lo, hi in copy_recvs for a, b in busy)
 
 
-def rank_ahead(program) -> tuple[bool, ...]:
+def rank_ahead(program, itemsize: int = 4) -> tuple[bool, ...]:
     """One rank's decisions: entry ``k`` says whether its step ``k + 1`` is posted during its step ``k``.
 
     ``program`` is the rank's :class:`collectives.plan.RankProgram` (element ranges, empty
-    transfers dropped).
+    transfers dropped). A step is posted ahead when its copy-receives land where the step in flight
+    does not touch (:func:`can_post_ahead`) and it receives no message of :data:`SWITCH_BYTES` or
+    more from a rank other than those the step in flight receives from (Partner switches above).
     """
     def busy(step):
         return [(t.lo, t.hi) for t in step.sends] + [(t.lo, t.hi) for t in step.recvs]
 
-    return tuple(can_post_ahead(busy(a), [(t.lo, t.hi) for t in b.recvs if not t.reduce])
+    def switches(a, b) -> bool:
+        if SWITCH_BYTES <= 0 or not a.recvs:
+            return False
+        old = {t.peer for t in a.recvs}
+        size: dict[int, int] = {}
+        for t in b.recvs:
+            size[t.peer] = size.get(t.peer, 0) + t.size * itemsize
+        return any(n >= SWITCH_BYTES and peer not in old for peer, n in size.items())
+
+    return tuple(can_post_ahead(busy(a), [(t.lo, t.hi) for t in b.recvs if not t.reduce]) and not switches(a, b)
                  for a, b in itertools.pairwise(program.steps))
 
 
-def posted_ahead(schedule: Schedule, count: int) -> tuple[np.ndarray | None, ...]:
+def _pair_bytes(src: np.ndarray, dst: np.ndarray, size: np.ndarray, p: int) -> np.ndarray:
+    """Per transfer: the bytes of every transfer of the step between the same two ranks, together."""
+    _, inv = np.unique(src * p + dst, return_inverse=True)
+    return np.bincount(inv, weights=size)[inv]
+
+
+def receipts(schedule: Schedule, count: int, itemsize: int = 4) -> tuple[np.ndarray | None, ...] | None:
+    """Per step: which transfers their sender waits a receipt for (None: a step with no transfers).
+
+    A transfer is receipted when its sender sends its receiver at least :data:`SWITCH_BYTES` in the
+    step and the next step in which its sender sends anything sends to a rank other than its
+    receiver. Zero-element
+    transfers are dropped, as the runtime drops them. Returns None when no transfer is receipted.
+    """
+    if SWITCH_BYTES <= 0 or count * itemsize < SWITCH_BYTES:
+        return None
+    p = schedule.nranks
+    offsets = schedule.chunk_offsets(count) * itemsize
+    # each rank's destinations in the next step it sends in: one rank, or MANY (-2), or none (-1)
+    many, none = -2, -1
+    following = np.full(p, none, dtype=np.int64)
+    out: list[np.ndarray | None] = [None] * schedule.nsteps
+    found = False
+    for i in range(schedule.nsteps - 1, -1, -1):
+        step = schedule.make_step(i)
+        size = offsets[step.chunk + step.nchunks] - offsets[step.chunk]
+        live = size > 0
+        if not live.any():
+            continue
+        src, dst = step.src[live], step.dst[live]
+        big = np.zeros(live.size, dtype=bool)
+        big[live] = _pair_bytes(src, dst, size[live], p) >= SWITCH_BYTES
+        mask = big & (following[step.src] != none) & (following[step.src] != step.dst)
+        out[i] = mask
+        found = found or bool(mask.any())
+        lo = np.full(p, np.iinfo(np.int64).max)
+        hi = np.full(p, -1)
+        np.minimum.at(lo, src, dst)
+        np.maximum.at(hi, src, dst)
+        senders = hi >= 0
+        following[senders] = np.where(lo[senders] == hi[senders], hi[senders], many)
+    return tuple(out) if found else None
+
+
+def posted_ahead(schedule: Schedule, count: int, itemsize: int = 4) -> tuple[np.ndarray | None, ...]:
     """Per step: which transfers' receivers posted them a step ahead (None: a step with no transfers).
 
     Computed for every rank at once, with the rule of :func:`rank_ahead`: a rank posts its step's
-    receives ahead when it took part in an earlier step and none of its copy-receives overlaps
-    what it sends or receives in its previous step. Zero-element transfers are dropped, as the
-    runtime drops them (their entries are False).
+    receives ahead when it took part in an earlier step, none of its copy-receives overlaps what
+    it sends or receives in its previous step, and none of its receives is a message of
+    :data:`SWITCH_BYTES` or more from a rank it did not receive from in its previous step (when it
+    received in it). Zero-element transfers are dropped, as the runtime drops them (their entries
+    are False).
     """
     p = schedule.nranks
     offsets = schedule.chunk_offsets(count)
     prev = np.full(p, -1, dtype=np.int64)  # each rank's last step with a transfer
     touched: dict[int, tuple] = {}  # step -> (ranks sorted, lo, hi, ptr by rank) of what it touched
+    senders_of: dict[int, tuple] = {}  # step -> (receiver * p + sender, receiver) per transfer
     out: list[np.ndarray | None] = []
     for i in range(schedule.nsteps):
         step = schedule.make_step(i)
@@ -178,6 +269,14 @@ def posted_ahead(schedule: Schedule, count: int) -> tuple[np.ndarray | None, ...
         ok = np.zeros(p, dtype=bool)
         ranks = np.unique(dst)
         ok[ranks] = prev[ranks] >= 0
+        if SWITCH_BYTES > 0:
+            # a large message from a rank the receiver did not receive from in its previous step
+            big = np.flatnonzero(ok[dst] & (_pair_bytes(src, dst, (hi - lo) * itemsize, p) >= SWITCH_BYTES))
+            for s in np.unique(prev[dst[big]]).tolist():
+                rows = big[prev[dst[big]] == s]
+                pairs, receivers = senders_of[s]
+                fresh = ~np.isin(dst[rows] * p + src[rows], pairs) & np.isin(dst[rows], receivers)
+                ok[dst[rows][fresh]] = False
         copy = np.flatnonzero(~red & ok[dst])
         for s in np.unique(prev[dst[copy]]).tolist():
             rows = copy[prev[dst[copy]] == s]
@@ -196,11 +295,13 @@ def posted_ahead(schedule: Schedule, count: int) -> tuple[np.ndarray | None, ...
         order = np.argsort(t_rank, kind="stable")
         touched[i] = (t_rank[order], np.concatenate([lo, lo])[order], np.concatenate([hi, hi])[order],
                       np.searchsorted(t_rank[order], np.arange(p + 1)))
+        senders_of[i] = (dst * p + src, dst)
         prev[t_rank] = i
         if len(touched) > 4:  # keep only the steps some rank still points at
             keep = set(np.unique(prev).tolist())
             for s in [s for s in touched if s not in keep]:
                 del touched[s]
+                del senders_of[s]
     return tuple(out)
 
 
@@ -216,12 +317,15 @@ class Execution:
         Messages each transfer is cut into (1: none).
     posted : tuple of (ndarray of bool or None), or None
         Per step, per transfer: its receiver posted it a step ahead. None: nothing is.
+    receipts : tuple of (ndarray of bool or None), or None
+        Per step, per transfer: its sender waits for the receiver's receipt. None: nothing is.
     """
 
     runtime: str = "mpi"
     device: str = "cpu"
     lanes: int = 1
     posted: tuple | None = None
+    receipts: tuple | None = None
 
     @property
     def posts_ahead(self) -> bool:
@@ -231,7 +335,7 @@ class Execution:
     @property
     def plain(self) -> bool:
         """Whether the runtime runs the schedule's steps as they are (no tactic)."""
-        return self.lanes == 1 and self.posted is None
+        return self.lanes == 1 and self.posted is None and self.receipts is None
 
     def describe(self) -> str:
         """One line for tables and reports."""
@@ -242,6 +346,9 @@ class Execution:
             n = sum(int(m.sum()) for m in self.posted if m is not None)
             total = sum(m.size for m in self.posted if m is not None)
             parts.append(f"receives posted ahead ({n} of {total} transfers)")
+        if self.receipts is not None:
+            n = sum(int(m.sum()) for m in self.receipts if m is not None)
+            parts.append(f"{n} transfers receipted")
         return ", ".join(parts) if len(parts) > 1 else parts[0] + ", plain steps"
 
 
@@ -266,7 +373,7 @@ def execution_for(schedule: Schedule, nbytes: int, itemsize: int = 4, *, runtime
     count = max(int(nbytes) // itemsize, 0)
     count -= count % schedule.nblocks
     n = lanes(schedule.nchunks, count, itemsize, device)
-    posted = posted_ahead(schedule, count) if posts_ahead(count * itemsize, device, n) else None
+    posted = posted_ahead(schedule, count, itemsize) if posts_ahead(count * itemsize, device, n) else None
     if posted is not None and not any(m is not None and m.any() for m in posted):
         posted = None
-    return Execution(runtime, device, n, posted)
+    return Execution(runtime, device, n, posted, receipts(schedule, count, itemsize) if n == 1 else None)

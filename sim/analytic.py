@@ -257,7 +257,9 @@ def walk(schedule, network, nbytes: int, *, itemsize: int = 4, execution=None) -
     (:meth:`sim.flow.Network.route_latency`); transfers of one step between the same pair of ranks
     share the pair's bandwidth. ``execution`` (:class:`collectives.execution.Execution`) as in
     :func:`sim.flow.simulate`: a receive posted a step ahead lets its transfer start when the
-    sender is ready, after ``posted_alpha``; lanes divide the reduction that follows a transfer.
+    sender is ready, after ``posted_alpha``; a receipted transfer holds its sender until the
+    receipt is back (``posted_alpha`` and the latency after the receive); lanes divide the reduction
+    that follows a transfer.
     """
     from sim.flow import element_count
 
@@ -266,10 +268,10 @@ def walk(schedule, network, nbytes: int, *, itemsize: int = 4, execution=None) -
     offsets = schedule.chunk_offsets(count) * itemsize
     alpha, gamma = network.params.alpha, network.params.gamma
     alpha_posted = network.params.alpha_posted
-    posted = None
+    posted = receipts = None
     if execution is not None:
         gamma /= execution.lanes
-        posted = execution.posted
+        posted, receipts = execution.posted, execution.receipts
     ready = np.zeros(p)
     links: dict[int, tuple[float, float]] = {}
     for i in range(schedule.nsteps):
@@ -303,6 +305,9 @@ def walk(schedule, network, nbytes: int, *, itemsize: int = 4, execution=None) -
             start = np.where(ahead, ready[src], np.maximum(ready[src], ready[dst]))
             sent = start + np.where(ahead, alpha_posted, alpha) + total / bw
             done = np.maximum(sent + lat, ready[dst]) + np.where(red, gamma * size, 0.0)
+        receipted = None if receipts is None or receipts[i] is None else receipts[i][keep]
+        if receipted is not None and receipted.any():  # the sender waits for the receiver's receipt
+            sent = np.where(receipted, np.maximum(sent + lat, ready[dst]) + alpha_posted + lat, sent)
         upd = np.full(p, -np.inf)
         np.maximum.at(upd, src, sent)
         np.maximum.at(upd, dst, done)
@@ -326,7 +331,7 @@ def predict(schedule, network, nbytes: int, *, itemsize: int = 4, params: ModelP
     p = schedule.nranks
     count = element_count(schedule, nbytes, itemsize)
     flat = schedule.algorithm in CLOSED_FORMS and not ({"channels", "layout"} & set(schedule.params))
-    if not flat or (execution is not None and execution.posted is not None):
+    if not flat or (execution is not None and not (execution.posted is None and execution.receipts is None)):
         t = walk(schedule, network, nbytes, itemsize=itemsize, execution=execution)
         return _result(schedule, network, count, itemsize, t)
     bandwidth, latency = route_link(network, schedule)

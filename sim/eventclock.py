@@ -10,9 +10,10 @@ The model is :mod:`sim.flow`'s (see its docstring), event for event:
 
 * a rank that finished a step enters the first live step after it that involves it; a transfer
   starts ``alpha`` after both its ranks entered its step (after its sender did, when eager);
-* at each event the flows whose last byte left end (their sender's part is done then, the
-  receiver's at ``max(arrival, when it entered) + reduction``), the ranks done with a step move on,
-  and the transfers due start;
+* at each event the flows whose last byte left end (their sender's part is done then, or for a
+  receipted transfer at ``max(arrival, when the receiver entered) + back``; the receiver's at
+  ``max(arrival, when it entered) + reduction``), the ranks done with a step move on, and the
+  transfers due start;
 * when a flow that shares an arc starts or ends, every rate is recomputed max-min fairly by
   progressive filling: the lowest ``capacity left / flows left`` over the arcs freezes the flows on
   the arcs at that level (within ``1e-12``), whose rates come off their arcs' capacities; a flow
@@ -133,7 +134,7 @@ def _try_start(cid, base, enter, srow, drow, eager, alpha, started, p_id, p_time
 
 @njit(cache=True)
 def _move_on(p, enter, left, tmax, involved, sends, recvs, parts, rowstep, order_idx, order_row,
-             srow, drow, eager, alpha, started, arrival, red, cur, ready, p_id, p_time,
+             srow, drow, eager, alpha, started, arrival, red, back, cur, ready, p_id, p_time,
              mv_after, mv_rank, mv_time, ist):
     """Move the ranks on the stack into their next steps; False when one needs a step not generated yet."""
     base = ist[TR_BASE]
@@ -175,6 +176,9 @@ def _move_on(p, enter, left, tmax, involved, sends, recvs, parts, rowstep, order
             if not np.isnan(arrival[k]):
                 _part_done(e, max(arrival[k], time) + red[k], p, tmax, left, parts, rowstep,
                            mv_after, mv_rank, mv_time, ist)
+                if back[k] > 0:  # its receipt leaves now, and its sender waited for it
+                    _part_done(srow[k], max(arrival[k], time) + back[k], p, tmax, left, parts, rowstep,
+                               mv_after, mv_rank, mv_time, ist)
     return True
 
 
@@ -424,7 +428,7 @@ def _maxmin(sel, n_sel, a_id, base, tarcs, tlens, cap, rate, cnt, capr, dec, tou
 
 @njit(cache=True)
 def run(ist, fst, window, shortest,
-        size, red, lat, alpha, eager, started, arrival, srow, drow, tstep, tarcs, tlens,
+        size, red, back, lat, alpha, eager, started, arrival, srow, drow, tstep, tarcs, tlens,
         enter, left, tmax, involved, sends, recvs, parts, rowstep, order_idx, order_row,
         cap, load, carried, cur, ready,
         a_id, a_rem, a_rate, p_id, p_time, mv_after, mv_rank, mv_time, seeds, seeded):
@@ -461,7 +465,7 @@ def run(ist, fst, window, shortest,
     resume = False
     if ist[PHASE] != PH_LOOP:
         if not _move_on(p, enter, left, tmax, involved, sends, recvs, parts, rowstep, order_idx, order_row,
-                        srow, drow, eager, alpha, started, arrival, red, cur, ready, p_id, p_time,
+                        srow, drow, eager, alpha, started, arrival, red, back, cur, ready, p_id, p_time,
                         mv_after, mv_rank, mv_time, ist):
             return NEED_STEP
         resume = ist[PHASE] == PH_ENDED
@@ -537,13 +541,17 @@ def run(ist, fst, window, shortest,
                     end = ended_at[m]
                     arr = end + lat[k]
                     arrival[k] = arr
-                    _part_done(srow[k], end, p, tmax, left, parts, rowstep, mv_after, mv_rank, mv_time, ist)
                     ed = enter[drow[k]]
+                    if back[k] <= 0:
+                        _part_done(srow[k], end, p, tmax, left, parts, rowstep, mv_after, mv_rank, mv_time, ist)
+                    elif not np.isnan(ed):  # a receipted sender is done when the receipt is back
+                        _part_done(srow[k], max(arr, ed) + back[k], p, tmax, left, parts, rowstep,
+                                   mv_after, mv_rank, mv_time, ist)
                     if not np.isnan(ed):  # (a receiver not there yet gets an eager message when it comes)
                         _part_done(drow[k], max(arr, ed) + red[k], p, tmax, left, parts, rowstep,
                                    mv_after, mv_rank, mv_time, ist)
                 if not _move_on(p, enter, left, tmax, involved, sends, recvs, parts, rowstep, order_idx, order_row,
-                                srow, drow, eager, alpha, started, arrival, red, cur, ready, p_id, p_time,
+                                srow, drow, eager, alpha, started, arrival, red, back, cur, ready, p_id, p_time,
                                 mv_after, mv_rank, mv_time, ist):
                     ist[PHASE] = PH_ENDED
                     ist[RERATE] = int(need)

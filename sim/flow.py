@@ -31,6 +31,9 @@ Model
   the route's arcs. The sender's part of the transfer is done at ``E``, the receiver's at ``A``,
   plus ``gamma * bytes`` when the transfer is reduced. Reductions of different received messages do
   not wait for each other (a rank reduces every message as soon as it arrives).
+* **Receipts** (the torch runtime's large messages whose sender next sends elsewhere:
+  :func:`collectives.execution.receipts`): the sender's part of a receipted transfer is done when
+  the receiver's receipt is back, at ``max(A, receiver ready) + posted_alpha + latency``.
 * A rank's step ends when all its parts of the step's transfers are done; the collective ends when
   the last rank ends.
 
@@ -642,6 +645,7 @@ class _Clock:
         self.resync = resync  # return at the first instant all ranks are ready together
         self.alpha, self.gamma, self.eager_below = network.params.alpha, network.params.gamma, eager_below
         self.posted = execution.posted if execution is not None else None
+        self.receipts = execution.receipts if execution is not None else None
         self.alpha_posted = network.params.alpha_posted
         if execution is not None:
             self.gamma /= execution.lanes
@@ -659,8 +663,9 @@ class _Clock:
         self.carried = np.zeros(0)  # bytes per clock arc
         # the transfers of the live steps: sender, receiver, bytes, reduction cost, route latency and
         # length, alpha, eager, started, arrival of the last byte (once known), (step, rank) table row
+        # (``back``: a receipted transfer's receipt, from the receiver's receive to its sender; 0: none)
         # of the sender and of the receiver, step, and route (clock arcs, padded with -1)
-        self.tr = _Table(size=(float, 0.0), red=(float, 0.0), lat=(float, 0.0), lens=(np.int64, 0),
+        self.tr = _Table(size=(float, 0.0), red=(float, 0.0), back=(float, 0.0), lat=(float, 0.0), lens=(np.int64, 0),
                          alpha=(float, 0.0), eager=(bool, False), started=(bool, False), arrival=(float, np.nan),
                          srow=(np.int64, 0), drow=(np.int64, 0), step=(np.int64, 0))
         self.tr_base = 0  # clock id of the table's first row (ids already handed out keep their value)
@@ -739,12 +744,15 @@ class _Clock:
                 ahead = self.posted[i][keep]
                 eager |= ahead
                 alpha[ahead] = self.alpha_posted
+            back = 0.0
+            if self.receipts is not None and self.receipts[i] is not None:
+                back = np.where(self.receipts[i][keep], self.alpha_posted + full.latency[keep], 0.0)
             src, dst = step.src[keep], step.dst[keep]
             row = self._row()
             at = row * p
             base = self.tr_base + self.tr.append(
                 keep.size, _table(self.local[arcs], ptr), size=size, red=np.where(step.reduce[keep], self.gamma * size, 0.0),
-                lat=full.latency[keep], lens=np.diff(ptr), alpha=alpha, eager=eager, srow=at + src, drow=at + dst,
+                back=back, lat=full.latency[keep], lens=np.diff(ptr), alpha=alpha, eager=eager, srow=at + src, drow=at + dst,
                 step=np.full(keep.size, i))
             by_src = np.argsort(src, kind="stable")
             src_ptr = np.searchsorted(src[by_src], np.arange(p + 1))
@@ -813,7 +821,7 @@ class _Clock:
                 seeded = np.concatenate([seeded, np.zeros(self.cap.size - seeded.size, dtype=bool)])
             live = [self.steps[i] for i in self.order]
             status = ec.run(ist, fst, EVENT_WINDOW, np.array([st.shortest for st in live]),
-                            tr.size, tr.red, tr.lat, tr.alpha, tr.eager, tr.started, tr.arrival, tr.srow, tr.drow,
+                            tr.size, tr.red, tr.back, tr.lat, tr.alpha, tr.eager, tr.started, tr.arrival, tr.srow, tr.drow,
                             tr.step, tr.arcs, tr.lens, self.enter, self.left, self.tmax, self.involved, self.sends,
                             self.recvs, self.parts, self.rowstep, np.array(self.order, dtype=np.int64),
                             np.array([st.row for st in live], dtype=np.int64), self.cap, self.load, self.carried,
@@ -1000,7 +1008,8 @@ def simulate(schedule: Schedule, network: Network | nx.DiGraph, nbytes: int, *, 
     execution : collectives.execution.Execution, optional
         How the runtime posts the schedule's transfers (:func:`collectives.execution.execution_for`):
         receives posted a step ahead start when their sender is ready, after
-        ``ModelParams.posted_alpha``; with ``lanes`` > 1 each transfer is that many messages and only
+        ``ModelParams.posted_alpha``; a receipted transfer holds its sender until the receipt is back;
+        with ``lanes`` > 1 each transfer is that many messages and only
         the last one's reduction follows it (``gamma / lanes``). None: the steps as written (the MPI
         runtime, CUDA buffers).
 
@@ -1025,16 +1034,26 @@ def simulate(schedule: Schedule, network: Network | nx.DiGraph, nbytes: int, *, 
     uniform = chunk_bytes.size == 0 or chunk_bytes.min() == chunk_bytes.max()
     alpha, gamma = network.params.alpha, network.params.gamma
     eager_below = network.params.eager_threshold
-    posted = None
+    posted = receipts = None
     if execution is not None:
-        if execution.posted is not None and len(execution.posted) != schedule.nsteps:
-            raise ValueError(f"execution describes {len(execution.posted)} steps, the schedule has {schedule.nsteps}")
+        for tactic in (execution.posted, execution.receipts):
+            if tactic is not None and len(tactic) != schedule.nsteps:
+                raise ValueError(f"execution describes {len(tactic)} steps, the schedule has {schedule.nsteps}")
         gamma /= execution.lanes
-        posted = execution.posted
-    if posted is not None:
-        # the same pattern with different receives posted ahead costs differently: the caches key on both
-        masks: dict[bytes, int] = {}
-        mask_id = [0 if m is None or not m.any() else masks.setdefault(m.tobytes(), len(masks) + 1) for m in posted]
+        posted, receipts = execution.posted, execution.receipts
+    tactics = posted is not None or receipts is not None
+    if tactics:
+        # the same pattern with different receives posted ahead or receipts costs differently: the
+        # caches key on both
+        masks: dict[tuple, int] = {}
+
+        def _bytes(m) -> bytes:
+            return b"" if m is None or not m.any() else m.tobytes()
+
+        mask_id = []
+        for i in range(schedule.nsteps):
+            both = (_bytes(posted[i]) if posted is not None else b"", _bytes(receipts[i]) if receipts is not None else b"")
+            mask_id.append(0 if both == (b"", b"") else masks.setdefault(both, len(masks) + 1))
     alpha_posted = network.params.alpha_posted
 
     ready = np.zeros(p)
@@ -1056,7 +1075,7 @@ def simulate(schedule: Schedule, network: Network | nx.DiGraph, nbytes: int, *, 
                 key = step.key
             else:
                 key = schedule.key_of(i)
-            if posted is not None:
+            if tactics:
                 key = (key, mask_id[i])
         i += 1
         if sync_t is not None and uniform:
@@ -1096,7 +1115,7 @@ def simulate(schedule: Schedule, network: Network | nx.DiGraph, nbytes: int, *, 
                     continue
         if step is None:
             step = schedule.make_step(i - 1)
-        skey = step.key if posted is None else (step.key, mask_id[i - 1])
+        skey = step.key if not tactics else (step.key, mask_id[i - 1])
         if not clash:
             size = offsets[step.chunk + step.nchunks] - offsets[step.chunk]
             nonzero = size > 0
@@ -1123,7 +1142,7 @@ def simulate(schedule: Schedule, network: Network | nx.DiGraph, nbytes: int, *, 
             eager = size < eager_below if eager_below else None
             alpha_t = alpha
             ahead = None if posted is None else posted[i - 1]
-            if ahead is not None and mask_id[i - 1]:
+            if ahead is not None and ahead.any():
                 ahead = ahead if every else ahead[nonzero]
                 eager = ahead if eager is None else eager | ahead
                 alpha_t = np.where(ahead, alpha_posted, alpha)
@@ -1179,11 +1198,20 @@ def simulate(schedule: Schedule, network: Network | nx.DiGraph, nbytes: int, *, 
         if eager is not None:
             arrived = np.maximum(arrived, ready[dst])
         recv_done = arrived + np.where(red, gamma * size, 0.0) if gamma else arrived
+        receipted = None if receipts is None else receipts[i - 1]
+        send_done = sent
+        if receipted is not None and receipted.any():
+            # a receipted sender is done when the receipt is back: it leaves once the receive is done
+            receipted = receipted if every else receipted[nonzero]
+            send_done = np.where(receipted, arrived + alpha_posted + (pat.latency if sub is None else pat.latency[sub]),
+                                 sent)
+        else:
+            receipted = None
 
-        _advance(ready, pat, sent, recv_done, src, dst)
+        _advance(ready, pat, send_done, recv_done, src, dst)
         if sub is None:
             pat.flow_bytes += size
-            if uniform and pat.disjoint:
+            if uniform and pat.disjoint and receipted is None:
                 red_cost = np.where(red, gamma * size, 0.0)
                 pat.pre = (alpha_t + size / pat.static_rate, pat.latency + red_cost, pat.latency, red_cost, size, eager,
                            alpha_t)

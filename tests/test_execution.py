@@ -27,10 +27,13 @@ CASES = list(_schedules())
 
 @pytest.mark.parametrize("collective,algorithm,p,params", CASES,
                          ids=[f"{c}-{a}-{p}{'-laid-out' if k else ''}" for c, a, p, k in CASES])
-def test_simulator_sees_every_ranks_decision(collective, algorithm, p, params):
-    """posted_ahead (all ranks at once, for the simulator) equals each rank's own rank_ahead (the runtime's)."""
+def test_simulator_sees_every_ranks_decision(collective, algorithm, p, params, monkeypatch):
+    """posted_ahead (all ranks at once, for the simulator) equals each rank's own rank_ahead (the runtime's),
+    also where partner switches hold receives back (a threshold of 16 bytes makes every message large)."""
     schedule = get_schedule(collective, algorithm, p, **params)
-    for count in (schedule.nchunks * 12, schedule.nchunks * 5 + p, p):  # equal, unequal and empty chunks
+    sizes = (schedule.nchunks * 12, schedule.nchunks * 5 + p, p)  # equal, unequal and empty chunks
+    for switch, count in [(ex.SWITCH_BYTES, n) for n in sizes] + [(16, n) for n in sizes]:
+        monkeypatch.setattr(ex, "SWITCH_BYTES", switch)
         count -= count % schedule.nblocks
         masks = ex.posted_ahead(schedule, count)
         offsets = schedule.chunk_offsets(count)
@@ -161,7 +164,7 @@ def test_lanes_leave_one_lanes_reduction_on_the_critical_path():
 
 
 @pytest.mark.parametrize("algorithm", ["ring", "recursive_doubling"])
-def test_posted_receives_start_with_their_sender_when_ranks_drift(algorithm):
+def test_posted_receives_start_with_their_sender_when_ranks_drift(algorithm, monkeypatch):
     """On an ECMP leaf-spine ranks drift apart (issue 16): a receive posted ahead does not hold its
     sender, which is the eager model wherever everything but a synchronised first step is posted
     (recursive halving is not such a case: its first allgather step cannot be posted ahead)."""
@@ -171,6 +174,7 @@ def test_posted_receives_start_with_their_sender_when_ranks_drift(algorithm):
 
     G = topologies.from_spec("leaf_spine:leaves=4,spines=4,hosts_per_leaf=4,oversubscription=1,bandwidth=100Gbps,"
                          "latency=1us,routing=ecmp")
+    monkeypatch.setattr(ex, "SWITCH_BYTES", 0)  # recursive doubling switches partners every step
     schedule, nbytes = get_schedule("allreduce", algorithm, 16), 1 << 20
     execution = ex.execution_for(schedule, nbytes)
     assert all(m.all() for m in execution.posted[1:]) and not execution.posted[0].any()
@@ -180,6 +184,88 @@ def test_posted_receives_start_with_their_sender_when_ranks_drift(algorithm):
     eager = simulate(schedule, Network(G, params.replace(eager_threshold=1e18)), nbytes).time
     assert posted == pytest.approx(eager, rel=1e-9)
     assert posted <= rendezvous * (1 + 1e-9)
+
+
+# -- partner switches ------------------------------------------------------------------------------
+
+def _masks(masks):
+    return None if masks is None else [None if m is None else m.astype(int).tolist() for m in masks]
+
+
+def test_partner_switches_textbook():
+    """Recursive halving on 4 ranks (partners r^1, r^2, r^2, r^1): the steps before a switch are
+    receipted and the steps after one are not posted ahead; the ring never switches; small buffers,
+    lanes and the other runtimes have none of it."""
+    rh = ex.execution_for(get_schedule("allreduce", "recursive_halving", 4), 1 << 20)  # 512, 256, 256, 512 KiB
+    assert _masks(rh.receipts) == [[1, 1, 1, 1], [0, 0, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0]]
+    assert rh.posted is None  # step 2 could go ahead (same partner) but its copy-receives overwrite step 1's sends
+    rd = ex.execution_for(get_schedule("allreduce", "recursive_doubling", 8), 1 << 20)
+    assert _masks(rd.receipts) == [[1] * 8, [1] * 8, [0] * 8] and rd.posted is None
+    small = ex.execution_for(get_schedule("allreduce", "recursive_doubling", 8), 128 << 10)  # below SWITCH_BYTES
+    assert small.receipts is None and _masks(small.posted) == [[0] * 8, [1] * 8, [1] * 8]
+    ring = ex.execution_for(get_schedule("allreduce", "ring", 4), 4 << 20)
+    assert ring.receipts is None and ring.posted is not None and all(m.all() for m in ring.posted[1:])
+    # recursive halving at 1 MiB: step 2 (256 KiB) is receipted, step 1 (256 KiB) is not: it is followed by
+    # the same partner; at 512 KiB step 2 carries 128 KiB, below the threshold
+    assert _masks(ex.execution_for(get_schedule("allreduce", "recursive_halving", 4), 512 << 10).receipts) == [
+        [1, 1, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
+    assert ex.execution_for(get_schedule("allreduce", "recursive_halving", 4), 64 << 20).receipts is None  # 4 lanes
+    for runtime, device in (("mpi", "cpu"), ("torch", "cuda")):
+        assert ex.execution_for(get_schedule("allreduce", "recursive_doubling", 8), 1 << 20, runtime=runtime,
+                                device=device).plain
+    assert "8 transfers receipted" in rh.describe()
+
+
+def test_switch_threshold_zero_turns_partner_switches_off(monkeypatch):
+    monkeypatch.setattr(ex, "SWITCH_BYTES", 0)
+    rd = ex.execution_for(get_schedule("allreduce", "recursive_doubling", 8), 1 << 20)
+    assert rd.receipts is None and _masks(rd.posted) == [[0] * 8, [1] * 8, [1] * 8]
+
+
+def test_a_receipt_costs_posted_alpha_and_latency_after_the_arrival():
+    """Recursive doubling on 4 ranks, no reduction cost: the one switch holds every rank until its
+    receipt is back, posted_alpha + latency after the arrival (flow = analytic = the sum)."""
+    from sim.analytic import predict
+    from sim.flow import simulate
+    from sim.params import ModelParams
+
+    params = ModelParams(alpha=1e-4, gamma=0.0, posted_alpha=3e-5)
+    schedule, nbytes = get_schedule("allreduce", "recursive_doubling", 4), 1 << 20
+    net = _uniform(4, params)
+    execution = ex.execution_for(schedule, nbytes)
+    assert execution.posted is None and execution.receipts is not None
+    plain = simulate(schedule, net, nbytes).time
+    assert plain == pytest.approx(2 * (1e-4 + (1 << 20) / 1e9 + 1e-6), rel=1e-12)
+    receipted = simulate(schedule, net, nbytes, execution=execution).time
+    assert receipted == pytest.approx(plain + 3e-5 + 1e-6, rel=1e-12)
+    assert predict(schedule, net, nbytes, execution=execution).time == pytest.approx(receipted, rel=1e-12)
+    # a reduction longer than the receipt's trip hides it
+    slow = params.replace(gamma=1e-10)
+    assert simulate(schedule, _uniform(4, slow), nbytes, execution=execution).time == pytest.approx(
+        simulate(schedule, _uniform(4, slow), nbytes).time, rel=1e-12)
+
+
+@pytest.mark.parametrize("algorithm,p", [("recursive_halving", 4), ("recursive_halving", 6), ("recursive_doubling", 8),
+                                         ("tree", 5)])
+def test_the_event_clock_costs_receipts_as_the_step_loop(algorithm, p):
+    """The step loop and the event clock (every step from the start, as when flows of different steps meet)
+    give the same time with receipts, on a switch where nothing drifts."""
+    import topologies
+    from sim.flow import Network, _Clock, element_count, simulate
+    from sim.params import ModelParams
+
+    net = Network(topologies.from_spec(f"switch:n={p},bandwidth=10Gbps,latency=2us"),
+                  ModelParams(alpha=1e-5, gamma=1e-13, posted_alpha=4e-6))
+    schedule, nbytes = get_schedule("allreduce", algorithm, p), 4 << 20
+    execution = ex.execution_for(schedule, nbytes)
+    assert execution.receipts is not None
+    loop = simulate(schedule, net, nbytes, execution=execution).time
+    count = element_count(schedule, nbytes, 4)
+    clock = _Clock(schedule, net, schedule.chunk_offsets(count) * 4, {}, 0, np.zeros(p), net.params.eager_threshold,
+                   resync=False, execution=execution)
+    assert clock.run() is None
+    assert float(clock.ready.max()) == pytest.approx(loop, rel=1e-9)
+    assert loop > simulate(schedule, net, nbytes, execution=dataclasses.replace(execution, receipts=None)).time
 
 
 def test_the_cpu_model_costs_the_torch_runtime_by_default():

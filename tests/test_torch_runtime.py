@@ -165,6 +165,8 @@ def run_matrix(collective: str, algorithm: str, cases, group_ranks=None, setting
             runtime.clear_cache()
             result = run_matrix(collective, algorithm, cases, group_ranks, layout=layout)
             result["max_lanes"] = max((len(plan.lanes) for plan in runtime._cache.values()), default=0)
+            result["receipts"] = sum(len(step.receipts) for plan in runtime._cache.values() for lane in plan.lanes
+                                     for step in lane)
             return result
         finally:
             for name, value in saved.items():
@@ -283,6 +285,25 @@ def test_without_posting_ahead_matches_native(nranks, collective, algorithm):
     cases = matrix_cases(nranks, collective, dtypes=SMALL_DTYPES, counts=[0, 1, nranks + 1, 1031])
     results = pool(nranks).run(run_matrix, collective, algorithm, cases, settings={"PREPOST_BYTES": 0})
     _check_results(results, f"p={nranks} {collective} {algorithm} (receives posted in their own step)")
+
+
+SWITCH_CASES = [(p, "allreduce", a) for p in (3, 4) for a in ALLREDUCE_ALGORITHMS] + [
+    (4, c, a) for c in ("reduce_scatter", "allgather") for a in BLOCKED_ALGORITHMS
+]
+
+
+@pytest.mark.parametrize(("nranks", "collective", "algorithm"), SWITCH_CASES,
+                         ids=[f"p{p}-{c}-{a}" for p, c, a in SWITCH_CASES])
+def test_partner_switches_match_native(nranks, collective, algorithm):
+    """With every message large (``SWITCH_BYTES = 8``), a sender whose next step goes elsewhere waits for
+    receipts and no receive from a new partner is posted ahead: the results stay right and nothing hangs."""
+    cases = matrix_cases(nranks, collective, dtypes=SMALL_DTYPES, counts=[0, 1, nranks + 1, 1031])
+    results = pool(nranks).run(run_matrix, collective, algorithm, cases, settings={"SWITCH_BYTES": 8})
+    _check_results(results, f"p={nranks} {collective} {algorithm} (partner switches)")
+    if algorithm in ("recursive_halving", "recursive_doubling"):
+        assert sum(r["receipts"] for r in results) > 0  # (at p = 3 only the rank that unfolds waits for one)
+    if algorithm == "ring" and not any(k in collective for k in ("reduce_scatter", "allgather")):
+        assert all(r["receipts"] == 0 for r in results)
 
 
 BATCH_CASES = [(p, "allreduce", a) for p in (3, 4) for a in ALLREDUCE_ALGORITHMS] + [
