@@ -216,6 +216,18 @@ def test_partner_switches_textbook():
     assert "8 transfers receipted" in rh.describe()
 
 
+@pytest.mark.parametrize("algorithm", ["ring", "tree", "recursive_halving", "recursive_doubling"])
+def test_two_ranks_never_switch_partners(algorithm, monkeypatch):
+    """At p = 2 every step has the one partner: the execution is the same with partner switches off."""
+    schedule = get_schedule("allreduce", algorithm, 2)
+    for nbytes in (4096, 1 << 20, 4 << 20, 64 << 20):
+        on = ex.execution_for(schedule, nbytes)
+        monkeypatch.setattr(ex, "SWITCH_BYTES", 0)
+        off = ex.execution_for(schedule, nbytes)
+        monkeypatch.undo()
+        assert on.receipts is None and _masks(on.posted) == _masks(off.posted) and on.lanes == off.lanes
+
+
 def test_switch_threshold_zero_turns_partner_switches_off(monkeypatch):
     monkeypatch.setattr(ex, "SWITCH_BYTES", 0)
     rd = ex.execution_for(get_schedule("allreduce", "recursive_doubling", 8), 1 << 20)
