@@ -23,7 +23,9 @@ rank; the output gives, per pattern, the median and the 10th-90th percentile ove
 every rank, and the median relative to ``oneway``. Six steps per repetition, a barrier between
 repetitions; nothing is saved. ``--allreduce ROUNDS`` then times whole allreduces of ``--size``
 bytes with the ring, recursive halving and recursive doubling (collsim's torch runtime), the
-slowest rank's time per round, relative to the ring. ``--send-buffer`` caps what a socket may hold
+latter two also without the runtime's partner-switch tactic (``/off``:
+``collectives.execution.SWITCH_BYTES = 0``), the slowest rank's time per round, relative to the
+ring. ``--send-buffer`` caps what a socket may hold
 unsent (``tcp_wmem``) in every namespace.
 """
 
@@ -77,16 +79,23 @@ for pattern in sys.argv[1:]:
         times.setdefault(pattern, []).extend(step(pattern, k) for k in range(steps))
 rounds = int(os.environ["ALLREDUCE"])
 if rounds:  # whole allreduces of count * 4 bytes, the algorithms interleaved in a rotating order
+    import collectives.execution as tactics
     from collectives.distributed import all_reduce
 
-    names = ("ring", "recursive_halving", "recursive_doubling")
+    switch = tactics.SWITCH_BYTES
+    names = ("ring", "recursive_halving", "recursive_doubling", "recursive_halving/off", "recursive_doubling/off")
+
+    def call(name):  # "/off": the runtime without its partner-switch tactic (SWITCH_BYTES = 0)
+        tactics.SWITCH_BYTES = 0 if name.endswith("/off") else switch
+        all_reduce(mine, algorithm=name.split("/")[0])
+
     for name in names:
-        all_reduce(mine, algorithm=name)  # warm-up: connections, plan, scratch
+        call(name)  # warm-up: connections, plan, scratch
     for r in range(rounds):
-        for name in names[r % 3:] + names[:r % 3]:
+        for name in names[r % len(names):] + names[:r % len(names)]:
             dist.barrier()
             start = time.perf_counter()
-            all_reduce(mine, algorithm=name)
+            call(name)
             times.setdefault("allreduce " + name, []).append(time.perf_counter() - start)
 print(json.dumps(times))
 dist.destroy_process_group()
@@ -107,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=size_arg, default=1 << 20, help="bytes per rank and step: 8, 64K, 1M ... (default 1M)")
     parser.add_argument("--reps", type=int, default=3, help=f"repetitions of {STEPS} steps per pattern (default 3)")
     parser.add_argument("--allreduce", type=int, default=0, metavar="ROUNDS",
-                        help="also time whole allreduces of --size bytes (ring, recursive halving, recursive doubling), "
+                        help="also time whole allreduces of --size bytes (ring, recursive halving, recursive doubling, "
+                             "the last two also with partner switches off), "
                              "this many rounds; a round's time is its slowest rank's (default 0: none)")
     parser.add_argument("--send-buffer", type=size_arg, default=None,
                         help="cap what a socket may hold unsent (tcp_wmem's maximum), e.g. 64K; default: the kernel's")

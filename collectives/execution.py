@@ -68,7 +68,7 @@ True
 8
 >>> rh = execution_for(get_schedule("allreduce", "recursive_halving", 4), nbytes=1 << 20)
 >>> [None if m is None else m.tolist() for m in rh.receipts]  # partners r^1, r^2, r^2, r^1
-[[True, True, True, True], [False, False, False, False], [True, True, True, True], [False, False, False, False]]
+[[True, True, True, True], None, [True, True, True, True], None]
 >>> execution_for(get_schedule("allreduce", "ring", 4), nbytes=1 << 20).receipts is None
 True
 """
@@ -203,20 +203,20 @@ def _pair_bytes(src: np.ndarray, dst: np.ndarray, size: np.ndarray, p: int) -> n
 
 
 def receipts(schedule: Schedule, count: int, itemsize: int = 4) -> tuple[np.ndarray | None, ...] | None:
-    """Per step: which transfers their sender waits a receipt for (None: a step with no transfers).
+    """Per step: which transfers their sender waits a receipt for (None: none of the step's).
 
     A transfer is receipted when its sender sends its receiver at least :data:`SWITCH_BYTES` in the
-    step and the next step in which its sender sends anything sends to a rank other than its
-    receiver. Zero-element
-    transfers are dropped, as the runtime drops them. Returns None when no transfer is receipted.
+    step and the next step in which its sender sends anything sends to a rank it does not send to
+    in this step (a ring of several channels sends to the same ranks every step: no receipts).
+    Zero-element transfers are dropped, as the runtime drops them. Returns None when no transfer
+    is receipted.
     """
     if SWITCH_BYTES <= 0 or count * itemsize < SWITCH_BYTES:
         return None
     p = schedule.nranks
     offsets = schedule.chunk_offsets(count) * itemsize
-    # each rank's destinations in the next step it sends in: one rank, or MANY (-2), or none (-1)
-    many, none = -2, -1
-    following = np.full(p, none, dtype=np.int64)
+    # (sender * p + receiver) of every rank's next step that sends, sorted
+    following = np.zeros(0, dtype=np.int64)
     out: list[np.ndarray | None] = [None] * schedule.nsteps
     found = False
     for i in range(schedule.nsteps - 1, -1, -1):
@@ -226,17 +226,21 @@ def receipts(schedule: Schedule, count: int, itemsize: int = 4) -> tuple[np.ndar
         if not live.any():
             continue
         src, dst = step.src[live], step.dst[live]
-        big = np.zeros(live.size, dtype=bool)
-        big[live] = _pair_bytes(src, dst, size[live], p) >= SWITCH_BYTES
-        mask = big & (following[step.src] != none) & (following[step.src] != step.dst)
-        out[i] = mask
-        found = found or bool(mask.any())
-        lo = np.full(p, np.iinfo(np.int64).max)
-        hi = np.full(p, -1)
-        np.minimum.at(lo, src, dst)
-        np.maximum.at(hi, src, dst)
-        senders = hi >= 0
-        following[senders] = np.where(lo[senders] == hi[senders], hi[senders], many)
+        pairs = np.sort(src * p + dst)
+        pairs = pairs[np.concatenate([[True], pairs[1:] != pairs[:-1]])]
+        if np.array_equal(pairs, following):  # the same partners as the next step (a ring)
+            continue
+        senders = np.unique(src)
+        theirs = np.isin(following // p, senders)
+        if np.bincount(src, weights=size[live], minlength=p).max() >= SWITCH_BYTES:
+            ahead = following[theirs]
+            switching = np.unique(ahead[~np.isin(ahead, pairs)] // p)  # a new partner next
+            big = np.zeros(live.size, dtype=bool)
+            big[live] = (_pair_bytes(src, dst, size[live], p) >= SWITCH_BYTES) & np.isin(src, switching)
+            if big.any():
+                out[i] = big
+                found = True
+        following = np.union1d(following[~theirs], pairs)
     return tuple(out) if found else None
 
 
@@ -318,7 +322,8 @@ class Execution:
     posted : tuple of (ndarray of bool or None), or None
         Per step, per transfer: its receiver posted it a step ahead. None: nothing is.
     receipts : tuple of (ndarray of bool or None), or None
-        Per step, per transfer: its sender waits for the receiver's receipt. None: nothing is.
+        Per step, per transfer: its sender waits for the receiver's receipt (None for a step: none
+        of its transfers). None: nothing is.
     """
 
     runtime: str = "mpi"

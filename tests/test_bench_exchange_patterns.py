@@ -41,7 +41,8 @@ def test_every_pattern_is_timed_and_the_namespaces_go():
     assert proc.returncode == 0, proc.stderr
     rows = [line.split("|")[1].strip() for line in proc.stdout.splitlines()
             if line.startswith("| ") and "pattern" not in line and "allreduce" not in line]
-    assert rows == ["oneway", "ring", "exchange", "switching", "ring", "recursive_halving", "recursive_doubling"]
+    assert rows == ["oneway", "ring", "exchange", "switching", "ring", "recursive_halving", "recursive_doubling",
+                    "recursive_halving/off", "recursive_doubling/off"]
     assert "send buffer at most 65536 B" in proc.stderr
     after = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
     assert after <= before
