@@ -62,11 +62,13 @@ which the simulator reads too, so the model costs what runs:
   order, so no wait depends on a message posted later. CUDA tensors always use one lane (NCCL
   pipelines inside each transfer); do not run your own tagged Gloo point-to-point on the group
   concurrently with a collsim collective.
-* One-lane CPU messages of at least :data:`collectives.execution.SWITCH_BYTES` whose sender's next
-  step sends to another rank are *receipted*: the receiver answers with one element (tag
-  :data:`RECEIPT_TAG`) once its receives of the step are done, and the sender waits for that
-  before its next step. A Gloo send is done when the kernel holds its bytes, so without it the
-  sender's next partner would share its link with the bytes its old partner still waits for.
+* Where partners change, one-lane CPU messages of at least
+  :data:`collectives.execution.SWITCH_BYTES` do not share a link with the next partner's: a rank
+  posts no receive ahead from a sender it does not receive from now, and a sender whose next step
+  adds a partner waits for a *receipt*: the receiver answers with one element (tag
+  :data:`RECEIPT_TAG`) once its receives of the step are done. A Gloo send is done when the kernel
+  holds its bytes, so without it the next partner would share the link with the bytes the old
+  partner still waits for.
 
 When two ranks reduce the same pair of values (recursive doubling exchanges whole buffers), both
 compute ``op(lower rank's value, higher rank's value)``: ``torch.minimum(0.0, -0.0)`` and NaN

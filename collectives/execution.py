@@ -40,7 +40,7 @@ TCP); a reduction slower than the network would hide less.
 **Partner switches** (one lane, messages of at least :data:`SWITCH_BYTES`: all a step sends from
 one rank to another). On a real link, two large transfers to or from different partners that
 overlap do not share it evenly as a flow model shares it: on an emulated switch recursive halving
-took 1.21-1.27x the ring's time where the model said 1.00x. Two tactics would make them overlap
+took 1.13-1.33x the ring's time where the model said 1.00x (1.01-1.13x with these tactics). Two tactics would make them overlap
 and are held back at a switch of partner:
 
 * *Receives posted ahead.* A rank does not post its next step's receives ahead when one of them
@@ -49,6 +49,8 @@ and are held back at a switch of partner:
 * *Sends that end early.* A Gloo send is done once the kernel holds its bytes; up to 4 MiB may
   still wait in the socket. Where a large message's sender next sends to another rank, it waits
   for a *receipt*: the receiver answers with one element once its receives of the step are done.
+  "Another rank" is one it does not send to in this step: a ring of several channels, which sends
+  to the same ranks every step, needs none.
 
 The simulator costs both: such a transfer is not in :attr:`Execution.posted`, and a receipted
 transfer is done for its sender at ``max(arrival, receiver ready) + posted_alpha + latency`` (the
