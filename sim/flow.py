@@ -31,7 +31,7 @@ Model
   the route's arcs. The sender's part of the transfer is done at ``E``, the receiver's at ``A``,
   plus ``gamma * bytes`` when the transfer is reduced. Reductions of different received messages do
   not wait for each other (a rank reduces every message as soon as it arrives).
-* **Receipts** (the torch runtime's large messages whose sender next sends elsewhere:
+* **Receipts** (the torch runtime's large messages whose sender's next step adds a partner:
   :func:`collectives.execution.receipts`): the sender's part of a receipted transfer is done when
   the receiver's receipt is back, at ``max(A, receiver ready) + posted_alpha + latency``.
 * A rank's step ends when all its parts of the step's transfers are done; the collective ends when
@@ -663,8 +663,8 @@ class _Clock:
         self.carried = np.zeros(0)  # bytes per clock arc
         # the transfers of the live steps: sender, receiver, bytes, reduction cost, route latency and
         # length, alpha, eager, started, arrival of the last byte (once known), (step, rank) table row
-        # (``back``: a receipted transfer's receipt, from the receiver's receive to its sender; 0: none)
-        # of the sender and of the receiver, step, and route (clock arcs, padded with -1)
+        # of the sender and of the receiver, step, and route (clock arcs, padded with -1); ``back``: a
+        # receipted transfer's receipt, from the receiver's receive back to its sender (0: none)
         self.tr = _Table(size=(float, 0.0), red=(float, 0.0), back=(float, 0.0), lat=(float, 0.0), lens=(np.int64, 0),
                          alpha=(float, 0.0), eager=(bool, False), started=(bool, False), arrival=(float, np.nan),
                          srow=(np.int64, 0), drow=(np.int64, 0), step=(np.int64, 0))
