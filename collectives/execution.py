@@ -275,9 +275,10 @@ def posted_ahead(schedule: Schedule, count: int, itemsize: int = 4) -> tuple[np.
         ok = np.zeros(p, dtype=bool)
         ranks = np.unique(dst)
         ok[ranks] = prev[ranks] >= 0
-        if SWITCH_BYTES > 0:
+        nbytes = (hi - lo) * itemsize
+        if SWITCH_BYTES > 0 and np.bincount(dst, weights=nbytes, minlength=p).max() >= SWITCH_BYTES:
             # a large message from a rank the receiver did not receive from in its previous step
-            big = np.flatnonzero(ok[dst] & (_pair_bytes(src, dst, (hi - lo) * itemsize, p) >= SWITCH_BYTES))
+            big = np.flatnonzero(ok[dst] & (_pair_bytes(src, dst, nbytes, p) >= SWITCH_BYTES))
             for s in np.unique(prev[dst[big]]).tolist():
                 rows = big[prev[dst[big]] == s]
                 pairs, receivers = senders_of[s]
@@ -340,9 +341,14 @@ class Execution:
         return self.posted is not None
 
     @property
+    def per_step(self) -> bool:
+        """Whether some steps run differently from others (receives posted ahead or receipts)."""
+        return self.posted is not None or self.receipts is not None
+
+    @property
     def plain(self) -> bool:
         """Whether the runtime runs the schedule's steps as they are (no tactic)."""
-        return self.lanes == 1 and self.posted is None and self.receipts is None
+        return self.lanes == 1 and not self.per_step
 
     def describe(self) -> str:
         """One line for tables and reports."""

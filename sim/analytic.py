@@ -331,7 +331,7 @@ def predict(schedule, network, nbytes: int, *, itemsize: int = 4, params: ModelP
     p = schedule.nranks
     count = element_count(schedule, nbytes, itemsize)
     flat = schedule.algorithm in CLOSED_FORMS and not ({"channels", "layout"} & set(schedule.params))
-    if not flat or (execution is not None and not (execution.posted is None and execution.receipts is None)):
+    if not flat or (execution is not None and execution.per_step):
         t = walk(schedule, network, nbytes, itemsize=itemsize, execution=execution)
         return _result(schedule, network, count, itemsize, t)
     bandwidth, latency = route_link(network, schedule)

@@ -1041,7 +1041,7 @@ def simulate(schedule: Schedule, network: Network | nx.DiGraph, nbytes: int, *, 
                 raise ValueError(f"execution describes {len(tactic)} steps, the schedule has {schedule.nsteps}")
         gamma /= execution.lanes
         posted, receipts = execution.posted, execution.receipts
-    tactics = posted is not None or receipts is not None
+    tactics = execution is not None and execution.per_step
     if tactics:
         # the same pattern with different receives posted ahead or receipts costs differently: the
         # caches key on both
