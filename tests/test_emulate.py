@@ -272,6 +272,16 @@ def test_a_links_queue_holds_what_every_sending_socket_may_keep_queued():
     assert emulate._tbf_params(2.5e6, sockets=7)["limit"] > slow["limit"]
 
 
+def test_a_links_bucket_holds_a_quarter_millisecond_and_at_least_two_frames():
+    """tbf's bucket: a quarter millisecond at the rate (so tbf's timer does not starve a fast link), never less
+    than two full-size frames (below 100 Mbit/s, where a quarter millisecond is less)."""
+    two_frames = 2 * 1514 + 64
+    assert emulate._tbf_params(2.5e6)["burst"] == two_frames  # 20 Mbit/s
+    assert emulate._tbf_params(12.5e6)["burst"] == 3125  # 100 Mbit/s: 33 B more than two frames
+    assert emulate._tbf_params(50e6)["burst"] == 12500  # 400 Mbit/s
+    assert emulate._tbf_params(125e6)["burst"] == 31250  # 1 Gbit/s
+
+
 def test_send_buffer_is_checked_before_anything_is_built():
     G = topologies.from_spec("switch:n=2")
     before = _ours()
