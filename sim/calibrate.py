@@ -476,7 +476,7 @@ def build_params(samples: Sequence[Sample], gamma_timings: Sequence[tuple[int, f
         }
     if posted_fit is not None:
         record["posted_fit"] = {
-            "alpha": posted_fit.alpha, "bandwidth_efficiency": posted_fit.efficiency,
+            "alpha": posted_fit.alpha, "bandwidth_efficiency": posted_fit.efficiency, "saving": saving,
             "samples": [{"size": b, "seconds": t} for b, t in sorted(busy_posted.items())],
             "residuals": list(posted_fit.residuals), "rms_relative_residual": posted_fit.rms,
         }
@@ -885,7 +885,7 @@ def calibrate_torchrun(G, out: str, *, sizes: Sequence[int] = PROBE_SIZES, reps:
 def calibration_notes(params: ModelParams) -> list[str]:
     """What a reader should know about a calibration: the machine's noise, and why a fitted value
     falls outside what the links make plausible (efficiency below 0.7, receives posted ahead no
-    cheaper than the others)."""
+    cheaper than the others or, clamped at 0, free)."""
     cal = params.extra.get("calibration", {})
     notes = []
     spread = [s["half_range"] for s in cal.get("busy_spread", [])]
@@ -908,6 +908,11 @@ def calibration_notes(params: ModelParams) -> list[str]:
         notes.append("step patterns cost differently from what the flow model's sharing says (mean residual of "
                      "the fit; negative: measured dearer): " + "; ".join(
                          f"[{names[int(k)]}] {100 * v:+.1f}%" for k, v in sorted(by_pattern.items())))
+    saving = cal.get("posted_fit", {}).get("saving")
+    if params.posted_alpha == 0 and saving is not None and saving >= params.alpha > 0:
+        notes.append(f"posted_alpha is 0: posting receives ahead saved {saving * 1e6:.0f} us per exchange in the "
+                     f"busy probes, not less than alpha ({params.alpha * 1e6:.0f} us); the model charges those "
+                     f"messages no per-message cost, where a collective's steps each wait for the step before")
     if params.posted_alpha is not None and params.posted_alpha >= params.alpha:
         notes.append(f"receives posted a step ahead measured no cheaper per message (posted_alpha "
                      f"{params.posted_alpha * 1e6:.0f} us, alpha {params.alpha * 1e6:.0f} us): the model charges "

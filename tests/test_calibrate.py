@@ -134,6 +134,17 @@ def test_calibration_says_why_a_fit_is_implausible(monkeypatch):
     quiet = build_params(samples, [(1 << 16, 1e-6), (1 << 22, 5e-5)], G, router,
                          busy={b: 3e-4 + b / (0.9 * bw) for b in busy}, nranks=4)
     assert calibration_notes(quiet) == []
+    # posting ahead saved more than the whole alpha: posted_alpha is clamped at 0, and a note says so
+    free = build_params(samples, [(1 << 16, 1e-6), (1 << 22, 5e-5)], G, router,
+                        busy={b: 3e-4 + b / (0.9 * bw) for b in busy}, nranks=4,
+                        busy_posted={b: b / (0.9 * bw) - 5e-5 for b in busy})
+    assert free.posted_alpha == 0.0
+    saving = free.extra["calibration"]["posted_fit"]["saving"]
+    assert saving == pytest.approx(3.5e-4) and saving > free.alpha
+    assert calibration_notes(free) == [
+        f"posted_alpha is 0: posting receives ahead saved {saving * 1e6:.0f} us per exchange in the busy probes, "
+        f"not less than alpha ({free.alpha * 1e6:.0f} us); the model charges those messages no per-message cost, "
+        "where a collective's steps each wait for the step before"]
 
 
 @pytest.mark.skipif(REASON is not None, reason=f"emulation unavailable: {REASON}")
