@@ -213,17 +213,17 @@ def _tbf_params(rate: float, sockets: int = 1) -> dict:
     full-size frames at 100 Mbit/s), and never less than two frames. A larger bucket lets small
     messages pass faster than the link rate, which a real link never does. A bucket of two frames
     at every rate starves fast links instead: tbf sends at most a bucket per wake of its timer, and
-    on a 2-core virtual machine the wakes came too seldom for fast links. One TCP flow over an emulated switch got 282 of
-    400 Mbit/s and 265 of 1000 with two frames; with a quarter millisecond, 329-341 and 608-651
-    (95 of 100 either way).
+    on a 2-core virtual machine the wakes came too seldom for fast links. One TCP flow over an
+    emulated switch got 299 of 400 Mbit/s and 270 of 1000 with two frames, 359 and 679 with a
+    quarter millisecond (``benchmarks/link_rate.py``).
 
     The queue is deep, so TCP flows sharing a link queue rather than lose packets (a lost packet in
-    a short transfer costs a retransmission timeout of 200 ms). It holds 10 ms at the rate, and at least 64 KiB plus what ``sockets`` senders may each
-    keep queued (TCP small queues). A rank that hands a step's send to the kernel goes on to its next
-    partner while the first socket still drains, so a host's link can hold the data of several
-    sockets at once: with room for one, a validation of the ring and recursive halving on a 20 Mbit/s
-    switch dropped 2 % of the hosts' packets at their own links, where a real host's queue drops
-    none.
+    a short transfer costs a retransmission timeout of 200 ms). It holds 10 ms at the rate, and at
+    least 64 KiB plus what ``sockets`` senders may each keep queued (TCP small queues). A rank
+    that hands a step's send to the kernel goes on to its next partner while the first socket
+    still drains, so a host's link can hold the data of several sockets at once: with room for
+    one, a validation of the ring and recursive halving on a 20 Mbit/s switch dropped 2 % of the
+    hosts' packets at their own links, where a real host's queue drops none.
     """
     burst = max(2 * 1514 + 64, int(rate * _BUCKET_SECONDS))
     limit = int(max(rate * 10e-3, (64 << 10) + sockets * _TSQ_BYTES))
