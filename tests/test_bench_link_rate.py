@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from _bench import run_benchmark
 
 from topologies.emulate import emulation_unavailable_reason
 
-ROOT = Path(__file__).resolve().parent.parent
 REASON = emulation_unavailable_reason()
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "link_rate.py"), *args],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    return run_benchmark("link_rate.py", *args)
 
 
 def test_bad_arguments_are_refused_before_any_namespace():
