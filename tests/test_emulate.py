@@ -135,9 +135,11 @@ def test_shaping_measured_with_tcp_per_direction():
         after = emu.arc_bytes()
         ba = _transfer(emu, 1, 0, 6 << 20)
     # goodput is the rate times 1448/1514 (headers); one short transfer also pays TCP's slow start
-    # and recovery from tbf drops, and the two cores run other tests' leftovers: allow 30% below
-    assert 0.7 * 50e6 / 8 < ab < 50e6 / 8, ab
-    assert 0.7 * 150e6 / 8 < ba < 150e6 / 8, ba
+    # and recovery from tbf drops, and on a 2-core VM running the suite it has slow spells (69 % of
+    # 50 Mbit/s once, in a full run; 82-95 % alone): allow half below, and hold the directions apart
+    assert 0.5 * 50e6 / 8 < ab < 50e6 / 8, ab
+    assert 0.5 * 150e6 / 8 < ba < 150e6 / 8, ba
+    assert ba > 1.5 * ab, (ab, ba)  # each direction has its own rate
     assert after[("a", "b")] - before[("a", "b")] > 3 << 20  # data with headers went a -> b
     assert after[("b", "a")] - before[("b", "a")] < (3 << 20) // 10  # only acknowledgements came back
 
