@@ -6,8 +6,9 @@ Run as root::
     sudo python benchmarks/link_rate.py --bucket-seconds 0   # tbf's bucket two frames at every rate
 
 For each rate it emulates ``switch:n=2`` and sends 64 MiB (``--mib``) one way over plain TCP
-sockets, then ``switch:n=4`` with hosts 0-1 and 2-3 exchanging half as much both ways at once. It prints the rate each
-receiver saw. TCP's payload is at most 1448 of 1514 bytes a frame (95.6 % of the shaped rate).
+sockets, then ``switch:n=4`` with hosts 0-1 and 2-3 exchanging half as much both ways at once. It
+prints the rate each receiver saw. TCP's payload is at most 1448 of 1514 bytes a frame (95.6 % of
+the shaped rate).
 """
 
 from __future__ import annotations
@@ -59,9 +60,13 @@ def _run(spec: str, pairs: dict[int, int], nbytes: int, timeout: float) -> list[
             peer = pairs[i] if i in pairs else next(s for s, d in pairs.items() if d == i)
             argv = [sys.executable, "-c", _PEER, emu.host_address(i), emu.host_address(peer), str(nbytes),
                     str(6000 + i), str(6000 + peer), "1" if i in pairs else "0", "1" if i in pairs.values() else "0"]
-            procs[i] = emu.run(i, argv, stdout=subprocess.PIPE, text=True, nice=-19)
-        outs = {i: p.communicate(timeout=timeout)[0].strip() for i, p in procs.items()}
-    return [float(outs[j]) for j in sorted(set(pairs.values()))]
+            procs[i] = emu.run(i, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, nice=-19)
+        outs = {i: p.communicate(timeout=timeout) for i, p in procs.items()}
+    for i, p in procs.items():
+        if p.returncode != 0:
+            raise RuntimeError(f"{spec}: the process of host {i} exited with {p.returncode}: "
+                               f"{outs[i][1].strip().splitlines()[-1:] or 'no output'}")
+    return [float(outs[j][0]) for j in sorted(set(pairs.values()))]
 
 
 def main(argv=None) -> int:
@@ -95,8 +100,12 @@ def main(argv=None) -> int:
           f"(at least two frames); Mbit/s each receiver saw", flush=True)
     for rate in rates:
         t0 = time.perf_counter()
-        one = _run(f"switch:n=2,bandwidth={rate}", {0: 1}, args.mib << 20, args.timeout)
-        four = _run(f"switch:n=4,bandwidth={rate}", {0: 1, 1: 0, 2: 3, 3: 2}, args.mib << 19, args.timeout)
+        try:
+            one = _run(f"switch:n=2,bandwidth={rate}", {0: 1}, args.mib << 20, args.timeout)
+            four = _run(f"switch:n=4,bandwidth={rate}", {0: 1, 1: 0, 2: 3, 3: 2}, args.mib << 19, args.timeout)
+        except (RuntimeError, subprocess.TimeoutExpired) as err:
+            print(f"link_rate: {err}", file=sys.stderr)
+            return 1
         print(f"{rate:>10}  one flow {one[0]:7.1f}   four hosts both ways "
               + " ".join(f"{x:6.1f}" for x in four) + f"   ({time.perf_counter() - t0:.0f} s)", flush=True)
     return 0
