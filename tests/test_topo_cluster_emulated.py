@@ -67,4 +67,6 @@ def test_each_local_rank_has_its_own_nic(nics):
     G = topologies.cluster(2, 2, nics, bandwidth=RATE, intra_bandwidth=8 * RATE)
     with Emulation(G) as emu:
         rate = aggregate_rate(emu, [(0, 2), (1, 3)], 3 << 20)
-    assert 0.75 * nics * RATE < rate < 1.05 * nics * RATE, (rate, nics * RATE)
+    # 0.9-0.95 of nics * RATE alone; a full suite on 2 cores once gave 0.67. Above 0.6 two NICs still
+    # move more than one NIC can (1.05 * RATE at most).
+    assert 0.6 * nics * RATE < rate < 1.05 * nics * RATE, (rate, nics * RATE)
