@@ -49,12 +49,12 @@ if recv: rx.join(); print(f"{rate['rx']:.1f}")
 """
 
 
-def _run(spec: str, pairs: dict[int, int], nbytes: int, timeout: float) -> list[float]:
+def _run(spec: str, pairs: dict[int, int], nbytes: int, timeout: float, bucket_seconds: float) -> list[float]:
     """Receivers' rates (Mbit/s) with every host in ``pairs`` sending to its partner."""
     from topologies import from_spec
     from topologies.emulate import Emulation
 
-    with Emulation(from_spec(spec)) as emu:
+    with Emulation(from_spec(spec), bucket_seconds=bucket_seconds) as emu:
         procs = {}
         for i in sorted(set(pairs) | set(pairs.values())):
             peer = pairs[i] if i in pairs else next(s for s, d in pairs.items() if d == i)
@@ -88,21 +88,21 @@ def main(argv=None) -> int:
         p.error(f"--rates: {err}")
     if args.mib < 2:
         p.error(f"--mib must be at least 2, got {args.mib}")
-    if args.bucket_seconds is not None:
-        if not 0 <= args.bucket_seconds <= 0.1:
-            p.error(f"--bucket-seconds must be within 0..0.1, got {args.bucket_seconds!r}")
-        emulate._BUCKET_SECONDS = args.bucket_seconds
+    bucket = emulate._BUCKET_SECONDS if args.bucket_seconds is None else args.bucket_seconds
+    if not 0 <= bucket <= 0.1:
+        p.error(f"--bucket-seconds must be within 0..0.1, got {bucket!r}")
     reason = emulate.emulation_unavailable_reason()
     if reason:
         print(f"link_rate: {reason}", file=sys.stderr)
         return 2
-    print(f"# TCP over emulated links, tbf bucket {emulate._BUCKET_SECONDS * 1e6:g} us at the rate "
+    print(f"# TCP over emulated links, tbf bucket {bucket * 1e6:g} us at the rate "
           f"(at least two frames); Mbit/s each receiver saw", flush=True)
     for rate in rates:
         t0 = time.perf_counter()
         try:
-            one = _run(f"switch:n=2,bandwidth={rate}", {0: 1}, args.mib << 20, args.timeout)
-            four = _run(f"switch:n=4,bandwidth={rate}", {0: 1, 1: 0, 2: 3, 3: 2}, args.mib << 19, args.timeout)
+            one = _run(f"switch:n=2,bandwidth={rate}", {0: 1}, args.mib << 20, args.timeout, bucket)
+            four = _run(f"switch:n=4,bandwidth={rate}", {0: 1, 1: 0, 2: 3, 3: 2}, args.mib << 19, args.timeout,
+                        bucket)
         except (RuntimeError, subprocess.TimeoutExpired) as err:
             print(f"link_rate: {err}", file=sys.stderr)
             return 1

@@ -284,6 +284,17 @@ def test_a_links_bucket_holds_a_quarter_millisecond_and_at_least_two_frames():
     assert emulate._tbf_params(125e6)["burst"] == 31250  # 1 Gbit/s
 
 
+def test_bucket_seconds_is_checked_before_anything_is_built():
+    G = topologies.from_spec("switch:n=2,bandwidth=100Mbps")
+    before = _ours()
+    for bad in (-1e-3, 0.5, True, "250us", None):
+        with pytest.raises(ValueError, match=r"bucket_seconds must be a number of seconds within 0\.\.0\.1, got"):
+            Emulation(G, bucket_seconds=bad)
+    assert Emulation(G).bucket_seconds == 250e-6 and Emulation(G, bucket_seconds=0).bucket_seconds == 0.0
+    assert emulate._tbf_params(125e6, bucket_seconds=0)["burst"] == 2 * 1514 + 64  # 1 Gbit/s, two frames
+    assert _ours() == before
+
+
 def test_send_buffer_is_checked_before_anything_is_built():
     G = topologies.from_spec("switch:n=2")
     before = _ours()

@@ -206,11 +206,11 @@ _NS_SYSCTLS = {
 _BUCKET_SECONDS = 250e-6  # tbf's bucket: what the link sends in this long, at least two full-size frames
 
 
-def _tbf_params(rate: float, sockets: int = 1) -> dict:
+def _tbf_params(rate: float, sockets: int = 1, bucket_seconds: float = _BUCKET_SECONDS) -> dict:
     """tbf parameters for ``rate`` bytes/s: a small bucket and a deep queue.
 
-    The bucket holds what the link sends in ``_BUCKET_SECONDS`` (a quarter millisecond: two
-    full-size frames at 100 Mbit/s), and never less than two frames. A larger bucket lets small
+    The bucket holds what the link sends in ``bucket_seconds`` (by default a quarter millisecond:
+    two full-size frames at 100 Mbit/s), and never less than two frames. A larger bucket lets small
     messages pass faster than the link rate, which a real link never does. A bucket of two frames
     at every rate starves fast links instead: tbf sends at most a bucket per wake of its timer, and
     on a 2-core virtual machine the wakes came too seldom for fast links. One TCP flow over an
@@ -225,7 +225,7 @@ def _tbf_params(rate: float, sockets: int = 1) -> dict:
     one, a validation of the ring and recursive halving on a 20 Mbit/s switch dropped 2 % of the
     hosts' packets at their own links, where a real host's queue drops none.
     """
-    burst = max(2 * 1514 + 64, int(rate * _BUCKET_SECONDS))
+    burst = max(2 * 1514 + 64, int(rate * bucket_seconds))
     limit = int(max(rate * 10e-3, (64 << 10) + sockets * _TSQ_BYTES))
     return {"rate": f"{int(rate * 8)}bit", "burst": burst, "limit": limit}
 
@@ -250,6 +250,9 @@ class Emulation:
         The most a TCP socket may hold unsent, in bytes (``net.ipv4.tcp_wmem``'s maximum in every
         namespace; at least 4096). Default: the kernel's own (autotuned up to 4 MiB), so a rank
         whose send is handed to its socket goes on to its next step while the bytes still leave.
+    bucket_seconds : float
+        tbf's bucket: what a link sends in this long at its rate, at least two full-size frames
+        (default a quarter millisecond; 0: two frames at every rate, which starves fast links).
 
     Raises
     ------
@@ -261,12 +264,16 @@ class Emulation:
     """
 
     def __init__(self, G: nx.DiGraph, *, spec: str | None = None, persistent: bool = False, router=None,
-                 send_buffer: int | None = None):
+                 send_buffer: int | None = None, bucket_seconds: float = _BUCKET_SECONDS):
         if not isinstance(G, nx.DiGraph):
             raise TypeError(f"G must be a networkx.DiGraph, got {type(G).__name__}")
         if send_buffer is not None and (isinstance(send_buffer, bool) or not isinstance(send_buffer, int)
                                         or send_buffer < 4096):
             raise ValueError(f"send_buffer must be an int of at least 4096 bytes or None, got {send_buffer!r}")
+        if isinstance(bucket_seconds, bool) or not isinstance(bucket_seconds, int | float) \
+                or not 0 <= bucket_seconds <= 0.1:
+            raise ValueError(f"bucket_seconds must be a number of seconds within 0..0.1, got {bucket_seconds!r}")
+        self.bucket_seconds = float(bucket_seconds)
         self._sysctls = dict(_NS_SYSCTLS)
         if send_buffer is not None:
             self._sysctls["net.ipv4.tcp_wmem"] = f"4096 {min(16384, send_buffer)} {send_buffer}"
@@ -517,7 +524,7 @@ class Emulation:
                     idx = ns.link_lookup(ifname=ifname)[0]
                     ns.addr("add", index=idx, address=addr, prefixlen=30)
                     # every other endpoint may have a socket whose data crosses this link
-                    ns.tc("add", kind="tbf", index=idx, handle="1:", **_tbf_params(rate, len(self.endpoints) - 1))
+                    ns.tc("add", kind="tbf", index=idx, handle="1:", **_tbf_params(rate, len(self.endpoints) - 1, self.bucket_seconds))
                     ns.link("set", index=idx, state="up")
             self._install_routes(handles)
         finally:
