@@ -524,7 +524,8 @@ class Emulation:
                     idx = ns.link_lookup(ifname=ifname)[0]
                     ns.addr("add", index=idx, address=addr, prefixlen=30)
                     # every other endpoint may have a socket whose data crosses this link
-                    ns.tc("add", kind="tbf", index=idx, handle="1:", **_tbf_params(rate, len(self.endpoints) - 1, self.bucket_seconds))
+                    tbf = _tbf_params(rate, len(self.endpoints) - 1, self.bucket_seconds)
+                    ns.tc("add", kind="tbf", index=idx, handle="1:", **tbf)
                     ns.link("set", index=idx, state="up")
             self._install_routes(handles)
         finally:
